@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test chromium benchmark
+
+$(BIN)/tradeoff: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/tradeoff
+
+demo: install
+	$(BIN)/python -m examples.mnist
+	$(BIN)/tradeoff optimize examples/mnist_mlp.yaml
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# pytest's exit code 5 means no test was collected: that is a failure here, never a silent pass.
+test: install chromium
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+benchmark: install
+	$(BIN)/python -m examples.mnist
+	$(BIN)/python benchmarks/quantize_cpu.py --quick

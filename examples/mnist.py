@@ -1,0 +1,59 @@
+"""The bundled example models: LeNet-300-100 and a small CNN for 28x28 MNIST digits.
+
+`python -m examples.mnist` trains both on MNIST-5k (training split only) and writes their safetensors
+weights next to this file; the demo task files point at them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+import tradeoff as to
+
+HERE = Path(__file__).resolve().parent
+
+
+class LeNet300(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                                    nn.Linear(100, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class SmallCNN(nn.Module):
+    """Expects inputs of shape (N, 1, 28, 28)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5),
+                                      nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def train(model: nn.Module, shape: tuple[int, ...] | None, path: Path, seed: int = 0) -> Path:
+    """Train on the same split the task files use (split seed 0), so val and test stay unseen."""
+    if path.exists():
+        return path
+    data = to.data.mnist(shape=shape, seed=0)
+    torch.manual_seed(seed)
+    result = to.training.fit(model, data.train, data.val, epochs=20, seed=seed)
+    tmp = path.with_suffix(".tmp")
+    save_file(model.state_dict(), str(tmp))
+    tmp.rename(path)
+    print(f"trained {type(model).__name__} for {result.epochs_run} epochs -> {path}")
+    return path
+
+
+if __name__ == "__main__":
+    train(LeNet300(), None, HERE / "lenet300.safetensors")
+    train(SmallCNN(), (1, 28, 28), HERE / "smallcnn.safetensors")

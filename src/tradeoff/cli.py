@@ -1,0 +1,175 @@
+"""The `tradeoff` command: thin typer commands over the Python API, printed with rich."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradeoff.config import Task, load_task
+from tradeoff.errors import TradeoffError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
+console = Console()
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Trust and unpickle a .pt file that is not a "
+                                                                  "plain state dict.")]
+
+
+def user_errors(command: F) -> F:
+    """A user's mistake is one line on stderr and exit code 2, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TradeoffError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _task(path: Path, allow_pickle: bool) -> Task:
+    task = load_task(path)
+    if allow_pickle:
+        task = task.model_copy(update={"model": task.model.model_copy(update={"allow_pickle": True})})
+    return task
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 1e6:.3f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _comparison(report: Any) -> Table:
+    base, best = report.baseline, report.best
+    table = Table(title=f"{report.name}: baseline vs best (test split, same process)")
+    for column in ("", "baseline", "best", "ratio"):
+        table.add_column(column, justify="right" if column else "left")
+    name = report.metric["name"]
+    table.add_row(name, f"{base.metric:.4f}", f"{best.metric:.4f}", f"drop {best.ratios.metric_drop:+.4f}")
+    table.add_row(f"p50 latency (batch {base.latency_ms.batch_size})", f"{base.latency_ms.p50:.4f} ms",
+                  f"{best.latency_ms.p50:.4f} ms", f"{best.ratios.speedup:.2f}x faster")
+    table.add_row("p95 latency", f"{base.latency_ms.p95:.4f} ms", f"{best.latency_ms.p95:.4f} ms", "")
+    table.add_row("size", _bytes(base.size_bytes), _bytes(best.size_bytes), f"{best.ratios.size_reduction:.2f}x smaller")
+    table.add_row("size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
+                  f"{best.ratios.size_zstd_reduction:.2f}x smaller")
+    table.add_row("recipe", "as given", " → ".join(s["pass"] for s in best.recipe["steps"]) or "as given", "")
+    return table
+
+
+@app.command()
+@user_errors
+def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
+             out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+             trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
+             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """Search recipes, verify the best on the test split, write runs/<name>/ with the artifact and report."""
+    from tradeoff.optimize import optimize as run
+
+    spec = _task(task, allow_pickle)
+    if trials is not None:
+        spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
+    sys.path.insert(0, str(task.resolve().parent))
+    result = run(spec, out=out, quiet=quiet or as_json)
+    report = result.report.data
+    if as_json:
+        print(json.dumps({"baseline": report.baseline.model_dump(mode="json"),
+                          "best": report.best.model_dump(mode="json"), "run_dir": str(result.run_dir)}))
+        return
+    if quiet:
+        return
+    console.print(_comparison(report))
+    if report.binding is not None:
+        b = report.binding
+        console.print(f"[yellow]No candidate met the constraints; best is the baseline.[/] Binding constraint: "
+                      f"{b.constraint} <= {b.limit:g}; nearest trial {b.nearest_trial} missed it by "
+                      f"{b.missed_by if b.missed_by is None else f'{b.missed_by:.4g}'} on {b.split}.")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"artifact: {result.run_dir / 'best'}\nreport:   {result.report.html_path}")
+
+
+@app.command()
+@user_errors
+def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")],
+          task: Annotated[Path, typer.Option(help="Task file giving the model and data.")],
+          out: Annotated[Path, typer.Option(help="Directory to write the artifact into.")] = Path("applied"),
+          quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """Replay a recipe on the task's model and write the artifact; prints its test metric."""
+    from tradeoff.replay import replay
+
+    outcome = replay(recipe, _task(task, allow_pickle), out)
+    if as_json:
+        print(json.dumps(outcome.as_report().model_dump(mode="json")))
+    elif not quiet:
+        console.print(f"{outcome.metric:.6f} test metric; artifact written to {out}")
+
+
+@app.command()
+@user_errors
+def evaluate(task: Annotated[Path, typer.Argument(help="Task file giving the data, metric and runtime.")],
+             model: Annotated[Path | None, typer.Option(help="An artifact folder (best/) or an .onnx file; "
+                                                             "default: the task's own model.")] = None,
+             split: Annotated[str, typer.Option(help="val or test.")] = "test",
+             as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """Metric, latency, size and compute of any model or artifact, measured like the search measures."""
+    from tradeoff.replay import evaluate as run
+
+    measured = run(_task(task, allow_pickle), model, split).as_report()
+    if as_json:
+        print(json.dumps(measured.model_dump(mode="json")))
+        return
+    table = Table(title=f"{model or 'task model'} on {split} ({measured.runtime})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("metric", f"{measured.metric:.6f}")
+    for batch, latency in measured.latency_by_batch.items():
+        table.add_row(f"latency batch {batch}", f"p50 {latency.p50:.4f} ms, p95 {latency.p95:.4f} ms")
+    table.add_row("size", f"{_bytes(measured.size_bytes)} ({_bytes(measured.size_zstd_bytes)} zstd)")
+    table.add_row("parameters", f"{measured.params:,} ({measured.nonzero_params:,} non-zero)")
+    table.add_row("MACs per sample", "unknown" if measured.macs is None else f"{measured.macs:,}")
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding report.json.")]) -> None:
+    """Render report.html again from report.json."""
+    from tradeoff.replay import rerender
+
+    console.print(f"report: {rerender(run_dir)}")
+
+
+@app.command()
+def passes() -> None:
+    """Every registered pass, the formats it accepts, its config fields and defaults."""
+    from tradeoff.passes import registered_passes
+
+    table = Table(title="passes")
+    for column in ("pass", "accepts", "config (default)"):
+        table.add_column(column)
+    for name, cls in registered_passes().items():
+        fields = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items())
+        table.add_row(name, ", ".join(sorted(cls.accepts)), fields)
+    console.print(table)
+
+
+@app.command()
+def env() -> None:
+    """Versions, CPU and its int8/bf16 instructions: paste this into bug reports."""
+    from tradeoff.env import collect_env
+
+    print(json.dumps(collect_env(), indent=2))

@@ -1,0 +1,181 @@
+"""The task file as pydantic models, and the presets that fill in what a task file leaves out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tradeoff.errors import ConfigError
+from tradeoff.validation import validate
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(StrictModel):
+    source: Literal["torch", "onnx"]
+    factory: str | None = None
+    weights: Path | None = None
+    path: Path | None = None
+    allow_pickle: bool = False
+
+    @model_validator(mode="after")
+    def _needs_what_its_source_needs(self) -> ModelSpec:
+        if self.source == "torch" and not self.factory:
+            raise ValueError("a torch model needs 'factory' (module:callable returning an nn.Module)")
+        if self.source == "onnx" and not self.path:
+            raise ValueError("an onnx model needs 'path' (the .onnx file)")
+        return self
+
+
+class DataSpec(StrictModel):
+    source: Literal["builtin", "file", "python"]
+    name: str | None = None
+    path: Path | None = None
+    factory: str | None = None
+    target: str | None = None
+    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    seed: int = 0
+    shape: tuple[int, ...] | None = None
+    standardize: bool = False
+    calibration_samples: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _split_is_a_partition(self) -> DataSpec:
+        if any(f <= 0 for f in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
+            raise ValueError(f"split must be three positive fractions summing to 1, got {list(self.split)}")
+        needed = {"builtin": "name", "file": "path", "python": "factory"}[self.source]
+        if getattr(self, needed) is None:
+            raise ValueError(f"data source '{self.source}' needs '{needed}'")
+        return self
+
+
+class MetricSpec(StrictModel):
+    name: str
+    higher_is_better: bool | None = None
+
+
+class Constraints(StrictModel):
+    max_metric_drop: float | None = Field(default=None, ge=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_size_bytes: int | None = Field(default=None, gt=0)
+
+
+class RuntimeSpec(StrictModel):
+    target: Literal["auto", "torch", "onnxruntime"] = "auto"
+    threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1)
+    batch_sizes: tuple[int, ...] = (1,)
+
+
+class SearchSpec(StrictModel):
+    trials: int = Field(default=20, ge=1)
+    storage: str = "sqlite"
+    timeout_s: float | None = Field(default=None, gt=0)
+    seed: int = 0
+    passes: tuple[str, ...] | None = None
+    finalists: int = Field(default=4, ge=1)
+
+
+Objective = Literal["latency", "size", "metric"]
+PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
+
+
+class Settings(StrictModel):
+    """Everything a run needs besides the model and data, which the Python API may give as objects."""
+
+    name: str = "run"
+    metric: str | MetricSpec = "accuracy"
+    preset: PresetName = "balanced"
+    constraints: Constraints = Constraints()
+    objectives: tuple[Objective, ...] = ("latency", "size")
+    runtime: RuntimeSpec = RuntimeSpec()
+    search: SearchSpec = SearchSpec()
+
+
+class Task(Settings):
+    """A task file: settings plus where the model and data come from."""
+
+    name: str
+    model: ModelSpec
+    data: DataSpec
+
+
+QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.fp16")
+
+# What each use case optimizes for; anything the task file states wins over these.
+PRESETS: dict[str, dict[str, Any]] = {
+    "realtime": {
+        "objectives": ["latency"],
+        "constraints": {"max_metric_drop": 0.01},
+        "search": {"passes": ["export.onnx", "quantize.dynamic", "quantize.static"]},
+    },
+    "accuracy-critical": {
+        "objectives": ["latency", "size"],
+        "constraints": {"max_metric_drop": 0.002},
+        "search": {"passes": list(QUANTIZATION_PASSES)},
+    },
+    "mobile": {
+        "objectives": ["size", "latency"],
+        "constraints": {"max_metric_drop": 0.01},
+        "search": {"passes": list(QUANTIZATION_PASSES)},
+    },
+    "balanced": {
+        "objectives": ["latency", "size"],
+        "constraints": {"max_metric_drop": 0.01},
+        "search": {"passes": list(QUANTIZATION_PASSES)},
+    },
+}
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths in a task file are relative to the file, so a task runs the same from any directory."""
+    resolved = dict(raw)
+    for section, keys in (("model", ("weights", "path")), ("data", ("path",))):
+        if isinstance(resolved.get(section), dict):
+            block = dict(resolved[section])
+            for key in keys:
+                if isinstance(block.get(key), str) and not Path(block[key]).is_absolute():
+                    block[key] = str(base / block[key])
+            resolved[section] = block
+    return resolved
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def task_from_dict(raw: dict[str, Any], base: Path | None = None, where: str = "task",
+                   model: type[S] = Task) -> S:  # type: ignore[assignment]
+    """Validate a task (or bare settings) given as a dict, after filling in its preset's defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(raw).__name__}")
+    preset = raw.get("preset", "balanced")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}' in {where}", f"choose one of {', '.join(PRESETS)}")
+    merged = _merge(PRESETS[preset], _resolve_paths(raw, base) if base else raw)
+    return validate(model, merged, where)
+
+
+def load_task(path: str | Path) -> Task:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"task file not found: {path}", "check the path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"task file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return task_from_dict(raw, base=path.resolve().parent, where=str(path))

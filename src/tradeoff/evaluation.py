@@ -1,0 +1,106 @@
+"""The one place a model is measured: metric on a split, latency on its runtime, size and compute.
+
+Passes never evaluate themselves; the baseline and every candidate go through the same Evaluator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tradeoff.data import DataBundle, Split
+from tradeoff.errors import DataError, ModelError
+from tradeoff.measure import Latency, Size, artifact_size, count_macs, count_parameters, measure_latency, peak_memory
+from tradeoff.metrics import Metric
+from tradeoff.model import ModelHandle
+from tradeoff.report.schema import LatencyMs, Measured
+from tradeoff.runtimes import InferenceFn, runtime_for
+
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Measurement:
+    metric: float
+    split: str
+    runtime: str
+    format: str
+    size: Size
+    params: int
+    nonzero_params: int
+    macs: int | None
+    latency: dict[int, Latency] = field(default_factory=dict)
+    peak_memory_bytes: int | None = None
+
+    @property
+    def primary_latency(self) -> Latency | None:
+        return next(iter(self.latency.values()), None)
+
+    def as_report(self) -> Measured:
+        by_batch = {b: latency_entry(lat) for b, lat in self.latency.items()}
+        return Measured(metric=self.metric, split=self.split, runtime=self.runtime, format=self.format,  # type: ignore[arg-type]
+                        latency_ms=next(iter(by_batch.values())), latency_by_batch=by_batch,
+                        size_bytes=self.size.bytes, size_zstd_bytes=self.size.zstd_bytes, params=self.params,
+                        nonzero_params=self.nonzero_params, macs=self.macs, peak_memory_bytes=self.peak_memory_bytes)
+
+
+def latency_entry(latency: Latency) -> LatencyMs:
+    return LatencyMs(p50=latency.p50_ms, p95=latency.p95_ms, batch_size=latency.batch_size,
+                     threads=latency.threads, runs=latency.runs)
+
+
+def _outputs(run: InferenceFn, split: Split) -> np.ndarray:
+    return np.concatenate([run(x) for x, _ in split.batches(EVAL_BATCH)])
+
+
+def _timing_batch(split: Split, batch_size: int) -> np.ndarray:
+    repeats = -(-batch_size // len(split))
+    return np.concatenate([split.x] * repeats)[:batch_size]
+
+
+class Evaluator:
+    """Holds the data, metric and the baseline's outputs that fidelity metrics compare against."""
+
+    def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
+                 batch_sizes: tuple[int, ...]) -> None:
+        self.data, self.metric, self.threads, self.batch_sizes = data, metric, threads, batch_sizes
+        run = runtime_for(baseline).load(baseline, threads)
+        try:
+            run(data.val.x[:2])
+        except Exception as exc:  # torch and ORT raise many types for a shape mismatch
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"data with per-sample shape {list(data.sample_shape)} does not fit the model: {first}",
+                            "set data.shape to the input shape the model expects (without the batch axis)") from None
+        self.reference = {name: self._finite(_outputs(run, split), name) for name, split in self._splits().items()}
+
+    def _splits(self) -> dict[str, Split]:
+        return {"val": self.data.val, "test": self.data.test}
+
+    @staticmethod
+    def _finite(outputs: np.ndarray, split: str) -> np.ndarray:
+        if not np.all(np.isfinite(outputs)):
+            raise ModelError(f"model outputs contain NaN or Inf on the {split} split",
+                             "check the weights and that inputs are scaled as in training")
+        return outputs
+
+    def score(self, model: ModelHandle, split: str) -> float:
+        run = runtime_for(model).load(model, self.threads)
+        outputs = self._finite(_outputs(run, self._splits()[split]), split)
+        return self.metric(outputs, self._splits()[split].y, self.reference[split])
+
+    def measure(self, model: ModelHandle, split: str, timing: bool = True) -> Measurement:
+        runtime = runtime_for(model)
+        data = self._splits()[split]
+        with peak_memory() as peak:
+            run = runtime.load(model, self.threads)
+            run(_timing_batch(data, max(self.batch_sizes)))
+        outputs = self._finite(_outputs(run, data), split)
+        latency = ({b: measure_latency(run, _timing_batch(data, b), self.threads) for b in self.batch_sizes}
+                   if timing else {})
+        params, nonzero = count_parameters(model)
+        return Measurement(
+            metric=self.metric(outputs, data.y, self.reference[split]), split=split, runtime=runtime.name,
+            format=model.format, size=artifact_size(model), params=params, nonzero_params=nonzero,
+            macs=count_macs(model, self.data.sample_shape), latency=latency, peak_memory_bytes=peak[0],
+        )

@@ -1,0 +1,162 @@
+"""How fast, how big, how much compute: measured on the artifact itself, never estimated from the recipe."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import zstandard
+from onnx import numpy_helper, shape_inference
+from torch.utils.flop_counter import FlopCounterMode
+
+from tradeoff.model import ModelHandle
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float
+    p95_ms: float
+    batch_size: int
+    threads: int
+    runs: int
+
+
+def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, threads: int,
+                    warmup_s: float = 0.3, budget_s: float = 1.5, min_runs: int = 20,
+                    max_runs: int = 500) -> Latency:
+    """Median and p95 of repeated calls after a warm-up, within a time budget (at least `min_runs` calls)."""
+    deadline = time.perf_counter() + warmup_s
+    run(batch)
+    while time.perf_counter() < deadline:
+        run(batch)
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        run(batch)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return Latency(p50_ms=float(np.percentile(times, 50)), p95_ms=float(np.percentile(times, 95)),
+                   batch_size=len(batch), threads=threads, runs=len(times))
+
+
+@dataclass(frozen=True)
+class Size:
+    bytes: int
+    zstd_bytes: int
+
+
+def artifact_size(model: ModelHandle) -> Size:
+    """Bytes of the artifact file as saved, and zstd-compressed (what sparsity and sharing buy on the wire)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = model.save(Path(tmp)).read_bytes()
+    return Size(bytes=len(data), zstd_bytes=len(zstandard.ZstdCompressor(level=10).compress(data)))
+
+
+def count_parameters(model: ModelHandle) -> tuple[int, int]:
+    """(parameters, non-zero parameters); for ONNX, the elements of its weight initializers."""
+    if model.module is not None:
+        arrays: list[torch.Tensor] = []
+        for module in model.module.modules():
+            if callable(getattr(module, "weight", None)):  # quantized modules expose weight() and bias()
+                arrays += [t for t in (module.weight(), module.bias()) if t is not None]
+            else:
+                arrays += [p.detach() for p in module.parameters(recurse=False)]
+        arrays = [a.dequantize() if a.is_quantized else a for a in arrays]
+        return sum(a.numel() for a in arrays), sum(int(torch.count_nonzero(a)) for a in arrays)
+    graph = model.onnx_model().graph
+    arrays = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1]
+    return sum(a.size for a in arrays), sum(int(np.count_nonzero(a)) for a in arrays)
+
+
+_MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul"}
+_CONV_OPS = {"Conv", "ConvInteger", "QLinearConv"}
+
+
+def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for one sample."""
+    graph_input = model.graph.input[0].type.tensor_type.shape
+    for dim, size in zip(graph_input.dim, (1, *sample_shape), strict=False):
+        dim.ClearField("dim_param")
+        dim.dim_value = size
+    inferred = shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int]] = {}
+    for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        shapes[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]
+    for init in inferred.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    macs = 0
+    for node in inferred.graph.node:
+        out = shapes.get(node.output[0])
+        if not out or 0 in out:
+            continue
+        if node.op_type in _MATMUL_OPS:
+            a = shapes.get(node.input[0], [])
+            transposed = any(at.name == "transA" and at.i == 1 for at in node.attribute)
+            if a:
+                macs += int(np.prod(out)) * (a[0] if transposed and len(a) == 2 else a[-1])
+        elif node.op_type in _CONV_OPS:
+            weight_index = 3 if node.op_type == "QLinearConv" else 1
+            w = shapes.get(node.input[weight_index], [])
+            if w:
+                macs += int(np.prod(out)) * int(np.prod(w[1:]))
+    return macs
+
+
+def count_macs(model: ModelHandle, sample_shape: tuple[int, ...]) -> int | None:
+    """MACs for one sample; None where the graph's shapes cannot be followed."""
+    if model.onnx_bytes is not None:
+        try:
+            return _onnx_macs(model.onnx_model(), sample_shape)
+        except Exception:  # shape inference fails on some custom-domain graphs: report unknown, not zero
+            return None
+    module = model.module
+    quantized = any(hasattr(m, "_packed_params") for m in module.modules())  # type: ignore[union-attr]
+    if quantized:
+        return None
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        module(torch.zeros((1, *sample_shape)))  # type: ignore[misc]
+    return counter.get_total_flops() // 2
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory() -> Iterator[list[int | None]]:
+    """Yield a one-item list that ends up holding the peak resident memory above the start, in bytes.
+
+    Sampled from /proc every millisecond, since native runtimes allocate outside Python's tracemalloc;
+    None where /proc is unavailable.
+    """
+    result: list[int | None] = [None]
+    if not os.path.exists("/proc/self/statm"):
+        yield result
+        return
+    start = _rss_bytes()
+    peak = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            done.wait(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        result[0] = max(peak[0], _rss_bytes()) - start

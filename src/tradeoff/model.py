@@ -1,0 +1,169 @@
+"""ModelHandle: the one thing passes take and return, whether it holds a torch module or an ONNX graph."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tradeoff.config import ModelSpec
+from tradeoff.errors import ModelError
+from tradeoff.imports import import_object
+
+Format = Literal["torch", "onnx"]
+ARTIFACT_META = "artifact.json"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHandle:
+    """A model in one of the formats tradeoff runs, plus what is needed to rebuild a torch module's structure.
+
+    `factory` and `structure_steps` let a saved torch state dict be loaded back: the factory builds the
+    original architecture, and each structure step (a recipe step whose pass changes module types, such as
+    torch dynamic quantization) is replayed on it before the weights are loaded.
+    """
+
+    module: nn.Module | None = None
+    onnx_bytes: bytes | None = None
+    factory: str | None = None
+    structure_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if (self.module is None) == (self.onnx_bytes is None):
+            raise ValueError("a ModelHandle holds exactly one of a torch module or an ONNX model")
+
+    @property
+    def format(self) -> Format:
+        return "torch" if self.module is not None else "onnx"
+
+    def torch_module(self) -> nn.Module:
+        """A private copy of the module: passes transform copies, never the handle they were given."""
+        if self.module is None:
+            raise ModelError("this step needs a torch model but got an ONNX model", "put it before export.onnx")
+        return copy.deepcopy(self.module)
+
+    def onnx_model(self) -> onnx.ModelProto:
+        if self.onnx_bytes is None:
+            raise ModelError("this step needs an ONNX model but got a torch model", "put export.onnx before it")
+        return onnx.load_from_string(self.onnx_bytes)
+
+    def with_module(self, module: nn.Module, structure_step: dict[str, Any] | None = None) -> ModelHandle:
+        steps = self.structure_steps + ((structure_step,) if structure_step else ())
+        return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps)
+
+    def with_onnx(self, model: onnx.ModelProto | bytes) -> ModelHandle:
+        data = model if isinstance(model, bytes) else model.SerializeToString()
+        return replace(self, module=None, onnx_bytes=data, structure_steps=())
+
+    def save(self, directory: Path) -> Path:
+        """Write the artifact file and its metadata into `directory`; return the artifact's path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.onnx_bytes is not None:
+            artifact = directory / "model.onnx"
+            artifact.write_bytes(self.onnx_bytes)
+        else:
+            state = self.module.state_dict()  # type: ignore[union-attr]
+            if all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values()):
+                artifact = directory / "model.safetensors"
+                save_file({k: v.contiguous() for k, v in state.items()}, str(artifact))
+            else:
+                artifact = directory / "model.pt"
+                torch.save(state, artifact)
+        meta = {"format": self.format, "artifact": artifact.name, "factory": self.factory,
+                "structure_steps": list(self.structure_steps)}
+        (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
+        return artifact
+
+
+def read_weights(path: Path, allow_pickle: bool) -> Any:
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}", "check model.weights")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises several private error types
+            raise ModelError(f"cannot read safetensors file {path}: {exc}", "re-save the weights") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{path} holds Python objects that weights_only=True refuses to unpickle",
+            "save a state dict or safetensors instead, or, if you trust the file, set model.allow_pickle: true "
+            "(--allow-pickle)",
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ModelError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}", "re-save it") from None
+
+
+def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
+    if isinstance(state, nn.Module):
+        return state
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{source} holds a {type(state).__name__}, not a state dict", "save model.state_dict()")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k, v in expected.items() if isinstance(v, torch.Tensor) and isinstance(state.get(k), torch.Tensor)
+             and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                 f"shape mismatch at {wrong[:3]}" if wrong else ""]
+        raise ModelError(f"weights in {source} do not match the model: {'; '.join(p for p in parts if p)}",
+                         "check that the factory builds the architecture the weights were trained with")
+    module.load_state_dict(state)
+    return module
+
+
+def _build(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
+    module = import_object(factory, "model.factory", search_dirs)()
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"model.factory '{factory}' returned a {type(module).__name__}, not a torch nn.Module")
+    return module
+
+
+def _read_onnx(path: Path) -> bytes:
+    if not path.is_file():
+        raise ModelError(f"ONNX file not found: {path}", "check model.path")
+    data = path.read_bytes()
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data))
+    except Exception as exc:  # onnx raises DecodeError or ValidationError
+        raise ModelError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}", "re-export it") from None
+    return data
+
+
+def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHandle:
+    if spec.source == "onnx":
+        return ModelHandle(onnx_bytes=_read_onnx(Path(spec.path)))  # type: ignore[arg-type]
+    module = _build(spec.factory, search_dirs)  # type: ignore[arg-type]
+    if spec.weights is not None:
+        module = load_state(module, read_weights(Path(spec.weights), spec.allow_pickle), str(spec.weights))
+    return ModelHandle(module=module.eval(), factory=spec.factory)
+
+
+def load_artifact(directory: Path) -> ModelHandle:
+    """Load what ModelHandle.save wrote; a torch artifact rebuilds its structure from factory and steps."""
+    from tradeoff.passes import build_pass  # passes import this module
+
+    meta_path = directory / ARTIFACT_META
+    if not meta_path.is_file():
+        raise ModelError(f"{directory} is not a tradeoff artifact (no {ARTIFACT_META})", "point to a best/ folder")
+    meta = json.loads(meta_path.read_text())
+    artifact = directory / meta["artifact"]
+    if meta["format"] == "onnx":
+        return ModelHandle(onnx_bytes=_read_onnx(artifact))
+    module = _build(meta["factory"]).eval()
+    for step in meta["structure_steps"]:
+        module = build_pass(step).restructure(module)
+    module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
+    return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]))

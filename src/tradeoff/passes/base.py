@@ -1,0 +1,96 @@
+"""The Pass contract and the one registry that recipes resolve pass names through."""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from tradeoff.data import DataBundle
+from tradeoff.errors import ConfigError, ModelError
+from tradeoff.model import Format, ModelHandle
+from tradeoff.validation import validate
+
+
+class PassConfig(BaseModel):
+    """A pass's options: frozen, unknown keys rejected, every field with a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a pass may use besides its input model; passes never reach for globals."""
+
+    data: DataBundle
+    seed: int = 0
+    threads: int = 1
+    teacher: ModelHandle | None = None
+    progress: Callable[[str], None] | None = None
+
+
+class Pass(ABC):
+    """Turns a model into a cheaper model. `apply` never mutates its input handle."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[PassConfig]]
+    accepts: ClassVar[frozenset[Format]]
+
+    def __init__(self, config: PassConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle: ...
+
+    def restructure(self, module: nn.Module) -> nn.Module:
+        """Rebuild the module structure this pass produces, for loading a saved state dict into it.
+
+        Only passes that change module types in a torch model (and record a structure step) override it.
+        """
+        raise ModelError(f"pass '{self.name}' does not change a torch model's structure")
+
+    def step(self) -> dict[str, Any]:
+        return {"pass": self.name, **self.config.model_dump(mode="json")}
+
+    def check_input(self, model: ModelHandle) -> None:
+        if model.format not in self.accepts:
+            fix = "put export.onnx before it" if "onnx" in self.accepts else "put it before export.onnx"
+            raise ModelError(f"pass '{self.name}' cannot handle a {model.format} model", fix)
+
+
+P = TypeVar("P", bound=type[Pass])
+_REGISTRY: dict[str, type[Pass]] = {}
+
+
+def register(cls: P) -> P:
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"pass '{cls.name}' registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered_passes() -> dict[str, type[Pass]]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_pass(name: str) -> type[Pass]:
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known passes: {', '.join(sorted(_REGISTRY))}"
+        raise ConfigError(f"unknown pass '{name}'", hint)
+    return _REGISTRY[name]
+
+
+def build_pass(step: dict[str, Any]) -> Pass:
+    """Instantiate a pass from a recipe step such as {'pass': 'quantize.static', 'calibration': 'entropy'}."""
+    options = dict(step)
+    name = options.pop("pass", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"recipe step {step} has no 'pass' name", "write it as {pass: NAME, ...options}")
+    cls = get_pass(name)
+    return cls(validate(cls.Config, options, f"pass '{name}'"))

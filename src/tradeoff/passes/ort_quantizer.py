@@ -1,0 +1,32 @@
+"""Plumbing the ONNX Runtime int8 passes share: pre-processing and silencing the quantizer's console output."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+
+@contextlib.contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """The quantizer prints calibration progress and logs advice to the root logger; a run's output is ours."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def prepared(graph: onnx.ModelProto, directory: Path) -> Path:
+    """Shape inference and graph optimization first, as ONNX Runtime recommends before quantizing."""
+    path = directory / "prepared.onnx"
+    quant_pre_process(graph, path)
+    return path

@@ -1,0 +1,55 @@
+"""quantize.dynamic: int8 weights, activations quantized on the fly; no calibration data needed."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import onnx
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+from torch import nn
+
+from tradeoff.model import ModelHandle
+from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
+
+
+class DynamicConfig(PassConfig):
+    per_channel: bool = False
+    weight_type: Literal["int8", "uint8"] = "int8"
+    reduce_range: bool = False
+
+
+def quantize_torch_dynamic(module: nn.Module, per_channel: bool) -> nn.Module:
+    """torch.ao's dynamic quantization: deprecated upstream, still the only built-in torch CPU int8 path."""
+    qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if per_channel
+               else torch.ao.quantization.default_dynamic_qconfig)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear: qconfig}, dtype=torch.qint8)
+
+
+@register
+class DynamicQuantization(Pass):
+    name = "quantize.dynamic"
+    Config = DynamicConfig
+    accepts = frozenset({"torch", "onnx"})
+
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        self.check_input(model)
+        config: DynamicConfig = self.config  # type: ignore[assignment]
+        if model.format == "torch":
+            return model.with_module(self.restructure(model.torch_module()), structure_step=self.step())
+        weight_type = QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8
+        with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
+            output = Path(tmp) / "quantized.onnx"
+            quantize_dynamic(prepared(model.onnx_model(), Path(tmp)), output, per_channel=config.per_channel,
+                             reduce_range=config.reduce_range, weight_type=weight_type,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            return model.with_onnx(output.read_bytes())
+
+    def restructure(self, module: nn.Module) -> nn.Module:
+        return quantize_torch_dynamic(module, self.config.per_channel)  # type: ignore[attr-defined]

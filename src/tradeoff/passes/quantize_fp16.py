@@ -1,0 +1,24 @@
+"""quantize.fp16: halve an ONNX graph's weights; inputs and outputs stay float32 for callers."""
+
+from __future__ import annotations
+
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from tradeoff.model import ModelHandle
+from tradeoff.passes.base import Context, Pass, PassConfig, register
+
+
+class Fp16Config(PassConfig):
+    keep_io_types: bool = True
+
+
+@register
+class Fp16Conversion(Pass):
+    name = "quantize.fp16"
+    Config = Fp16Config
+    accepts = frozenset({"onnx"})
+
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        self.check_input(model)
+        converted = convert_float_to_float16(model.onnx_model(), keep_io_types=self.config.keep_io_types)  # type: ignore[attr-defined]
+        return model.with_onnx(converted)

@@ -1,0 +1,63 @@
+"""A recipe is an ordered list of pass steps: replayable, printable, comparable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from tradeoff.errors import ConfigError
+from tradeoff.model import ModelHandle
+from tradeoff.passes import Context, build_pass
+from tradeoff.validation import validate
+
+RECIPE_VERSION = 1
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = RECIPE_VERSION
+    steps: tuple[dict[str, Any], ...] = ()
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_name_known_passes(cls, steps: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        """Normalise every step through its pass config, so equal recipes compare and hash equal."""
+        return tuple(build_pass(step).step() for step in steps)
+
+    @property
+    def passes(self) -> list[str]:
+        return [step["pass"] for step in self.steps]
+
+    def key(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        for step in self.steps:
+            model = build_pass(step).apply(model, ctx)
+        return model
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, raw: Any, where: str = "recipe") -> Recipe:
+        if raw is None:
+            raise ConfigError(f"{where} is empty", "write a mapping with 'steps'")
+        if isinstance(raw, dict) and raw.get("version", RECIPE_VERSION) != RECIPE_VERSION:
+            raise ConfigError(f"{where} has version {raw['version']}, this tradeoff reads {RECIPE_VERSION}")
+        return validate(cls, raw, where)
+
+    @classmethod
+    def load(cls, path: Path) -> Recipe:
+        if not path.is_file():
+            raise ConfigError(f"recipe file not found: {path}", "check the path")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        return cls.from_dict(raw, str(path))

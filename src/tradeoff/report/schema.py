@@ -1,0 +1,119 @@
+"""The schema of report.json: what scripts may read from a run, and what the HTML report renders."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LatencyMs(_Frozen):
+    p50: float
+    p95: float
+    batch_size: int
+    threads: int
+    runs: int
+
+
+class Measured(_Frozen):
+    """One model measured on one split, on one runtime."""
+
+    metric: float
+    split: Literal["val", "test"]
+    runtime: str
+    format: Literal["torch", "onnx"]
+    latency_ms: LatencyMs
+    latency_by_batch: dict[int, LatencyMs] = Field(default_factory=dict)
+    size_bytes: int
+    size_zstd_bytes: int
+    params: int
+    nonzero_params: int
+    macs: int | None = None
+    peak_memory_bytes: int | None = None
+
+
+class Ratios(_Frozen):
+    """Candidate against the baseline measured in the same process: >1 means better."""
+
+    speedup: float
+    size_reduction: float
+    size_zstd_reduction: float
+    metric_drop: float
+
+
+class Best(Measured):
+    recipe: dict[str, Any]
+    artifact: str | None
+    trial: int | None
+    is_baseline: bool
+    ratios: Ratios
+
+
+class Violation(_Frozen):
+    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes"]
+    limit: float
+    value: float
+    missed_by: float
+
+
+class Trial(_Frozen):
+    """A trial of the search, measured on the validation split (latency absent when pruned before timing)."""
+
+    number: int
+    recipe: dict[str, Any]
+    passes: list[str]
+    state: Literal["complete", "pruned", "failed", "duplicate", "skipped"]
+    note: str | None = None
+    metric: float | None = None
+    metric_drop: float | None = None
+    latency_ms: LatencyMs | None = None
+    size_bytes: int | None = None
+    size_zstd_bytes: int | None = None
+    params: int | None = None
+    nonzero_params: int | None = None
+    macs: int | None = None
+    feasible: bool = False
+    violations: list[Violation] = Field(default_factory=list)
+
+
+class Finalist(_Frozen):
+    """A Pareto-front trial re-built and re-measured on the test split the search never saw."""
+
+    trial: int
+    recipe: dict[str, Any]
+    measured: Measured
+    ratios: Ratios
+    meets_constraints: bool
+    violations: list[Violation] = Field(default_factory=list)
+
+
+class Binding(_Frozen):
+    """Why no candidate shipped: the constraint that bound and the nearest miss."""
+
+    constraint: str
+    limit: float
+    nearest_trial: int | None
+    nearest_value: float | None
+    missed_by: float | None
+    split: Literal["val", "test"]
+
+
+class Report(_Frozen):
+    schema_version: Literal[1] = 1
+    name: str
+    metric: dict[str, Any]  # {"name": ..., "higher_is_better": ...}
+    objectives: list[str]
+    constraints: dict[str, float | None]
+    baseline: Measured
+    best: Best
+    finalists: list[Finalist]
+    trials: list[Trial]
+    pareto: list[int]
+    binding: Binding | None = None
+    warnings: list[str] = Field(default_factory=list)
+    env: dict[str, Any]
+    task: dict[str, Any]

@@ -1,0 +1,69 @@
+"""The run directory's layout and its atomic writes: a reader never sees a half-written file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    write_atomic(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
+    """Fill a temporary sibling directory, add a MANIFEST of sha256 sums, then swap it into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        fill(tmp)
+        sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}"
+                for p in sorted(tmp.rglob("*")) if p.is_file()]
+        (tmp / "MANIFEST").write_text("\n".join(sums) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+class RunDir:
+    """runs/<name>/: task.yaml, env.json, study.db, trials/<n>/, best/, report.json, report.html."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    task = property(lambda self: self.root / "task.yaml")
+    env = property(lambda self: self.root / "env.json")
+    study_db = property(lambda self: self.root / "study.db")
+    best = property(lambda self: self.root / "best")
+    report_json = property(lambda self: self.root / "report.json")
+    report_html = property(lambda self: self.root / "report.html")
+
+    def storage_url(self) -> str:
+        return f"sqlite:///{self.study_db.resolve()}"
+
+    def trial(self, number: int) -> Path:
+        return self.root / "trials" / str(number)

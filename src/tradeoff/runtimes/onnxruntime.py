@@ -1,0 +1,45 @@
+"""ONNX Runtime, with the CUDA provider first when this machine has one."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from tradeoff.errors import RuntimeBackendError
+from tradeoff.model import ModelHandle
+from tradeoff.runtimes.base import InferenceFn, Runtime
+
+
+def providers() -> list[str]:
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def create_session(onnx_bytes: bytes, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(onnx_bytes, sess_options=options, providers=providers())
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        raise RuntimeBackendError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from None
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    format = "onnx"
+
+    def load(self, model: ModelHandle, threads: int) -> InferenceFn:
+        if model.onnx_bytes is None:
+            raise ValueError("OnnxRuntime runs ONNX models only")
+        session = create_session(model.onnx_bytes, threads)
+        input_name = session.get_inputs()[0].name
+        dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            output = session.run(None, {input_name: np.ascontiguousarray(batch, dtype=dtype)})[0]
+            return np.asarray(output, dtype=np.float32)
+
+        return run

@@ -1,0 +1,171 @@
+"""The Optuna study: each trial samples a recipe, builds it, measures it on validation, reports objectives.
+
+Everything a report needs is stored in the trial's user attributes, so a killed run resumes from its
+storage and the report is rebuilt from it with no trial lost or repeated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict
+
+import optuna
+from optuna.trial import TrialState
+
+from tradeoff.config import Settings
+from tradeoff.errors import TradeoffError
+from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.model import ModelHandle
+from tradeoff.passes import Context, build_pass
+from tradeoff.recipe import Recipe
+from tradeoff.search.constraints import violations
+from tradeoff.search.space import Space
+
+# Consecutive samples that yield no new recipe before the space counts as exhausted.
+EXHAUSTED_AFTER = 40
+
+
+class RecipeBuilder:
+    """Applies recipes, reusing the results of shared prefixes (an export costs seconds; many trials share it)."""
+
+    def __init__(self, baseline: ModelHandle, ctx: Context, capacity: int = 8) -> None:
+        self.baseline, self.ctx, self.capacity = baseline, ctx, capacity
+        self._cache: OrderedDict[str, ModelHandle] = OrderedDict()
+
+    def build(self, recipe: Recipe) -> ModelHandle:
+        model = self.baseline
+        for depth in range(1, len(recipe.steps) + 1):
+            key = Recipe(steps=recipe.steps[:depth]).key()
+            if key in self._cache:
+                self._cache.move_to_end(key)
+            else:
+                self._cache[key] = build_pass(recipe.steps[depth - 1]).apply(model, self.ctx)
+                if len(self._cache) > self.capacity:
+                    self._cache.popitem(last=False)
+            model = self._cache[key]
+        return model
+
+
+def directions(settings: Settings, higher_is_better: bool) -> list[str]:
+    return ["maximize" if o == "metric" and higher_is_better else "minimize" for o in settings.objectives]
+
+
+def objective_values(settings: Settings, measured: Measurement) -> list[float]:
+    latency = measured.primary_latency
+    by_name = {"latency": latency.p50_ms if latency else float("nan"), "size": float(measured.size.bytes),
+               "metric": measured.metric}
+    return [by_name[o] for o in settings.objectives]
+
+
+def measurement_attrs(measured: Measurement) -> dict[str, object]:
+    latency = measured.primary_latency
+    return {"metric": measured.metric, "size_bytes": measured.size.bytes, "size_zstd_bytes": measured.size.zstd_bytes,
+            "params": measured.params, "nonzero_params": measured.nonzero_params, "macs": measured.macs,
+            "latency": asdict(latency) if latency else None}
+
+
+def constraint_vector(settings: Settings, drop: float, latency_ms: float | None, size_bytes: int) -> list[float]:
+    """Optuna's constraint values, one per constraint, positive where broken (by how much)."""
+    broken = {v.constraint: v.missed_by for v in violations(settings.constraints, drop, latency_ms, size_bytes)}
+    return [broken.get(name, 0.0) for name in ("max_metric_drop", "max_latency_ms", "max_size_bytes")]
+
+
+def _constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return trial.user_attrs.get("constraints", [0.0, 0.0, 0.0])
+
+
+def open_study(settings: Settings, storage: str | None, higher_is_better: bool) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
+                                         constraints_func=_constraint_values, n_startup_trials=6)
+    study = optuna.create_study(study_name=settings.name, storage=storage, sampler=sampler, load_if_exists=True,
+                                directions=directions(settings, higher_is_better))
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # A trial cut off by a kill: fail it and queue its parameters so it is measured again, not lost.
+        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+        study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
+    return study
+
+
+def counted_trials(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("counted"))
+
+
+def run_study(study: optuna.Study, settings: Settings, space: Space, builder: RecipeBuilder, evaluator: Evaluator,
+              baseline_val: Measurement, on_trial: Callable[[optuna.trial.FrozenTrial], None]) -> None:
+    """Measure new recipes until the trial budget, the time budget or the space is used up."""
+    deadline = time.monotonic() + settings.search.timeout_s if settings.search.timeout_s else float("inf")
+    seen = {t.user_attrs["recipe_key"]: t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("counted") and t.state != TrialState.FAIL}
+    fruitless = 0
+    while counted_trials(study) < settings.search.trials and time.monotonic() < deadline:
+        if fruitless >= EXHAUSTED_AFTER:
+            return
+        trial = study.ask()
+        recipe = space.sample(trial, builder.baseline.format)
+        if recipe is None:
+            trial.set_user_attr("status", "skipped")
+            trial.set_user_attr("note", "passes in this order cannot follow one another")
+            study.tell(trial, state=TrialState.PRUNED)
+            fruitless += 1
+            continue
+        trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
+        trial.set_user_attr("recipe_key", recipe.key())
+        earlier = seen.get(recipe.key())
+        if earlier is not None:
+            _tell_duplicate(study, trial, earlier)
+            fruitless += 1
+            continue
+        fruitless = 0
+        trial.set_user_attr("counted", True)
+        _measure_trial(study, trial, settings, recipe, builder, evaluator, baseline_val)
+        finished = study._storage.get_trial(trial._trial_id)
+        seen[recipe.key()] = finished
+        on_trial(finished)
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
+    """Repeat the earlier trial's result so the sampler learns, without spending budget on it again."""
+    trial.set_user_attr("status", "duplicate")
+    trial.set_user_attr("note", f"same recipe as trial {earlier.number}")
+    trial.set_user_attr("constraints", _constraint_values(earlier))
+    if earlier.state == TrialState.COMPLETE:
+        study.tell(trial, earlier.values)
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+
+
+def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings, recipe: Recipe,
+                   builder: RecipeBuilder, evaluator: Evaluator, baseline_val: Measurement) -> None:
+    limits = settings.constraints
+    try:
+        model = builder.build(recipe)
+        score = evaluator.score(model, "val")
+        drop = evaluator.metric.drop(baseline_val.metric, score)
+        trial.set_user_attr("metric", score)
+        trial.set_user_attr("metric_drop", drop)
+        if limits.max_metric_drop is not None and drop > limits.max_metric_drop:
+            # Hopeless: it already breaks the metric constraint, so its latency is not worth timing.
+            trial.set_user_attr("status", "pruned")
+            trial.set_user_attr("note", "metric drop over the limit on validation; latency not timed")
+            measured = evaluator.measure(model, "val", timing=False)
+            trial.set_user_attr("constraints", constraint_vector(settings, drop, None, measured.size.bytes))
+            for key, value in measurement_attrs(measured).items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        measured = evaluator.measure(model, "val")
+    except TradeoffError as exc:
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("note", str(exc))
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    latency = measured.primary_latency
+    for key, value in measurement_attrs(measured).items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("constraints", constraint_vector(settings, drop, latency.p50_ms if latency else None,
+                                                         measured.size.bytes))
+    trial.set_user_attr("status", "complete")
+    study.tell(trial, objective_values(settings, measured))

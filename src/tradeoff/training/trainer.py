@@ -1,0 +1,61 @@
+"""A small supervised training loop with early stopping on validation loss; later issues grow it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tradeoff.data import Split
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs_run: int
+    best_val_loss: float
+
+
+def _loss_fn(targets: np.ndarray) -> nn.Module:
+    return nn.CrossEntropyLoss() if np.issubdtype(targets.dtype, np.integer) else nn.MSELoss()
+
+
+def _val_loss(module: nn.Module, split: Split, loss_fn: nn.Module) -> float:
+    module.eval()
+    with torch.inference_mode():
+        outputs = module(torch.from_numpy(split.x))
+        return float(loss_fn(outputs.squeeze(-1) if isinstance(loss_fn, nn.MSELoss) else outputs,
+                             torch.from_numpy(split.y)))
+
+
+def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
+        patience: int = 3, max_grad_norm: float | None = 5.0, seed: int = 0) -> TrainResult:
+    """Train `module` in place with Adam; keep the weights of the epoch with the lowest validation loss."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    loss_fn = _loss_fn(train.y)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
+    for epoch in range(1, epochs + 1):
+        module.train()
+        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+            optimizer.zero_grad()
+            outputs = module(x[batch])
+            loss = loss_fn(outputs.squeeze(-1) if isinstance(loss_fn, nn.MSELoss) else outputs, y[batch])
+            loss.backward()
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+            optimizer.step()
+        val_loss = _val_loss(module, val, loss_fn)
+        if val_loss < best_loss:
+            best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    module.load_state_dict(best_state)
+    module.eval()
+    return TrainResult(epochs_run=epoch, best_val_loss=best_loss)

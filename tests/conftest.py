@@ -1,0 +1,97 @@
+"""Small real models trained on real data (sklearn digits), shared by the whole suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+from torch import nn
+
+import tradeoff as to
+from tradeoff.config import ModelSpec
+from tradeoff.data import DataBundle
+from tradeoff.model import ModelHandle, load_model
+
+torch.set_num_threads(2)
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class DigitsCNN(nn.Module):
+    """Inputs (N, 1, 8, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="session")
+def digits() -> DataBundle:
+    return to.data.digits(seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_images() -> DataBundle:
+    return to.data.digits(seed=0, shape=(1, 8, 8))
+
+
+def _train(module: nn.Module, data: DataBundle, path: Path) -> Path:
+    to.training.fit(module, data.train, data.val, epochs=30, lr=3e-3, patience=5, seed=0)
+    save_file(module.state_dict(), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlp_weights(digits: DataBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(DigitsMLP(), digits, tmp_path_factory.mktemp("mlp") / "mlp.safetensors")
+
+
+@pytest.fixture(scope="session")
+def cnn_weights(digits_images: DataBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(DigitsCNN(), digits_images, tmp_path_factory.mktemp("cnn") / "cnn.safetensors")
+
+
+@pytest.fixture(scope="session")
+def mlp(mlp_weights: Path) -> ModelHandle:
+    return load_model(ModelSpec(source="torch", factory="conftest:DigitsMLP", weights=mlp_weights))
+
+
+@pytest.fixture(scope="session")
+def cnn(cnn_weights: Path) -> ModelHandle:
+    return load_model(ModelSpec(source="torch", factory="conftest:DigitsCNN", weights=cnn_weights))
+
+
+@pytest.fixture()
+def task_file(tmp_path: Path, mlp_weights: Path):
+    """Write a task file for the digits MLP; keyword overrides replace top-level sections."""
+
+    def write(**overrides: object) -> Path:
+        task = {
+            "name": "digits",
+            "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(mlp_weights)},
+            "data": {"source": "builtin", "name": "digits", "seed": 0},
+            "metric": "accuracy",
+            "constraints": {"max_metric_drop": 0.02},
+            "runtime": {"target": "auto", "threads": 2},
+            "search": {"trials": 4, "seed": 0},
+            **overrides,
+        }
+        path = tmp_path / "task.yaml"
+        path.write_text(yaml.safe_dump(task))
+        return path
+
+    return write
