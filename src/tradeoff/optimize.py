@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,6 +104,7 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
          quiet: bool) -> OptimizeResult:
     threads, metric = settings.runtime.threads, get_metric(settings.metric)
+    space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format)
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes)
     run_dir = RunDir(out / settings.name)
     env = {**collect_env(threads), "seeds": {"search": settings.search.seed, "data": data.spec.seed}}
@@ -110,9 +113,8 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
 
     baseline_val = evaluator.measure(model, "val")
     ctx = Context(data=data, seed=settings.search.seed, threads=threads, teacher=model)
-    space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format)
     storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(settings.search.storage, settings.search.storage)
-    study = open_study(settings, storage, metric.higher_is_better)
+    study = open_study(settings, storage, metric.higher_is_better, _task_key(record))
     builder = RecipeBuilder(model, ctx)
     with _progress(settings.search.trials, counted_trials(study), quiet) as on_trial:
         run_study(study, settings, space, builder, evaluator, baseline_val, on_trial)
@@ -138,7 +140,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         binding = _binding(trials, [f for f, _ in finalists])
     best_dir = best.save(run_dir.best)
 
-    warnings = [w for w in (int8_warning(env),) if w and any(p in INT8_PASSES for p in space_passes(space))]
+    warnings = [w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
         objectives=list(settings.objectives), constraints=settings.constraints.model_dump(),
@@ -156,8 +158,10 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     return OptimizeResult(best=best, baseline=baseline_test, report=files, run_dir=run_dir.root)
 
 
-def space_passes(space: Any) -> list[str]:
-    return [p for passes in space.slots.values() for p in passes]
+def _task_key(record: dict[str, Any]) -> str:
+    """What must not change between a killed run and its resumption: all but the search's budgets."""
+    search = {k: v for k, v in record.get("search", {}).items() if k not in ("trials", "timeout_s", "finalists")}
+    return hashlib.sha256(json.dumps({**record, "search": search}, sort_keys=True).encode()).hexdigest()
 
 
 @contextmanager

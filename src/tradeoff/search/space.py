@@ -1,11 +1,14 @@
 """Recipe spaces: ordered slots of candidate passes plus `slot__field` distributions.
 
 A parameter is sampled exactly when the pass chosen for its slot has a config field of that name; no other
-rule decides whether something is searched. The flat dict of a trial's params is the recipe's address.
+rule decides whether something is searched. The flat dict of a trial's params is the recipe's address. The
+empty recipe is never a candidate: it is the baseline, measured apart.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,22 +58,49 @@ class Space:
     params: dict[str, Distribution] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
 
+    @property
+    def passes(self) -> set[str]:
+        return {p for passes in self.slots.values() for p in passes}
+
     def sample(self, trial: optuna.Trial, start: Format) -> Recipe | None:
-        """The recipe a trial's suggestions spell, or None when its passes cannot follow one another."""
-        steps: list[dict[str, Any]] = []
+        """The recipe a trial's suggestions spell; None when it is empty or its passes cannot follow one another."""
+        return self._recipe(lambda name, distribution: distribution.suggest(trial, name), start)
+
+    def grid(self, start: Format) -> list[dict[str, Any]] | None:
+        """Every valid point of a finite space as trial params; None when a parameter is continuous."""
+        if not all(isinstance(d, Choice) for d in self.params.values()):
+            return None
+        points: list[dict[str, Any]] = [{}]
         for slot, passes in self.slots.items():
-            choices = passes if slot in self.required else (NONE, *passes)
-            chosen = Choice(choices).suggest(trial, slot) if len(choices) > 1 else choices[0]
-            if chosen == NONE:
-                continue
-            fields = get_pass(chosen).Config.model_fields
-            step = {"pass": chosen}
-            for key, distribution in self.params.items():
-                prefix, _, name = key.partition("__")
-                if prefix == slot and name in fields:
-                    step[name] = distribution.suggest(trial, key)
-            steps.append(step)
-        return Recipe(steps=tuple(steps)) if _compatible(steps, start) else None
+            choices = self._choices(slot)
+            points = [{**point, **({slot: chosen} if len(choices) > 1 else {}), **dict(zip(keys, values, strict=True))}
+                      for point in points for chosen in choices
+                      for keys in [self._keys(slot, chosen)]
+                      for values in itertools.product(*(self.params[k].values for k in keys))]  # type: ignore[union-attr]
+        return [p for p in points if self.recipe_at(p, start) is not None]
+
+    def recipe_at(self, params: dict[str, Any], start: Format) -> Recipe | None:
+        return self._recipe(lambda name, _: params[name], start)
+
+    def _choices(self, slot: str) -> tuple[str, ...]:
+        return self.slots[slot] if slot in self.required else (NONE, *self.slots[slot])
+
+    def _keys(self, slot: str, chosen: str) -> list[str]:
+        """The `slot__field` parameters that apply when `chosen` fills `slot`."""
+        if chosen == NONE:
+            return []
+        fields = get_pass(chosen).Config.model_fields
+        return [k for k in self.params if k.partition("__")[0] == slot and k.partition("__")[2] in fields]
+
+    def _recipe(self, value: Callable[[str, Distribution], Any], start: Format) -> Recipe | None:
+        steps: list[dict[str, Any]] = []
+        for slot in self.slots:
+            choices = self._choices(slot)
+            chosen = value(slot, Choice(choices)) if len(choices) > 1 else choices[0]
+            if chosen != NONE:
+                steps.append({"pass": chosen, **{k.partition("__")[2]: value(k, self.params[k])
+                                                 for k in self._keys(slot, chosen)}})
+        return Recipe(steps=tuple(steps)) if steps and _compatible(steps, start) else None
 
 
 def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
@@ -96,7 +126,7 @@ DEFAULT_PARAMS: dict[str, Distribution] = {
 
 def default_space(menu: tuple[str, ...], target: str, start: Format) -> Space:
     """The default space restricted to the task's pass menu and runtime target."""
-    allowed = set(menu)
+    allowed = {get_pass(name).name for name in menu}  # an unknown name fails here, naming the closest
     if target == "torch" or start == "onnx":
         allowed.discard("export.onnx")
     if target == "torch":

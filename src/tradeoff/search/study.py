@@ -6,7 +6,9 @@ storage and the report is rebuilt from it with no trial lost or repeated.
 
 from __future__ import annotations
 
+import random
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -15,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tradeoff.config import Settings
-from tradeoff.errors import TradeoffError
+from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
@@ -76,12 +78,21 @@ def _constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
     return trial.user_attrs.get("constraints", [0.0, 0.0, 0.0])
 
 
-def open_study(settings: Settings, storage: str | None, higher_is_better: bool) -> optuna.Study:
+def open_study(settings: Settings, storage: str | None, higher_is_better: bool, task_key: str) -> optuna.Study:
+    """Create the study, or resume it when its storage holds one for this same task (budgets may differ)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
-                                         constraints_func=_constraint_values, n_startup_trials=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
+                                             constraints_func=_constraint_values, n_startup_trials=6)
     study = optuna.create_study(study_name=settings.name, storage=storage, sampler=sampler, load_if_exists=True,
                                 directions=directions(settings, higher_is_better))
+    stored_key = study.user_attrs.get("task_key")
+    if stored_key is None:
+        study.set_user_attr("task_key", task_key)
+    elif stored_key != task_key:
+        raise ConfigError(f"the study '{settings.name}' in {storage} was run for a different task",
+                          "give this task another name, or delete the old run directory to start over")
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # A trial cut off by a kill: fail it and queue its parameters so it is measured again, not lost.
         study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
@@ -95,35 +106,51 @@ def counted_trials(study: optuna.Study) -> int:
 
 def run_study(study: optuna.Study, settings: Settings, space: Space, builder: RecipeBuilder, evaluator: Evaluator,
               baseline_val: Measurement, on_trial: Callable[[optuna.trial.FrozenTrial], None]) -> None:
-    """Measure new recipes until the trial budget, the time budget or the space is used up."""
+    """Measure new recipes until the trial budget, the time budget or the space is used up.
+
+    A sample that repeats a measured recipe (or spells none) costs no budget; in a finite space it is followed
+    by an unseen point of the grid, so small spaces are covered instead of resampled.
+    """
     deadline = time.monotonic() + settings.search.timeout_s if settings.search.timeout_s else float("inf")
+    start = builder.baseline.format
     seen = {t.user_attrs["recipe_key"]: t for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get("counted") and t.state != TrialState.FAIL}
+    grid = space.grid(start)
+    unmeasured = {space.recipe_at(p, start).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
+    rng = random.Random(settings.search.seed + len(seen))
     fruitless = 0
     while counted_trials(study) < settings.search.trials and time.monotonic() < deadline:
-        if fruitless >= EXHAUSTED_AFTER:
+        if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
             return
         trial = study.ask()
-        recipe = space.sample(trial, builder.baseline.format)
-        if recipe is None:
-            trial.set_user_attr("status", "skipped")
-            trial.set_user_attr("note", "passes in this order cannot follow one another")
-            study.tell(trial, state=TrialState.PRUNED)
-            fruitless += 1
-            continue
-        trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
-        trial.set_user_attr("recipe_key", recipe.key())
-        earlier = seen.get(recipe.key())
-        if earlier is not None:
-            _tell_duplicate(study, trial, earlier)
+        recipe = space.sample(trial, start)
+        earlier = seen.get(recipe.key()) if recipe is not None else None
+        if recipe is None or earlier is not None:
+            _tell_unmeasured(study, trial, recipe, earlier)
+            if unmeasured is not None:
+                study.enqueue_trial(unmeasured[rng.choice(sorted(unmeasured.keys() - seen.keys()))])
             fruitless += 1
             continue
         fruitless = 0
+        trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
+        trial.set_user_attr("recipe_key", recipe.key())
         trial.set_user_attr("counted", True)
         _measure_trial(study, trial, settings, recipe, builder, evaluator, baseline_val)
         finished = study._storage.get_trial(trial._trial_id)
         seen[recipe.key()] = finished
         on_trial(finished)
+
+
+def _tell_unmeasured(study: optuna.Study, trial: optuna.Trial, recipe: Recipe | None,
+                     earlier: optuna.trial.FrozenTrial | None) -> None:
+    """Close a trial that measures nothing: repeat an earlier result so the sampler learns, or skip it."""
+    if recipe is None or earlier is None:
+        trial.set_user_attr("status", "skipped")
+        trial.set_user_attr("note", "no passes, or passes that cannot follow one another")
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
+    _tell_duplicate(study, trial, earlier)
 
 
 def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:

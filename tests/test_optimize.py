@@ -1,0 +1,123 @@
+"""One optimize run end to end on a real model and real data: what a user reads and relies on afterwards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+import tradeoff as to
+from tradeoff.config import load_task
+from tradeoff.model import load_artifact
+from tradeoff.optimize import OptimizeResult, optimize
+from tradeoff.replay import evaluate, replay
+from tradeoff.runtimes import runtime_for
+
+REPORT_KEYS = {"baseline", "best", "trials", "pareto", "env"}
+MEASURED_KEYS = {"metric", "latency_ms", "size_bytes", "split"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, mlp_weights: Path) -> tuple[OptimizeResult, Path]:
+    import yaml
+
+    folder = tmp_path_factory.mktemp("run")
+    task = folder / "task.yaml"
+    task.write_text(yaml.safe_dump({
+        "name": "digits", "metric": "accuracy", "constraints": {"max_metric_drop": 0.02},
+        "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(mlp_weights)},
+        "data": {"source": "builtin", "name": "digits", "seed": 0},
+        "runtime": {"target": "auto", "threads": 2, "batch_sizes": [1, 16]},
+        "search": {"trials": 8, "seed": 0},
+    }))
+    return optimize(task, out=folder / "runs", quiet=True), task
+
+
+def test_report_json_has_the_keys_scripts_read(run: tuple[OptimizeResult, Path]) -> None:
+    result, _ = run
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert MEASURED_KEYS <= set(report["baseline"]) and MEASURED_KEYS <= set(report["best"])
+    assert {"p50", "p95"} <= set(report["best"]["latency_ms"])
+    assert {"recipe", "artifact"} <= set(report["best"])
+    assert report["baseline"]["split"] == report["best"]["split"] == "test"
+    assert {"number", "recipe", "state"} <= set(report["trials"][0])
+    assert {"packages", "cpu", "threads", "seeds"} <= set(report["env"])
+
+
+def test_search_spends_its_budget_on_distinct_recipes(run: tuple[OptimizeResult, Path]) -> None:
+    trials = run[0].report.data.trials
+    measured = [t for t in trials if t.state in ("complete", "pruned", "failed")]
+    assert len(measured) == 8
+    assert len({json.dumps(t.recipe, sort_keys=True) for t in measured}) == 8
+
+
+def test_best_meets_the_constraint_on_the_test_split_and_is_cheaper(run: tuple[OptimizeResult, Path]) -> None:
+    best = run[0].report.data.best
+    assert not best.is_baseline
+    assert best.ratios.metric_drop <= 0.02
+    assert best.ratios.size_reduction > 1.5 or best.ratios.speedup > 1.2
+    assert best.trial in run[0].report.data.pareto
+
+
+def test_run_directory_holds_recipe_artifact_manifest_and_report(run: tuple[OptimizeResult, Path]) -> None:
+    root = run[0].run_dir
+    for name in ("task.yaml", "env.json", "study.db", "report.json", "report.html", "best/recipe.yaml",
+                 "best/metrics.json", "best/MANIFEST"):
+        assert (root / name).is_file(), name
+    manifest = (root / "best" / "MANIFEST").read_text()
+    assert run[0].report.data.best.artifact in manifest
+    assert all((root / "trials" / str(t.number) / "recipe.yaml").is_file()
+               for t in run[0].report.data.trials if t.state != "skipped")
+
+
+def test_best_artifact_reloads_and_gives_the_reported_metric(run: tuple[OptimizeResult, Path]) -> None:
+    result, task_path = run
+    measured = evaluate(load_task(task_path), result.run_dir / "best", "test")
+    assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
+
+
+def test_applying_the_recipe_replays_the_same_metric(run: tuple[OptimizeResult, Path], tmp_path: Path) -> None:
+    result, task_path = run
+    measured = replay(result.run_dir / "best" / "recipe.yaml", load_task(task_path), tmp_path / "applied")
+    assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
+    original = load_artifact(result.run_dir / "best")
+    applied = load_artifact(tmp_path / "applied")
+    batch = to.data.digits(seed=0).test.x[:64]
+    np.testing.assert_allclose(runtime_for(applied).load(applied, 2)(batch),
+                               runtime_for(original).load(original, 2)(batch), atol=1e-6)
+
+
+def test_unmeetable_constraint_ships_the_baseline_and_names_the_binding_constraint(task_file, tmp_path: Path) -> None:
+    task = task_file(constraints={"max_metric_drop": 0.0, "max_size_bytes": 1000}, search={"trials": 3})
+    report = optimize(task, out=tmp_path, quiet=True).report.data
+    assert report.best.is_baseline and report.best.recipe["steps"] == []
+    assert report.binding is not None and report.binding.constraint == "max_size_bytes"
+    assert report.binding.nearest_trial is not None and report.binding.missed_by > 0
+    assert (tmp_path / "digits" / "best" / "MANIFEST").is_file()
+
+
+def test_killed_run_resumes_without_losing_or_repeating_trials(task_file, tmp_path: Path) -> None:
+    optimize(task_file(search={"trials": 2, "seed": 0}), out=tmp_path, quiet=True)
+    storage = f"sqlite:///{tmp_path / 'digits' / 'study.db'}"
+    study = optuna.load_study(study_name="digits", storage=storage)
+    cut_off = study.ask()  # a trial the kill interrupted: RUNNING forever in storage
+    cut_off.suggest_categorical("export", ["none", "export.onnx"])
+    report = optimize(task_file(search={"trials": 4, "seed": 0}), out=tmp_path, quiet=True).report.data
+    measured = [t for t in report.trials
+                if t.state in ("complete", "pruned", "failed") and "interrupted" not in (t.note or "")]
+    assert len({json.dumps(t.recipe, sort_keys=True) for t in measured}) == len(measured) == 4
+    assert any(t.number == cut_off.number and "interrupted" in (t.note or "") for t in report.trials)
+
+
+def test_python_api_takes_a_module_and_a_data_bundle(mlp, digits, tmp_path: Path) -> None:
+    result = to.optimize(model=mlp.module, data=digits, metric="accuracy", name="api",
+                         constraints={"max_metric_drop": 0.02}, objectives=["size"],
+                         search={"trials": 3, "passes": ["export.onnx", "quantize.dynamic"]}, out=tmp_path, quiet=True)
+    assert result.report.data.objectives == ["size"]
+    assert result.best.measured.size.bytes < result.baseline.size.bytes
+    saved = result.best.save(tmp_path / "saved")
+    assert (saved / "recipe.yaml").is_file() and (saved / "MANIFEST").is_file()
