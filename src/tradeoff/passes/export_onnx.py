@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def _export(module: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.M
     """The dynamo exporter (torch's default and future); its console chatter is silenced."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch")
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(module, (sample,), str(path), dynamo=True, opset_version=opset, verbose=False,
                           input_names=["input"], output_names=["output"], dynamic_shapes=({0: batch},))

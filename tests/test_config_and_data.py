@@ -1,0 +1,88 @@
+"""Task files, presets and data sources: what a user writes and what they get back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tradeoff as to
+from tradeoff.config import DataSpec, task_from_dict
+from tradeoff.data import load_data
+from tradeoff.errors import ConfigError, DataError
+
+MINIMAL = {"name": "t", "model": {"source": "onnx", "path": "m.onnx"}, "data": {"source": "builtin", "name": "wine"}}
+
+
+@pytest.mark.parametrize(("preset", "first_objective", "max_drop"),
+                         [("realtime", "latency", 0.01), ("mobile", "size", 0.01),
+                          ("accuracy-critical", "latency", 0.002), ("balanced", "latency", 0.01)])
+def test_presets_set_objectives_and_constraints(preset: str, first_objective: str, max_drop: float) -> None:
+    task = task_from_dict({**MINIMAL, "preset": preset})
+    assert task.objectives[0] == first_objective
+    assert task.constraints.max_metric_drop == max_drop
+
+
+def test_task_file_overrides_its_preset() -> None:
+    task = task_from_dict({**MINIMAL, "preset": "mobile", "objectives": ["latency"],
+                           "constraints": {"max_latency_ms": 5}})
+    assert task.objectives == ("latency",)
+    assert task.constraints.max_latency_ms == 5 and task.constraints.max_metric_drop == 0.01
+    assert "quantize.fp16" in task.search.passes
+
+
+def test_unknown_preset_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="realtime"):
+        task_from_dict({**MINIMAL, "preset": "fastest"})
+
+
+def test_split_must_be_a_partition() -> None:
+    with pytest.raises(ConfigError, match="sum"):
+        task_from_dict({**MINIMAL, "data": {"source": "builtin", "name": "wine", "split": [0.5, 0.5, 0.5]}})
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits", "breast_cancer", "wine"])
+def test_builtin_splits_are_seeded_disjoint_and_complete(name: str) -> None:
+    first, again = (load_data(DataSpec(source="builtin", name=name, seed=3)) for _ in range(2))
+    np.testing.assert_array_equal(first.test.x, again.test.x)
+    rows = {r.tobytes() for split in (first.train, first.val) for r in split.x}
+    total = len(first.train) + len(first.val) + len(first.test)
+    assert total == {"mnist5k": 5000, "digits": 1797, "breast_cancer": 569, "wine": 178}[name]
+    assert sum(r.tobytes() in rows for r in first.test.x) <= 0.05 * len(first.test)  # only true duplicates
+    assert load_data(DataSpec(source="builtin", name=name, seed=4)).test.y.tolist() != first.test.y.tolist()
+
+
+def test_npz_and_csv_files_load_like_builtins(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    y = np.arange(50) % 3
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    rows = "\n".join(",".join(f"{v}" for v in (*row, label)) for row, label in zip(x, y, strict=True))
+    (tmp_path / "d.csv").write_text("a,b,c,d,label\n" + rows + "\n")
+    from_npz = load_data(DataSpec(source="file", path=tmp_path / "d.npz"))
+    from_csv = load_data(DataSpec(source="file", path=tmp_path / "d.csv", target="label"))
+    np.testing.assert_allclose(from_npz.train.x, from_csv.train.x, rtol=1e-6)
+    assert from_csv.train.y.dtype == np.int64
+
+
+def test_csv_with_an_absent_target_column_names_the_columns(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"\['a', 'b'\]"):
+        load_data(DataSpec(source="file", path=tmp_path / "d.csv", target="label"))
+
+
+def digits_dataset() -> torch.utils.data.Dataset:
+    bundle = to.data.digits()
+    return torch.utils.data.TensorDataset(torch.from_numpy(bundle.train.x), torch.from_numpy(bundle.train.y))
+
+
+def test_python_source_accepts_a_torch_dataset() -> None:
+    bundle = load_data(DataSpec(source="python", factory="test_config_and_data:digits_dataset"))
+    assert bundle.sample_shape == (64,)
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == len(to.data.digits().train)
+
+
+def test_calibration_samples_come_from_the_training_split_only(digits) -> None:
+    train_rows = {r.tobytes() for r in digits.train.x}
+    assert all(r.tobytes() in train_rows for r in digits.calibration())

@@ -1,0 +1,75 @@
+"""Measurements and metrics: the figures a user will trust."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tradeoff.config import MetricSpec
+from tradeoff.errors import ConfigError
+from tradeoff.evaluation import Evaluator
+from tradeoff.measure import artifact_size, count_macs, count_parameters, measure_latency
+from tradeoff.metrics import get_metric
+from tradeoff.model import ModelHandle
+from tradeoff.passes import Context, build_pass
+
+MLP_MACS = 64 * 128 + 128 * 64 + 64 * 10
+CNN_MACS = 8 * 8 * 8 * 9 + 8 * 4 * 4 * 10
+
+
+def test_macs_match_the_architecture_in_torch_and_onnx(mlp: ModelHandle, cnn: ModelHandle, digits,
+                                                        digits_images) -> None:
+    assert count_macs(mlp, (64,)) == MLP_MACS
+    assert count_macs(cnn, (1, 8, 8)) == CNN_MACS
+    exported = build_pass({"pass": "export.onnx"}).apply(cnn, Context(data=digits_images, threads=2))
+    assert count_macs(exported, (1, 8, 8)) == CNN_MACS
+
+
+def test_sparsity_shows_in_nonzeros_and_compressed_size_not_raw_size(mlp: ModelHandle) -> None:
+    module = mlp.torch_module()
+    for parameter in module.parameters():
+        parameter.data[parameter.abs() < parameter.abs().median()] = 0.0
+    sparse = ModelHandle(module=module)
+    params, nonzero = count_parameters(sparse)
+    assert params == count_parameters(mlp)[0] and nonzero <= 0.55 * params
+    dense_size, sparse_size = artifact_size(mlp), artifact_size(sparse)
+    assert sparse_size.bytes == dense_size.bytes
+    assert sparse_size.zstd_bytes < 0.8 * dense_size.zstd_bytes
+
+
+def test_latency_percentiles_are_ordered_and_use_the_batch_size() -> None:
+    latency = measure_latency(lambda batch: np.sort(batch), np.ones((8, 1000)), threads=1, budget_s=0.2)
+    assert 0 < latency.p50_ms <= latency.p95_ms and latency.batch_size == 8 and latency.runs >= 20
+
+
+def test_baseline_is_perfectly_faithful_to_itself(mlp: ModelHandle, digits) -> None:
+    evaluator = Evaluator(mlp, digits, get_metric("cosine"), 2, (1,))
+    assert evaluator.score(mlp, "test") == pytest.approx(1.0)
+
+
+def test_accuracy_and_f1_agree_with_sklearn(mlp: ModelHandle, digits) -> None:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    outputs = mlp.module(__import__("torch").from_numpy(digits.test.x)).detach().numpy()
+    predicted = outputs.argmax(axis=1)
+    assert get_metric("accuracy")(outputs, digits.test.y, outputs) == accuracy_score(digits.test.y, predicted)
+    assert get_metric("f1_macro")(outputs, digits.test.y, outputs) == pytest.approx(
+        f1_score(digits.test.y, predicted, average="macro"))
+
+
+def top_class_share(outputs: np.ndarray, targets: np.ndarray) -> float:
+    return float(np.mean(outputs.argmax(axis=1) == targets.max()))
+
+
+def test_user_metric_by_import_path_needs_its_direction() -> None:
+    with pytest.raises(ConfigError, match="higher_is_better"):
+        get_metric("test_measure_and_metrics:top_class_share")
+    metric = get_metric(MetricSpec(name="test_measure_and_metrics:top_class_share", higher_is_better=True))
+    outputs = np.eye(3)[[0, 2, 2]]
+    assert metric(outputs, np.array([0, 1, 2]), outputs) == pytest.approx(2 / 3)
+    assert metric.drop(0.9, 0.8) == pytest.approx(0.1)
+
+
+def test_lower_is_better_metrics_count_an_increase_as_a_drop() -> None:
+    mse = get_metric("mse")
+    assert mse.drop(baseline=0.10, candidate=0.15) == pytest.approx(0.05)
