@@ -73,3 +73,13 @@ def test_user_metric_by_import_path_needs_its_direction() -> None:
 def test_lower_is_better_metrics_count_an_increase_as_a_drop() -> None:
     mse = get_metric("mse")
     assert mse.drop(baseline=0.10, candidate=0.15) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("steps", [[{"pass": "quantize.dynamic"}], [{"pass": "quantize.static"}],
+                                   [{"pass": "quantize.fp16"}]])
+def test_quantized_onnx_graphs_keep_the_mac_count(steps, cnn: ModelHandle, digits_images) -> None:
+    from tradeoff.recipe import Recipe
+
+    ctx = Context(data=digits_images, threads=2)
+    quantized = Recipe(steps=({"pass": "export.onnx"}, *steps)).apply(cnn, ctx)
+    assert count_macs(quantized, (1, 8, 8)) == CNN_MACS

@@ -83,6 +83,7 @@ _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv"}
 
 def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for one sample."""
+    del model.graph.value_info[:]  # stale symbolic shapes would shadow the concrete ones inferred below
     graph_input = model.graph.input[0].type.tensor_type.shape
     for dim, size in zip(graph_input.dim, (1, *sample_shape), strict=False):
         dim.ClearField("dim_param")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnxruntime.transformers.float16 import convert_float_to_float16
+from onnxruntime.transformers.onnx_model import OnnxModel
 
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -20,5 +21,6 @@ class Fp16Conversion(Pass):
 
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         self.check_input(model)
-        converted = convert_float_to_float16(model.onnx_model(), keep_io_types=self.config.keep_io_types)  # type: ignore[attr-defined]
-        return model.with_onnx(converted)
+        converted = OnnxModel(convert_float_to_float16(model.onnx_model(), keep_io_types=self.config.keep_io_types))  # type: ignore[attr-defined]
+        converted.topological_sort()  # the converter appends its input casts last; the ONNX spec wants them first
+        return model.with_onnx(converted.model)
