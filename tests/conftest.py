@@ -14,6 +14,7 @@ import tradeoff as to
 from tradeoff.config import ModelSpec
 from tradeoff.data import DataBundle
 from tradeoff.model import ModelHandle, load_model
+from tradeoff.optimize import OptimizeResult
 
 torch.set_num_threads(2)
 
@@ -95,3 +96,19 @@ def task_file(tmp_path: Path, mlp_weights: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def optimized_run(tmp_path_factory: pytest.TempPathFactory, mlp_weights: Path) -> tuple[OptimizeResult, Path]:
+    folder = tmp_path_factory.mktemp("run")
+    task = folder / "task.yaml"
+    task.write_text(yaml.safe_dump({
+        "name": "digits", "metric": "accuracy", "constraints": {"max_metric_drop": 0.02},
+        "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(mlp_weights)},
+        "data": {"source": "builtin", "name": "digits", "seed": 0},
+        "runtime": {"target": "auto", "threads": 2, "batch_sizes": [1, 16]},
+        "search": {"trials": 8, "seed": 0},
+    }))
+    from tradeoff.optimize import optimize
+
+    return optimize(task, out=folder / "runs", quiet=True), task

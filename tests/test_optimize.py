@@ -20,24 +20,8 @@ REPORT_KEYS = {"baseline", "best", "trials", "pareto", "env"}
 MEASURED_KEYS = {"metric", "latency_ms", "size_bytes", "split"}
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, mlp_weights: Path) -> tuple[OptimizeResult, Path]:
-    import yaml
-
-    folder = tmp_path_factory.mktemp("run")
-    task = folder / "task.yaml"
-    task.write_text(yaml.safe_dump({
-        "name": "digits", "metric": "accuracy", "constraints": {"max_metric_drop": 0.02},
-        "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(mlp_weights)},
-        "data": {"source": "builtin", "name": "digits", "seed": 0},
-        "runtime": {"target": "auto", "threads": 2, "batch_sizes": [1, 16]},
-        "search": {"trials": 8, "seed": 0},
-    }))
-    return optimize(task, out=folder / "runs", quiet=True), task
-
-
-def test_report_json_has_the_keys_scripts_read(run: tuple[OptimizeResult, Path]) -> None:
-    result, _ = run
+def test_report_json_has_the_keys_scripts_read(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    result, _ = optimized_run
     report = json.loads((result.run_dir / "report.json").read_text())
     assert REPORT_KEYS <= set(report)
     assert MEASURED_KEYS <= set(report["baseline"]) and MEASURED_KEYS <= set(report["best"])
@@ -48,40 +32,40 @@ def test_report_json_has_the_keys_scripts_read(run: tuple[OptimizeResult, Path])
     assert {"packages", "cpu", "threads", "seeds"} <= set(report["env"])
 
 
-def test_search_spends_its_budget_on_distinct_recipes(run: tuple[OptimizeResult, Path]) -> None:
-    trials = run[0].report.data.trials
+def test_search_spends_its_budget_on_distinct_recipes(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    trials = optimized_run[0].report.data.trials
     measured = [t for t in trials if t.state in ("complete", "pruned", "failed")]
     assert len(measured) == 8
     assert len({json.dumps(t.recipe, sort_keys=True) for t in measured}) == 8
 
 
-def test_best_meets_the_constraint_on_the_test_split_and_is_cheaper(run: tuple[OptimizeResult, Path]) -> None:
-    best = run[0].report.data.best
+def test_best_meets_the_constraint_on_the_test_split_and_is_cheaper(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    best = optimized_run[0].report.data.best
     assert not best.is_baseline
     assert best.ratios.metric_drop <= 0.02
     assert best.ratios.size_reduction > 1.5 or best.ratios.speedup > 1.2
-    assert best.trial in run[0].report.data.pareto
+    assert best.trial in optimized_run[0].report.data.pareto
 
 
-def test_run_directory_holds_recipe_artifact_manifest_and_report(run: tuple[OptimizeResult, Path]) -> None:
-    root = run[0].run_dir
+def test_run_directory_holds_recipe_artifact_manifest_and_report(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    root = optimized_run[0].run_dir
     for name in ("task.yaml", "env.json", "study.db", "report.json", "report.html", "best/recipe.yaml",
                  "best/metrics.json", "best/MANIFEST"):
         assert (root / name).is_file(), name
     manifest = (root / "best" / "MANIFEST").read_text()
-    assert run[0].report.data.best.artifact in manifest
+    assert optimized_run[0].report.data.best.artifact in manifest
     assert all((root / "trials" / str(t.number) / "recipe.yaml").is_file()
-               for t in run[0].report.data.trials if t.state != "skipped")
+               for t in optimized_run[0].report.data.trials if t.state != "skipped")
 
 
-def test_best_artifact_reloads_and_gives_the_reported_metric(run: tuple[OptimizeResult, Path]) -> None:
-    result, task_path = run
+def test_best_artifact_reloads_and_gives_the_reported_metric(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    result, task_path = optimized_run
     measured = evaluate(load_task(task_path), result.run_dir / "best", "test")
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
 
 
-def test_applying_the_recipe_replays_the_same_metric(run: tuple[OptimizeResult, Path], tmp_path: Path) -> None:
-    result, task_path = run
+def test_applying_the_recipe_replays_the_same_metric(optimized_run: tuple[OptimizeResult, Path], tmp_path: Path) -> None:
+    result, task_path = optimized_run
     measured = replay(result.run_dir / "best" / "recipe.yaml", load_task(task_path), tmp_path / "applied")
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
     original = load_artifact(result.run_dir / "best")

@@ -29,7 +29,7 @@ from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Finalist, LatencyMs, Ratios, Report, Trial, Violation
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.constraints import relative_miss, violations
-from tradeoff.search.pareto import pareto_front
+from tradeoff.search.pareto import pareto_front, pick_best
 from tradeoff.search.space import default_space
 from tradeoff.search.study import RecipeBuilder, counted_trials, open_study, run_study
 
@@ -130,10 +130,10 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     baseline_test = evaluator.measure(model, "test")
     finalists = [_finalist(number, trials, builder, evaluator, settings, metric, baseline_test)
                  for number in front[: settings.search.finalists]]
-    shipped = sorted((f for f in finalists if f[0].meets_constraints),
-                     key=lambda f: _test_objectives(f[1].measured, settings, metric))
+    shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
     if shipped:
-        entry, best = shipped[0]
+        entry, best = shipped[pick_best({n: _test_objectives(c.measured, settings, metric)
+                                         for n, (_, c) in shipped.items()})]
         binding = None
     else:
         entry, best = None, Candidate(model, Recipe(), baseline_test)
@@ -144,7 +144,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
         objectives=list(settings.objectives), constraints=settings.constraints.model_dump(),
-        baseline=baseline_test.as_report(),
+        baseline=baseline_test.as_report(), baseline_val=baseline_val.as_report(),
         best=Best(**best.measured.as_report().model_dump(), recipe=best.recipe.model_dump(mode="json"),
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,

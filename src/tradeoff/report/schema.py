@@ -109,6 +109,7 @@ class Report(_Frozen):
     objectives: list[str]
     constraints: dict[str, float | None]
     baseline: Measured
+    baseline_val: Measured  # what the trials (measured on validation) were compared against
     best: Best
     finalists: list[Finalist]
     trials: list[Trial]

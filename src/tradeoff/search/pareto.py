@@ -14,3 +14,17 @@ def pareto_front(points: dict[int, Sequence[float]]) -> list[int]:
     """Keys of the non-dominated points, ordered by their first objective."""
     front = [k for k, p in points.items() if not any(dominates(q, p) for j, q in points.items() if j != k)]
     return sorted(front, key=lambda k: tuple(points[k]))
+
+
+def pick_best(points: dict[int, Sequence[float]], tolerance: float = 0.05) -> int:
+    """Best by the objectives in priority order, where values within `tolerance` of the best count as ties.
+
+    Lexicographic order on raw values would trade a 3x slow-down for a 1% smaller file when size comes
+    first; a near-tie on the first objective is settled by the next one instead.
+    """
+    remaining = dict(points)
+    for index in range(len(next(iter(points.values())))):
+        best = min(p[index] for p in remaining.values())
+        margin = abs(best) * tolerance
+        remaining = {k: p for k, p in remaining.items() if p[index] <= best + margin}
+    return min(remaining, key=lambda k: tuple(remaining[k]))

@@ -68,14 +68,12 @@ def measurement_attrs(measured: Measurement) -> dict[str, object]:
             "latency": asdict(latency) if latency else None}
 
 
-def constraint_vector(settings: Settings, drop: float, latency_ms: float | None, size_bytes: int) -> list[float]:
-    """Optuna's constraint values, one per constraint, positive where broken (by how much)."""
+def set_constraints(trial: optuna.Trial, settings: Settings, drop: float, latency_ms: float | None,
+                    size_bytes: int) -> None:
+    """Tell the sampler how far past each constraint the trial is (zero or less is feasible)."""
     broken = {v.constraint: v.missed_by for v in violations(settings.constraints, drop, latency_ms, size_bytes)}
-    return [broken.get(name, 0.0) for name in ("max_metric_drop", "max_latency_ms", "max_size_bytes")]
-
-
-def _constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    return trial.user_attrs.get("constraints", [0.0, 0.0, 0.0])
+    for name in ("max_metric_drop", "max_latency_ms", "max_size_bytes"):
+        trial.set_constraint(name, broken.get(name, 0.0))
 
 
 def open_study(settings: Settings, storage: str | None, higher_is_better: bool, task_key: str) -> optuna.Study:
@@ -84,7 +82,7 @@ def open_study(settings: Settings, storage: str | None, higher_is_better: bool, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
-                                             constraints_func=_constraint_values, n_startup_trials=6)
+                                             n_startup_trials=6)
     study = optuna.create_study(study_name=settings.name, storage=storage, sampler=sampler, load_if_exists=True,
                                 directions=directions(settings, higher_is_better))
     stored_key = study.user_attrs.get("task_key")
@@ -157,7 +155,8 @@ def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.tr
     """Repeat the earlier trial's result so the sampler learns, without spending budget on it again."""
     trial.set_user_attr("status", "duplicate")
     trial.set_user_attr("note", f"same recipe as trial {earlier.number}")
-    trial.set_user_attr("constraints", _constraint_values(earlier))
+    for name, value in earlier.constraints.items():
+        trial.set_constraint(name, value)
     if earlier.state == TrialState.COMPLETE:
         study.tell(trial, earlier.values)
     else:
@@ -178,7 +177,7 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
             trial.set_user_attr("status", "pruned")
             trial.set_user_attr("note", "metric drop over the limit on validation; latency not timed")
             measured = evaluator.measure(model, "val", timing=False)
-            trial.set_user_attr("constraints", constraint_vector(settings, drop, None, measured.size.bytes))
+            set_constraints(trial, settings, drop, None, measured.size.bytes)
             for key, value in measurement_attrs(measured).items():
                 trial.set_user_attr(key, value)
             study.tell(trial, state=TrialState.PRUNED)
@@ -192,7 +191,6 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
     latency = measured.primary_latency
     for key, value in measurement_attrs(measured).items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("constraints", constraint_vector(settings, drop, latency.p50_ms if latency else None,
-                                                         measured.size.bytes))
+    set_constraints(trial, settings, drop, latency.p50_ms if latency else None, measured.size.bytes)
     trial.set_user_attr("status", "complete")
     study.tell(trial, objective_values(settings, measured))
