@@ -64,7 +64,8 @@ def test_best_artifact_reloads_and_gives_the_reported_metric(optimized_run: tupl
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
 
 
-def test_applying_the_recipe_replays_the_same_metric(optimized_run: tuple[OptimizeResult, Path], tmp_path: Path) -> None:
+def test_applying_the_recipe_replays_the_same_metric(optimized_run: tuple[OptimizeResult, Path],
+                                                     tmp_path: Path) -> None:
     result, task_path = optimized_run
     measured = replay(result.run_dir / "best" / "recipe.yaml", load_task(task_path), tmp_path / "applied")
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)

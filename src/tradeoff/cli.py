@@ -63,7 +63,8 @@ def _comparison(report: Any) -> Table:
     table.add_row(f"p50 latency (batch {base.latency_ms.batch_size})", f"{base.latency_ms.p50:.4f} ms",
                   f"{best.latency_ms.p50:.4f} ms", f"{best.ratios.speedup:.2f}x faster")
     table.add_row("p95 latency", f"{base.latency_ms.p95:.4f} ms", f"{best.latency_ms.p95:.4f} ms", "")
-    table.add_row("size", _bytes(base.size_bytes), _bytes(best.size_bytes), f"{best.ratios.size_reduction:.2f}x smaller")
+    table.add_row("size", _bytes(base.size_bytes), _bytes(best.size_bytes),
+                  f"{best.ratios.size_reduction:.2f}x smaller")
     table.add_row("size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
                   f"{best.ratios.size_zstd_reduction:.2f}x smaller")
     table.add_row("recipe", "as given", " → ".join(s["pass"] for s in best.recipe["steps"]) or "as given", "")

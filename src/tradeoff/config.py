@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradeoff.errors import ConfigError
-from tradeoff.validation import validate
+from tradeoff.validation import read_yaml, validate
 
 
 class StrictModel(BaseModel):
@@ -172,10 +171,4 @@ def task_from_dict(raw: dict[str, Any], base: Path | None = None, where: str = "
 
 def load_task(path: str | Path) -> Task:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"task file not found: {path}", "check the path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"task file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return task_from_dict(raw, base=path.resolve().parent, where=str(path))
+    return task_from_dict(read_yaml(path, "task file"), base=path.resolve().parent, where=str(path))

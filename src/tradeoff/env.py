@@ -18,7 +18,7 @@ def _cpuinfo() -> tuple[str, set[str]]:
     path = Path("/proc/cpuinfo")
     if not path.exists():
         return platform.processor() or platform.machine(), set()
-    model, flags = platform.machine(), set()
+    model, flags = platform.machine(), set[str]()
     for line in path.read_text().splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "model name" and model == platform.machine():

@@ -67,14 +67,14 @@ def count_parameters(model: ModelHandle) -> tuple[int, int]:
         arrays: list[torch.Tensor] = []
         for module in model.module.modules():
             if callable(getattr(module, "weight", None)):  # quantized modules expose weight() and bias()
-                arrays += [t for t in (module.weight(), module.bias()) if t is not None]
+                arrays += [t for t in (module.weight(), module.bias()) if t is not None]  # type: ignore[operator]
             else:
                 arrays += [p.detach() for p in module.parameters(recurse=False)]
         arrays = [a.dequantize() if a.is_quantized else a for a in arrays]
         return sum(a.numel() for a in arrays), sum(int(torch.count_nonzero(a)) for a in arrays)
     graph = model.onnx_model().graph
-    arrays = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1]
-    return sum(a.size for a in arrays), sum(int(np.count_nonzero(a)) for a in arrays)
+    initializers = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1]
+    return sum(a.size for a in initializers), sum(int(np.count_nonzero(a)) for a in initializers)
 
 
 _MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul"}

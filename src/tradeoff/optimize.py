@@ -29,7 +29,7 @@ from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Finalist, LatencyMs, Ratios, Report, Trial, Violation
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.constraints import relative_miss, violations
-from tradeoff.search.pareto import pareto_front, pick_best
+from tradeoff.search.pareto import minimized, pareto_front, pick_best
 from tradeoff.search.space import default_space
 from tradeoff.search.study import RecipeBuilder, counted_trials, open_study, run_study
 
@@ -114,18 +114,20 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     baseline_val = evaluator.measure(model, "val")
     ctx = Context(data=data, seed=settings.search.seed, threads=threads, teacher=model)
     storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(settings.search.storage, settings.search.storage)
-    study = open_study(settings, storage, metric.higher_is_better, _task_key(record))
+    study = open_study(settings, storage, _task_key(record))
     builder = RecipeBuilder(model, ctx)
     with _progress(settings.search.trials, counted_trials(study), quiet) as on_trial:
         run_study(study, settings, space, builder, evaluator, baseline_val, on_trial)
 
     trials = [_trial_entry(t, settings) for t in study.get_trials(deepcopy=False)]
-    for entry in trials:
-        if entry.state != "skipped":
-            write_yaml(run_dir.trial(entry.number) / "recipe.yaml", entry.recipe)
-            write_json(run_dir.trial(entry.number) / "metrics.json", entry.model_dump(mode="json"))
-    front = pareto_front({t.number: _minimized(t, settings, metric) for t in trials if t.state == "complete"
-                          and t.feasible})
+    for trial in trials:
+        if trial.state != "skipped":
+            write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
+            write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
+    front = pareto_front({t.number: minimized(settings.objectives, metric.higher_is_better,
+                                              t.latency_ms.p50 if t.latency_ms else None, t.size_bytes,
+                                              t.metric)  # type: ignore[arg-type]
+                          for t in trials if t.state == "complete" and t.feasible})
 
     baseline_test = evaluator.measure(model, "test")
     finalists = [_finalist(number, trials, builder, evaluator, settings, metric, baseline_test)
@@ -200,18 +202,10 @@ def _trial_entry(trial: optuna.trial.FrozenTrial, settings: Settings) -> Trial:
                  feasible=status == "complete" and not broken, violations=broken)
 
 
-def _minimized(trial: Trial, settings: Settings, metric: Metric) -> tuple[float, ...]:
-    values = {"latency": trial.latency_ms.p50 if trial.latency_ms else float("inf"),
-              "size": float(trial.size_bytes or 0),
-              "metric": -trial.metric if metric.higher_is_better else trial.metric}  # type: ignore[operator]
-    return tuple(values[o] for o in settings.objectives)
-
-
 def _test_objectives(measured: Measurement, settings: Settings, metric: Metric) -> tuple[float, ...]:
     latency = measured.primary_latency
-    values = {"latency": latency.p50_ms if latency else float("inf"), "size": float(measured.size.bytes),
-              "metric": -measured.metric if metric.higher_is_better else measured.metric}
-    return tuple(values[o] for o in settings.objectives)
+    return minimized(settings.objectives, metric.higher_is_better, latency.p50_ms if latency else None,
+                     measured.size.bytes, measured.metric)
 
 
 def _ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ratios:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from tradeoff.errors import ConfigError
 from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
-from tradeoff.validation import validate
+from tradeoff.validation import read_yaml, validate
 
 RECIPE_VERSION = 1
 
@@ -54,10 +54,4 @@ class Recipe(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> Recipe:
-        if not path.is_file():
-            raise ConfigError(f"recipe file not found: {path}", "check the path")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        return cls.from_dict(raw, str(path))
+        return cls.from_dict(read_yaml(path, "recipe file"), str(path))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from tradeoff.errors import ConfigError
@@ -46,3 +48,13 @@ def validate(model: type[M], data: Any, where: str) -> M:
         raise ConfigError(
             f"invalid value for '{path}' in {where}: {error['msg']} (got {error.get('input')!r})"
         ) from None
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A user's YAML file, with a one-line error when it is missing or malformed."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}", "check the path")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None

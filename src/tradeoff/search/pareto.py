@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def minimized(objectives: Sequence[str], higher_is_better: bool, latency_ms: float | None,
+              size_bytes: float | None, metric: float) -> tuple[float, ...]:
+    """The objective vector with every entry to be minimized; what was not measured counts as worst."""
+    values = {"latency": float("inf") if latency_ms is None else latency_ms,
+              "size": float("inf") if size_bytes is None else float(size_bytes),
+              "metric": -metric if higher_is_better else metric}
+    return tuple(values[o] for o in objectives)
+
+
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """`a` is no worse than `b` everywhere and better somewhere (all objectives minimized)."""
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))

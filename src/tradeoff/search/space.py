@@ -71,7 +71,7 @@ class Space:
         if not all(isinstance(d, Choice) for d in self.params.values()):
             return None
         points: list[dict[str, Any]] = [{}]
-        for slot, passes in self.slots.items():
+        for slot in self.slots:
             choices = self._choices(slot)
             points = [{**point, **({slot: chosen} if len(choices) > 1 else {}), **dict(zip(keys, values, strict=True))}
                       for point in points for chosen in choices

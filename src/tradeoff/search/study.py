@@ -23,6 +23,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.search.constraints import violations
+from tradeoff.search.pareto import minimized
 from tradeoff.search.space import Space
 
 # Consecutive samples that yield no new recipe before the space counts as exhausted.
@@ -50,17 +51,6 @@ class RecipeBuilder:
         return model
 
 
-def directions(settings: Settings, higher_is_better: bool) -> list[str]:
-    return ["maximize" if o == "metric" and higher_is_better else "minimize" for o in settings.objectives]
-
-
-def objective_values(settings: Settings, measured: Measurement) -> list[float]:
-    latency = measured.primary_latency
-    by_name = {"latency": latency.p50_ms if latency else float("nan"), "size": float(measured.size.bytes),
-               "metric": measured.metric}
-    return [by_name[o] for o in settings.objectives]
-
-
 def measurement_attrs(measured: Measurement) -> dict[str, object]:
     latency = measured.primary_latency
     return {"metric": measured.metric, "size_bytes": measured.size.bytes, "size_zstd_bytes": measured.size.zstd_bytes,
@@ -76,7 +66,7 @@ def set_constraints(trial: optuna.Trial, settings: Settings, drop: float, latenc
         trial.set_constraint(name, broken.get(name, 0.0))
 
 
-def open_study(settings: Settings, storage: str | None, higher_is_better: bool, task_key: str) -> optuna.Study:
+def open_study(settings: Settings, storage: str | None, task_key: str) -> optuna.Study:
     """Create the study, or resume it when its storage holds one for this same task (budgets may differ)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
@@ -84,7 +74,7 @@ def open_study(settings: Settings, storage: str | None, higher_is_better: bool, 
         sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
                                              n_startup_trials=6)
     study = optuna.create_study(study_name=settings.name, storage=storage, sampler=sampler, load_if_exists=True,
-                                directions=directions(settings, higher_is_better))
+                                directions=["minimize"] * len(settings.objectives))
     stored_key = study.user_attrs.get("task_key")
     if stored_key is None:
         study.set_user_attr("task_key", task_key)
@@ -193,4 +183,5 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
         trial.set_user_attr(key, value)
     set_constraints(trial, settings, drop, latency.p50_ms if latency else None, measured.size.bytes)
     trial.set_user_attr("status", "complete")
-    study.tell(trial, objective_values(settings, measured))
+    study.tell(trial, list(minimized(settings.objectives, evaluator.metric.higher_is_better,
+                                     latency.p50_ms if latency else None, measured.size.bytes, measured.metric)))

@@ -39,7 +39,7 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
         module.train()
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
             optimizer.zero_grad()
