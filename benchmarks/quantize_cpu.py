@@ -25,19 +25,21 @@ from examples.mnist import HERE, LeNet300, SmallCNN, train  # noqa: E402
 from tradeoff.config import load_task  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
 
+# label: (model class, input shape, weights, task file, objectives in priority order)
 MODELS = {
-    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml"),
-    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml"),
+    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", ("latency", "size")),
+    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("latency", "size")),
+    "small CNN, size first": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("size", "latency")),
 }
 
 
 def run(quick: bool) -> dict[str, list[dict[str, object]]]:
     rows, targets = [], []
-    for label, (factory, shape, weights, task_file) in MODELS.items():
+    for label, (factory, shape, weights, task_file, objectives) in MODELS.items():
         train(factory(), shape, HERE / weights)
         task = load_task(HERE / task_file)
         task = task.model_copy(update={
-            "name": f"bench-{task.name}", "preset": "balanced", "objectives": ("latency", "size"),
+            "name": f"bench-{task.name}", "preset": "balanced", "objectives": objectives,
             "constraints": task.constraints.model_copy(update={"max_metric_drop": 0.005}),
             "runtime": task.runtime.model_copy(update={"threads": 2, "batch_sizes": (1, 32)}),
             "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory"}),
@@ -58,7 +60,7 @@ def run(quick: bool) -> dict[str, list[dict[str, object]]]:
             "trials": sum(t.state in ("complete", "pruned", "failed") for t in report.trials),
         }
         rows.append(row)
-        if factory is LeNet300:
+        if label.startswith("LeNet"):
             targets += [
                 {"name": "MLP size reduction", "value": row["size_ratio"], "target": 2.5, "op": ">="},
                 {"name": "MLP speed-up at batch 1", "value": row["speedup_b1"], "target": 1.5, "op": ">="},

@@ -83,3 +83,14 @@ def test_quantized_onnx_graphs_keep_the_mac_count(steps, cnn: ModelHandle, digit
     ctx = Context(data=digits_images, threads=2)
     quantized = Recipe(steps=({"pass": "export.onnx"}, *steps)).apply(cnn, ctx)
     assert count_macs(quantized, (1, 8, 8)) == CNN_MACS
+
+
+def test_environment_names_int8_instructions_and_warns_without_them() -> None:
+    from tradeoff.env import collect_env, int8_warning
+
+    env = collect_env(threads=2)
+    assert set(env["cpu"]["flags"]) >= {"avx2", "avx512_vnni", "amx_int8"}
+    slow = {**env, "cpu": {**env["cpu"], "model": "old CPU", "fast_int8": False}}
+    assert "old CPU" in int8_warning(slow) and "slower" in int8_warning(slow)
+    fast = {**env, "cpu": {**env["cpu"], "fast_int8": True}}
+    assert int8_warning(fast) is None

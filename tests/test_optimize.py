@@ -106,3 +106,16 @@ def test_python_api_takes_a_module_and_a_data_bundle(mlp, digits, tmp_path: Path
     assert result.best.measured.size.bytes < result.baseline.size.bytes
     saved = result.best.save(tmp_path / "saved")
     assert (saved / "recipe.yaml").is_file() and (saved / "MANIFEST").is_file()
+
+
+def test_an_onnx_file_is_optimized_without_torch(mlp, digits, task_file, tmp_path: Path) -> None:
+    from tradeoff.passes import Context, build_pass
+
+    exported = build_pass({"pass": "export.onnx"}).apply(mlp, Context(data=digits, threads=2))
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(exported.onnx_bytes)
+    task = task_file(model={"source": "onnx", "path": str(onnx_file)}, search={"trials": 3, "seed": 0})
+    report = optimize(task, out=tmp_path / "runs", quiet=True).report.data
+    assert report.baseline.runtime == "onnxruntime" and report.baseline.format == "onnx"
+    assert all("export.onnx" not in t.passes for t in report.trials)
+    assert report.best.size_bytes < report.baseline.size_bytes

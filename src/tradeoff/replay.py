@@ -42,6 +42,8 @@ def evaluate(task: Task, artifact: Path | None, split: str) -> Measurement:
         raise ConfigError(f"unknown split '{split}'", "use val or test")
     model, evaluator = _evaluator(task)
     if artifact is not None:
+        if not artifact.exists():
+            raise ModelError(f"model to evaluate not found: {artifact}", "check the --model path")
         if artifact.is_dir():
             model = load_artifact(artifact)
         elif artifact.suffix == ".onnx":
