@@ -89,6 +89,12 @@ class Evaluator:
         outputs = self._finite(_outputs(run, self._splits()[split]), split)
         return self.metric(outputs, self._splits()[split].y, self.reference[split])
 
+    def latency(self, model: ModelHandle, split: str) -> dict[int, Latency]:
+        """Latency at each of the task's batch sizes, on real inputs from `split`."""
+        run = runtime_for(model).load(model, self.threads)
+        data = self._splits()[split]
+        return {b: measure_latency(run, _timing_batch(data, b), self.threads) for b in self.batch_sizes}
+
     def measure(self, model: ModelHandle, split: str, timing: bool = True) -> Measurement:
         runtime = runtime_for(model)
         data = self._splits()[split]
@@ -96,8 +102,8 @@ class Evaluator:
             run = runtime.load(model, self.threads)
             run(_timing_batch(data, max(self.batch_sizes)))
         outputs = self._finite(_outputs(run, data), split)
-        latency = ({b: measure_latency(run, _timing_batch(data, b), self.threads) for b in self.batch_sizes}
-                   if timing else {})
+        del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
+        latency = self.latency(model, split) if timing else {}
         params, nonzero = count_parameters(model)
         return Measurement(
             metric=self.metric(outputs, data.y, self.reference[split]), split=split, runtime=runtime.name,

@@ -11,7 +11,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import optuna
 from optuna.trial import TrialState
@@ -83,7 +83,7 @@ def open_study(settings: Settings, storage: str | None, task_key: str) -> optuna
                           "give this task another name, or delete the old run directory to start over")
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # A trial cut off by a kill: fail it and queue its parameters so it is measured again, not lost.
-        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+        study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
     return study
 
@@ -123,8 +123,7 @@ def run_study(study: optuna.Study, settings: Settings, space: Space, builder: Re
         trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
         trial.set_user_attr("recipe_key", recipe.key())
         trial.set_user_attr("counted", True)
-        _measure_trial(study, trial, settings, recipe, builder, evaluator, baseline_val)
-        finished = study._storage.get_trial(trial._trial_id)
+        finished = _measure_trial(study, trial, settings, recipe, builder, evaluator, baseline_val)
         seen[recipe.key()] = finished
         on_trial(finished)
 
@@ -154,34 +153,29 @@ def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.tr
 
 
 def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings, recipe: Recipe,
-                   builder: RecipeBuilder, evaluator: Evaluator, baseline_val: Measurement) -> None:
+                   builder: RecipeBuilder, evaluator: Evaluator,
+                   baseline_val: Measurement) -> optuna.trial.FrozenTrial:
     limits = settings.constraints
     try:
         model = builder.build(recipe)
-        score = evaluator.score(model, "val")
-        drop = evaluator.metric.drop(baseline_val.metric, score)
-        trial.set_user_attr("metric", score)
+        measured = evaluator.measure(model, "val", timing=False)
+        drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
         trial.set_user_attr("metric_drop", drop)
-        if limits.max_metric_drop is not None and drop > limits.max_metric_drop:
-            # Hopeless: it already breaks the metric constraint, so its latency is not worth timing.
-            trial.set_user_attr("status", "pruned")
-            trial.set_user_attr("note", "metric drop over the limit on validation; latency not timed")
-            measured = evaluator.measure(model, "val", timing=False)
-            set_constraints(trial, settings, drop, None, measured.size.bytes)
-            for key, value in measurement_attrs(measured).items():
-                trial.set_user_attr(key, value)
-            study.tell(trial, state=TrialState.PRUNED)
-            return
-        measured = evaluator.measure(model, "val")
+        if limits.max_metric_drop is None or drop <= limits.max_metric_drop:
+            # A candidate that already breaks the metric constraint is hopeless: its latency is not timed.
+            measured = replace(measured, latency=evaluator.latency(model, "val"))
     except TradeoffError as exc:
         trial.set_user_attr("status", "failed")
         trial.set_user_attr("note", str(exc))
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    latency = measured.primary_latency
+        return study.tell(trial, state=TrialState.FAIL)
     for key, value in measurement_attrs(measured).items():
         trial.set_user_attr(key, value)
+    latency = measured.primary_latency
     set_constraints(trial, settings, drop, latency.p50_ms if latency else None, measured.size.bytes)
+    if latency is None:
+        trial.set_user_attr("status", "pruned")
+        trial.set_user_attr("note", "metric drop over the limit on validation; latency not timed")
+        return study.tell(trial, state=TrialState.PRUNED)
     trial.set_user_attr("status", "complete")
-    study.tell(trial, list(minimized(settings.objectives, evaluator.metric.higher_is_better,
-                                     latency.p50_ms if latency else None, measured.size.bytes, measured.metric)))
+    return study.tell(trial, list(minimized(settings.objectives, evaluator.metric.higher_is_better,
+                                            latency.p50_ms, measured.size.bytes, measured.metric)))
