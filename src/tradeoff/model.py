@@ -27,8 +27,8 @@ class ModelHandle:
     """A model in one of the formats tradeoff runs, plus what is needed to rebuild a torch module's structure.
 
     `factory` and `structure_steps` let a saved torch state dict be loaded back: the factory builds the
-    original architecture, and each structure step (a recipe step whose pass changes module types, such as
-    torch dynamic quantization) is replayed on it before the weights are loaded.
+    original architecture, and each structure step (a recipe step whose pass changed module types or shapes,
+    with the state that pass recorded) is replayed on it before the weights are loaded.
     """
 
     module: nn.Module | None = None
@@ -55,8 +55,13 @@ class ModelHandle:
             raise ModelError("this step needs an ONNX model but got a torch model", "put export.onnx before it")
         return onnx.load_from_string(self.onnx_bytes)
 
-    def with_module(self, module: nn.Module, structure_step: dict[str, Any] | None = None) -> ModelHandle:
-        steps = self.structure_steps + ((structure_step,) if structure_step else ())
+    def with_module(self, module: nn.Module, structure_step: dict[str, Any] | None = None,
+                    structure_state: dict[str, Any] | None = None) -> ModelHandle:
+        """A handle on `module`; a pass that changed the module's structure passes its recipe step and the
+        JSON-able state its `restructure` needs to rebuild that structure when the artifact is loaded."""
+        steps = self.structure_steps
+        if structure_step is not None:
+            steps += ({"step": structure_step, "state": structure_state or {}},)
         return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps)
 
     def with_onnx(self, model: onnx.ModelProto | bytes) -> ModelHandle:
@@ -163,7 +168,7 @@ def load_artifact(directory: Path) -> ModelHandle:
     if meta["format"] == "onnx":
         return ModelHandle(onnx_bytes=_read_onnx(artifact))
     module = _build(meta["factory"]).eval()
-    for step in meta["structure_steps"]:
-        module = build_pass(step).restructure(module)
+    for structure in meta["structure_steps"]:
+        module = build_pass(structure["step"]).restructure(module, structure["state"])
     module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
     return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]))

@@ -47,10 +47,11 @@ class Pass(ABC):
     @abstractmethod
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle: ...
 
-    def restructure(self, module: nn.Module) -> nn.Module:
-        """Rebuild the module structure this pass produces, for loading a saved state dict into it.
+    def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
+        """Rebuild the module structure this pass produced, so a saved state dict can be loaded into it.
 
-        Only passes that change module types in a torch model (and record a structure step) override it.
+        Only passes that change a torch model's module types or shapes override it; they record `state`
+        (JSON-able: which channels were removed, which ranks were kept) with `ModelHandle.with_module`.
         """
         raise ModelError(f"pass '{self.name}' does not change a torch model's structure")
 

@@ -42,7 +42,7 @@ class DynamicQuantization(Pass):
         self.check_input(model)
         config: DynamicConfig = self.config  # type: ignore[assignment]
         if model.format == "torch":
-            return model.with_module(self.restructure(model.torch_module()), structure_step=self.step())
+            return model.with_module(self.restructure(model.torch_module(), {}), structure_step=self.step())
         weight_type = QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
             output = Path(tmp) / "quantized.onnx"
@@ -51,5 +51,5 @@ class DynamicQuantization(Pass):
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             return model.with_onnx(output.read_bytes())
 
-    def restructure(self, module: nn.Module) -> nn.Module:
+    def restructure(self, module: nn.Module, state: dict[str, object]) -> nn.Module:
         return quantize_torch_dynamic(module, self.config.per_channel)  # type: ignore[attr-defined]

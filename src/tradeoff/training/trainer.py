@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,13 @@ def _val_loss(module: nn.Module, split: Split, loss_fn: nn.Module) -> float:
 
 
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
-        patience: int = 3, max_grad_norm: float | None = 5.0, seed: int = 0) -> TrainResult:
-    """Train `module` in place with Adam; keep the weights of the epoch with the lowest validation loss."""
+        patience: int = 3, max_grad_norm: float | None = 5.0, seed: int = 0,
+        after_step: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> TrainResult:
+    """Train `module` in place with Adam; keep the weights of the epoch with the lowest validation loss.
+
+    `after_step` runs after every optimizer step (compression passes re-apply masks or shared weights there);
+    `on_epoch(epoch)` runs before each epoch (gradual pruning raises sparsity there).
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     loss_fn = _loss_fn(train.y)
@@ -40,6 +46,8 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
     for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
+        if on_epoch is not None:
+            on_epoch(epoch)
         module.train()
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
             optimizer.zero_grad()
@@ -49,6 +57,8 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()
+            if after_step is not None:
+                after_step()
         val_loss = _val_loss(module, val, loss_fn)
         if val_loss < best_loss:
             best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
