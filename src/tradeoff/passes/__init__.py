@@ -1,7 +1,14 @@
 """Every pass registers itself on import; this package imports them all so the registry is complete."""
 
-from tradeoff.passes import export_onnx, quantize_dynamic, quantize_fp16, quantize_static
+from tradeoff.passes import (
+    export_onnx,
+    fuse_batchnorm,
+    prune_magnitude,
+    quantize_dynamic,
+    quantize_fp16,
+    quantize_static,
+)
 from tradeoff.passes.base import Context, Pass, PassConfig, build_pass, get_pass, register, registered_passes
 
-__all__ = ["Context", "Pass", "PassConfig", "build_pass", "export_onnx", "get_pass", "quantize_dynamic",
-           "quantize_fp16", "quantize_static", "register", "registered_passes"]
+__all__ = ["Context", "Pass", "PassConfig", "build_pass", "export_onnx", "fuse_batchnorm", "get_pass",
+           "prune_magnitude", "quantize_dynamic", "quantize_fp16", "quantize_static", "register", "registered_passes"]
