@@ -36,7 +36,7 @@ MODELS = {
 def run(quick: bool) -> dict[str, list[dict[str, object]]]:
     rows, targets = [], []
     for label, (factory, shape, weights, task_file, objectives) in MODELS.items():
-        train(factory(), shape, HERE / weights)
+        train(factory, shape, HERE / weights)
         task = load_task(HERE / task_file)
         task = task.model_copy(update={
             "name": f"bench-{task.name}", "preset": "balanced", "objectives": objectives,

@@ -40,20 +40,21 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def train(model: nn.Module, shape: tuple[int, ...] | None, path: Path, seed: int = 0) -> Path:
+def train(factory: type[nn.Module], shape: tuple[int, ...] | None, path: Path, seed: int = 0) -> Path:
     """Train on the same split the task files use (split seed 0), so val and test stay unseen."""
     if path.exists():
         return path
     data = to.data.mnist(shape=shape, seed=0)
     torch.manual_seed(seed)
+    model = factory()
     result = to.training.fit(model, data.train, data.val, epochs=20, seed=seed)
     tmp = path.with_suffix(".tmp")
     save_file(model.state_dict(), str(tmp))
     tmp.rename(path)
-    print(f"trained {type(model).__name__} for {result.epochs_run} epochs -> {path}")
+    print(f"trained {factory.__name__} for {result.epochs_run} epochs -> {path}")
     return path
 
 
 if __name__ == "__main__":
-    train(LeNet300(), None, HERE / "lenet300.safetensors")
-    train(SmallCNN(), (1, 28, 28), HERE / "smallcnn.safetensors")
+    train(LeNet300, None, HERE / "lenet300.safetensors")
+    train(SmallCNN, (1, 28, 28), HERE / "smallcnn.safetensors")

@@ -50,7 +50,9 @@ def digits_images() -> DataBundle:
     return to.data.digits(seed=0, shape=(1, 8, 8))
 
 
-def _train(module: nn.Module, data: DataBundle, path: Path) -> Path:
+def _train(factory: type[nn.Module], data: DataBundle, path: Path) -> Path:
+    torch.manual_seed(0)  # the initial weights too, so every run trains the same model
+    module = factory()
     to.training.fit(module, data.train, data.val, epochs=30, lr=3e-3, patience=5, seed=0)
     save_file(module.state_dict(), str(path))
     return path
@@ -58,12 +60,12 @@ def _train(module: nn.Module, data: DataBundle, path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def mlp_weights(digits: DataBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(DigitsMLP(), digits, tmp_path_factory.mktemp("mlp") / "mlp.safetensors")
+    return _train(DigitsMLP, digits, tmp_path_factory.mktemp("mlp") / "mlp.safetensors")
 
 
 @pytest.fixture(scope="session")
 def cnn_weights(digits_images: DataBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(DigitsCNN(), digits_images, tmp_path_factory.mktemp("cnn") / "cnn.safetensors")
+    return _train(DigitsCNN, digits_images, tmp_path_factory.mktemp("cnn") / "cnn.safetensors")
 
 
 @pytest.fixture(scope="session")
