@@ -1,14 +1,14 @@
 """Every pass registers itself on import; this package imports them all so the registry is complete."""
 
-from tradeoff.passes import (
+from tradeoff.passes import (  # noqa: F401 - imported for their registration
     export_onnx,
     fuse_batchnorm,
     prune_magnitude,
+    prune_nm,
     quantize_dynamic,
     quantize_fp16,
     quantize_static,
 )
 from tradeoff.passes.base import Context, Pass, PassConfig, build_pass, get_pass, register, registered_passes
 
-__all__ = ["Context", "Pass", "PassConfig", "build_pass", "export_onnx", "fuse_batchnorm", "get_pass",
-           "prune_magnitude", "quantize_dynamic", "quantize_fp16", "quantize_static", "register", "registered_passes"]
+__all__ = ["Context", "Pass", "PassConfig", "build_pass", "get_pass", "register", "registered_passes"]
