@@ -94,3 +94,18 @@ def test_environment_names_int8_instructions_and_warns_without_them() -> None:
     assert "old CPU" in int8_warning(slow) and "slower" in int8_warning(slow)
     fast = {**env, "cpu": {**env["cpu"], "fast_int8": True}}
     assert int8_warning(fast) is None
+
+
+@pytest.mark.parametrize(("steps", "bits"), [((), 32), (({"pass": "quantize.dynamic"},), 8),
+                                             (({"pass": "export.onnx"}, {"pass": "quantize.static"}), 8),
+                                             (({"pass": "export.onnx"}, {"pass": "quantize.fp16"}), 16)])
+def test_layer_table_reports_stored_bits_and_zeros(steps, bits: int, mlp: ModelHandle, digits) -> None:
+    from tradeoff.measure import layer_stats
+    from tradeoff.recipe import Recipe
+
+    ctx = Context(data=digits, threads=2)
+    pruned = Recipe(steps=({"pass": "prune.magnitude", "sparsity": 0.5, "scope": "layer", "finetune_epochs": 0},
+                           *steps)).apply(mlp, ctx)
+    layers = layer_stats(pruned)
+    assert len(layers) == 3 and {layer.bits for layer in layers} == {bits}
+    assert all(layer.sparsity >= 0.45 for layer in layers)  # the zeros survive quantization

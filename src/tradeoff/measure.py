@@ -77,6 +77,39 @@ def count_parameters(model: ModelHandle) -> tuple[int, int]:
     return sum(a.size for a in initializers), sum(int(np.count_nonzero(a)) for a in initializers)
 
 
+@dataclass(frozen=True)
+class LayerStats:
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+    sparsity: float
+
+
+_ONNX_BITS = {onnx.TensorProto.FLOAT: 32, onnx.TensorProto.FLOAT16: 16, onnx.TensorProto.BFLOAT16: 16,
+              onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT4: 4,
+              onnx.TensorProto.UINT4: 4}
+
+
+def layer_stats(model: ModelHandle) -> list[LayerStats]:
+    """Bit-width and fraction of stored zeros of each weight matrix, as the artifact holds it."""
+    if model.module is not None:
+        stats = []
+        for name, module in model.module.named_modules():
+            weight = getattr(module, "weight", None)
+            if callable(weight):  # torch.ao quantized modules expose weight()
+                weight = weight().int_repr()  # type: ignore[operator]
+            if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+                stats.append(LayerStats(name, tuple(weight.shape), weight.element_size() * 8,
+                                        float((weight == 0).float().mean())))
+        return stats
+    graph = model.onnx_model().graph
+    packed = {node.input[1]: next(a.i for a in node.attribute if a.name == "bits")
+              for node in graph.node if node.op_type == "MatMulNBits"}
+    return [LayerStats(init.name, tuple(init.dims), packed.get(init.name, _ONNX_BITS.get(init.data_type, 32)),
+                       float(np.mean(numpy_helper.to_array(init) == 0)))
+            for init in graph.initializer if len(init.dims) >= 2]
+
+
 _MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul"}
 _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv"}
 

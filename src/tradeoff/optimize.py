@@ -21,12 +21,23 @@ from tradeoff.data import DataBundle, load_data
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.passes import Context
 from tradeoff.recipe import Recipe
 from tradeoff.report.html import render_html
-from tradeoff.report.schema import Best, Binding, Finalist, LatencyMs, Ratios, Report, Trial, Violation
+from tradeoff.report.schema import (
+    Best,
+    Binding,
+    Finalist,
+    LatencyMs,
+    LayerStat,
+    Ratios,
+    Report,
+    Trial,
+    Violation,
+)
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.constraints import relative_miss, violations
 from tradeoff.search.pareto import minimized, pareto_front, pick_best
@@ -148,6 +159,8 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         objectives=list(settings.objectives), constraints=settings.constraints.model_dump(),
         baseline=baseline_test.as_report(), baseline_val=baseline_val.as_report(),
         best=Best(**best.measured.as_report().model_dump(), recipe=best.recipe.model_dump(mode="json"),
+                  layers=[LayerStat(name=s.name, shape=list(s.shape), bits=s.bits, sparsity=s.sparsity)
+                          for s in layer_stats(best.model)],
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,
                   ratios=_ratios(baseline_test, best.measured, metric)),

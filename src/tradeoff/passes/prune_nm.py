@@ -6,6 +6,8 @@ compressed size only, and the measured latency says so.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -52,12 +54,12 @@ class NMPruning(Pass):
         module = model.torch_module()
         # Layers whose input size is not a multiple of m stay dense; the report's per-layer sparsity shows them.
         targets = [(layer, attr) for layer, attr in prunable_weights(module)
-                   if layer.weight[0].numel() % config.m == 0]
+                   if _weight(layer)[0].numel() % config.m == 0]
         if not targets:
             raise ModelError(f"prune.nm found no layer whose input size divides by m={config.m}",
                              "choose an m that divides the layers' input sizes")
         for layer, attr in targets:
-            prune.custom_from_mask(layer, attr, nm_mask(layer.weight, config.n, config.m))
+            prune.custom_from_mask(layer, attr, nm_mask(_weight(layer), config.n, config.m))
         if config.finetune_epochs:
             fit(module, ctx.data.train, ctx.data.val, epochs=config.finetune_epochs, lr=config.lr,
                 patience=config.finetune_epochs, seed=ctx.seed)
@@ -66,6 +68,11 @@ class NMPruning(Pass):
         return model.with_module(module)
 
 
+def _weight(layer: nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, layer.weight)
+
+
 def is_nm_sparse(layer: nn.Module, n: int, m: int) -> bool:
-    groups = (layer.weight != 0).reshape(layer.weight.shape[0], -1, m).sum(dim=-1)
+    weight = _weight(layer)
+    groups = (weight != 0).reshape(weight.shape[0], -1, m).sum(dim=-1)
     return bool((groups <= n).all())

@@ -59,8 +59,11 @@ def _comparison(report: Report) -> str:
                if best.is_baseline else f"<p>Best: trial {best.trial}, <code>{escape(recipe)}</code>, "
                                         f"artifact <code>{escape(best.artifact or '')}</code>.</p>")
     card = "card warn" if best.is_baseline else "card"
+    layers = [[layer.name, "×".join(map(str, layer.shape)), str(layer.bits), f"{100 * layer.sparsity:.1f}%"]
+              for layer in best.layers]
     return (f'<div class="{card}" id="best"><h2>Baseline vs best ({metric}, test split, same process)</h2>'
-            f"{verdict}{_table(['', 'baseline', 'best', 'ratio'], rows, {1, 2})}</div>")
+            f"{verdict}{_table(['', 'baseline', 'best', 'ratio'], rows, {1, 2})}"
+            f"<h3>Weights of the best model</h3>{_table(['layer', 'shape', 'bits', 'zeros'], layers, {2, 3})}</div>")
 
 
 def _binding(report: Report) -> str:

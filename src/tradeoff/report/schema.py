@@ -45,7 +45,17 @@ class Ratios(_Frozen):
     metric_drop: float
 
 
+class LayerStat(_Frozen):
+    """One weight matrix of an artifact: its stored bit-width and the fraction of its stored values that are 0."""
+
+    name: str
+    shape: list[int]
+    bits: int
+    sparsity: float
+
+
 class Best(Measured):
+    layers: list[LayerStat] = Field(default_factory=list)
     recipe: dict[str, Any]
     artifact: str | None
     trial: int | None
