@@ -85,9 +85,10 @@ class LayerStats:
     sparsity: float
 
 
-_ONNX_BITS = {onnx.TensorProto.FLOAT: 32, onnx.TensorProto.FLOAT16: 16, onnx.TensorProto.BFLOAT16: 16,
-              onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT4: 4,
-              onnx.TensorProto.UINT4: 4}
+def _onnx_bits(data_type: int) -> int:
+    if data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        return 4
+    return int(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8)
 
 
 def layer_stats(model: ModelHandle) -> list[LayerStats]:
@@ -105,7 +106,7 @@ def layer_stats(model: ModelHandle) -> list[LayerStats]:
     graph = model.onnx_model().graph
     packed = {node.input[1]: next(a.i for a in node.attribute if a.name == "bits")
               for node in graph.node if node.op_type == "MatMulNBits"}
-    return [LayerStats(init.name, tuple(init.dims), packed.get(init.name, _ONNX_BITS.get(init.data_type, 32)),
+    return [LayerStats(init.name, tuple(init.dims), packed.get(init.name, _onnx_bits(init.data_type)),
                        float(np.mean(numpy_helper.to_array(init) == 0)))
             for init in graph.initializer if len(init.dims) >= 2]
 

@@ -1,10 +1,12 @@
 """Every pass registers itself on import; this package imports them all so the registry is complete."""
 
 from tradeoff.passes import (  # noqa: F401 - imported for their registration
+    cluster_weights,
     export_onnx,
     fuse_batchnorm,
     prune_magnitude,
     prune_nm,
+    prune_structured,
     quantize_dynamic,
     quantize_fp16,
     quantize_static,

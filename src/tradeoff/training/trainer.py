@@ -6,7 +6,6 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,16 +18,17 @@ class TrainResult:
     best_val_loss: float
 
 
-def _loss_fn(targets: np.ndarray) -> nn.Module:
-    return nn.CrossEntropyLoss() if np.issubdtype(targets.dtype, np.integer) else nn.MSELoss()
+def task_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for class labels, mean squared error for real-valued targets."""
+    if not targets.is_floating_point():
+        return nn.functional.cross_entropy(outputs, targets)
+    return nn.functional.mse_loss(outputs.reshape(targets.shape), targets)
 
 
-def _val_loss(module: nn.Module, split: Split, loss_fn: nn.Module) -> float:
+def _val_loss(module: nn.Module, split: Split) -> float:
     module.eval()
     with torch.inference_mode():
-        outputs = module(torch.from_numpy(split.x))
-        return float(loss_fn(outputs.squeeze(-1) if isinstance(loss_fn, nn.MSELoss) else outputs,
-                             torch.from_numpy(split.y)))
+        return float(task_loss(module(torch.from_numpy(split.x)), torch.from_numpy(split.y)))
 
 
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
@@ -41,7 +41,6 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    loss_fn = _loss_fn(train.y)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
@@ -51,15 +50,13 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
         module.train()
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
             optimizer.zero_grad()
-            outputs = module(x[batch])
-            loss = loss_fn(outputs.squeeze(-1) if isinstance(loss_fn, nn.MSELoss) else outputs, y[batch])
-            loss.backward()
+            task_loss(module(x[batch]), y[batch]).backward()
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()
             if after_step is not None:
                 after_step()
-        val_loss = _val_loss(module, val, loss_fn)
+        val_loss = _val_loss(module, val)
         if val_loss < best_loss:
             best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
         else:
