@@ -68,3 +68,28 @@ def test_clustering_twice_is_refused(mlp: ModelHandle, ctx: Context) -> None:
     once = build_pass({"pass": "cluster.weights", "finetune_epochs": 0}).apply(mlp, ctx)
     with pytest.raises(ModelError, match="already shared"):
         build_pass({"pass": "cluster.weights"}).apply(once, ctx)
+
+
+def test_shared_weights_quantize_to_int8_in_torch_and_reload(mlp: ModelHandle, ctx: Context, tmp_path: Path) -> None:
+    both = Recipe(steps=({"pass": "cluster.weights", "finetune_epochs": 0}, {"pass": "quantize.dynamic"})).apply(
+        mlp, ctx)
+    both.save(tmp_path)
+    reloaded = load_artifact(tmp_path)
+    batch = ctx.data.test.x[:16]
+    expected = runtime_for(both).load(both, 2)(batch)
+    np.testing.assert_array_equal(runtime_for(reloaded).load(reloaded, 2)(batch), expected)
+
+
+def test_quantizing_a_copy_leaves_the_shared_original_usable(mlp: ModelHandle, ctx: Context) -> None:
+    clustered = build_pass({"pass": "cluster.weights", "finetune_epochs": 0}).apply(mlp, ctx)
+    build_pass({"pass": "quantize.dynamic"}).apply(clustered, ctx)
+    exported = build_pass({"pass": "export.onnx"}).apply(clustered, ctx)
+    assert exported.format == "onnx"
+
+
+def test_measurements_see_shared_weights_as_weights_with_their_index_bits(mlp: ModelHandle, ctx: Context) -> None:
+    from tradeoff.measure import count_parameters, layer_stats
+
+    clustered = build_pass({"pass": "cluster.weights", "bits": 4, "finetune_epochs": 0}).apply(mlp, ctx)
+    assert count_parameters(clustered)[0] == count_parameters(mlp)[0]
+    assert [layer.bits for layer in layer_stats(clustered)] == [4, 4, 4]

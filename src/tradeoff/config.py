@@ -105,13 +105,16 @@ class Task(Settings):
 
 
 QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.fp16")
+SPEED_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "prune.structured")
+SIZE_PASSES = (*QUANTIZATION_PASSES, "prune.magnitude", "prune.structured", "cluster.weights")
 
-# What each use case optimizes for; anything the task file states wins over these.
+# What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work
+# gets only the passes that need no retraining; the others may fine-tune (pruning, weight sharing).
 PRESETS: dict[str, dict[str, Any]] = {
     "realtime": {
         "objectives": ["latency"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": ["export.onnx", "quantize.dynamic", "quantize.static"]},
+        "search": {"passes": list(SPEED_PASSES)},
     },
     "accuracy-critical": {
         "objectives": ["latency", "size"],
@@ -121,12 +124,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mobile": {
         "objectives": ["size", "latency"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": list(QUANTIZATION_PASSES)},
+        "search": {"passes": list(SIZE_PASSES)},
     },
     "balanced": {
         "objectives": ["latency", "size"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": list(QUANTIZATION_PASSES)},
+        "search": {"passes": list(dict.fromkeys(SPEED_PASSES + SIZE_PASSES))},
     },
 }
 

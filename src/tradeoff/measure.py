@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -10,12 +11,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnx
 import torch
 import zstandard
 from onnx import numpy_helper, shape_inference
+from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from tradeoff.model import ModelHandle
@@ -61,16 +65,45 @@ def artifact_size(model: ModelHandle) -> Size:
     return Size(bytes=len(data), zstd_bytes=len(zstandard.ZstdCompressor(level=10).compress(data)))
 
 
+@dataclass(frozen=True)
+class _TorchLayer:
+    name: str
+    weight: torch.Tensor | None
+    others: list[torch.Tensor]  # biases and any other parameters of the module itself
+    bits: int
+
+
+def _torch_layers(module: nn.Module) -> list[_TorchLayer]:
+    """Each module's weights as they are used: torch.ao quantized weights dequantized, shared weights
+    (cluster.weights) materialised with the bit-width of their codebook index."""
+    layers = []
+    for name, layer in module.named_modules():
+        if "parametrizations" in name.split("."):
+            continue  # a parametrized layer's internals: its layer below reports them
+        weight = getattr(layer, "weight", None)
+        if callable(weight) and not isinstance(weight, nn.Module):  # torch.ao quantized modules: weight()
+            quantized = weight()
+            bias = layer.bias()  # type: ignore[operator]
+            layers.append(_TorchLayer(name, quantized.dequantize(), [bias] if bias is not None else [],
+                                      quantized.element_size() * 8))
+        elif parametrize.is_parametrized(layer, "weight"):
+            codebook = cast(Any, layer).parametrizations.weight.original
+            layers.append(_TorchLayer(name, cast(torch.Tensor, layer.weight).detach(),
+                                      [p.detach() for p in layer.parameters(recurse=False)],
+                                      max(1, math.ceil(math.log2(codebook.numel())))))
+        else:
+            params = dict(layer.named_parameters(recurse=False))
+            plain = params.pop("weight", None)
+            layers.append(_TorchLayer(name, plain.detach() if plain is not None else None,
+                                      [p.detach() for p in params.values()],
+                                      plain.element_size() * 8 if plain is not None else 0))
+    return layers
+
+
 def count_parameters(model: ModelHandle) -> tuple[int, int]:
     """(parameters, non-zero parameters); for ONNX, the elements of its weight initializers."""
     if model.module is not None:
-        arrays: list[torch.Tensor] = []
-        for module in model.module.modules():
-            if callable(getattr(module, "weight", None)):  # quantized modules expose weight() and bias()
-                arrays += [t for t in (module.weight(), module.bias()) if t is not None]  # type: ignore[operator]
-            else:
-                arrays += [p.detach() for p in module.parameters(recurse=False)]
-        arrays = [a.dequantize() if a.is_quantized else a for a in arrays]
+        arrays = [t for layer in _torch_layers(model.module) for t in (layer.weight, *layer.others) if t is not None]
         return sum(a.numel() for a in arrays), sum(int(torch.count_nonzero(a)) for a in arrays)
     graph = model.onnx_model().graph
     initializers = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1]
@@ -94,15 +127,8 @@ def _onnx_bits(data_type: int) -> int:
 def layer_stats(model: ModelHandle) -> list[LayerStats]:
     """Bit-width and fraction of stored zeros of each weight matrix, as the artifact holds it."""
     if model.module is not None:
-        stats = []
-        for name, module in model.module.named_modules():
-            weight = getattr(module, "weight", None)
-            if callable(weight):  # torch.ao quantized modules expose weight()
-                weight = weight().int_repr()  # type: ignore[operator]
-            if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
-                stats.append(LayerStats(name, tuple(weight.shape), weight.element_size() * 8,
-                                        float((weight == 0).float().mean())))
-        return stats
+        return [LayerStats(layer.name, tuple(layer.weight.shape), layer.bits, float((layer.weight == 0).float().mean()))
+                for layer in _torch_layers(model.module) if layer.weight is not None and layer.weight.dim() >= 2]
     graph = model.onnx_model().graph
     packed = {node.input[1]: next(a.i for a in node.attribute if a.name == "bits")
               for node in graph.node if node.op_type == "MatMulNBits"}

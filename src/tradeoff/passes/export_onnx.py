@@ -54,7 +54,7 @@ class OnnxExport(Pass):
         except Exception as exc:  # the exporter raises many internal error types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"export.onnx could not export the model: {first}",
-                             "export float torch models (before torch-side quantization)") from None
+                             "export float torch models (before torch-side quantization)") from exc
         handle = model.with_onnx(exported)
         with torch.inference_mode():
             expected = module(torch.from_numpy(inputs)).float().numpy()

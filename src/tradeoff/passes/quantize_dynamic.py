@@ -14,6 +14,7 @@ from torch import nn
 
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.cluster_weights import materialize_shared_weights
 from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
 
 
@@ -24,7 +25,11 @@ class DynamicConfig(PassConfig):
 
 
 def quantize_torch_dynamic(module: nn.Module, per_channel: bool) -> nn.Module:
-    """torch.ao's dynamic quantization: deprecated upstream, still the only built-in torch CPU int8 path."""
+    """torch.ao's dynamic quantization: deprecated upstream, still the only built-in torch CPU int8 path.
+
+    Parametrized weights (shared by cluster.weights) are materialised first: torch.ao only takes plain Linear.
+    """
+    materialize_shared_weights(module)
     qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if per_channel
                else torch.ao.quantization.default_dynamic_qconfig)
     with warnings.catch_warnings():

@@ -113,12 +113,20 @@ def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
     return True
 
 
-# The order passes compose in; later issues add slots (prune, cluster, lowrank) before export.
+# The order passes compose in: torch-side compression first, then export, then quantization.
 DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
+    "fuse": ("fuse.batchnorm",),
+    "prune": ("prune.magnitude", "prune.structured", "prune.nm"),
+    "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
     "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16"),
 }
 DEFAULT_PARAMS: dict[str, Distribution] = {
+    "prune__sparsity": Float(0.5, 0.95),
+    "prune__schedule": Choice(("one_shot", "gradual")),
+    "prune__amount": Float(0.2, 0.7),
+    "prune__criterion": Choice(("l1", "l2", "taylor")),
+    "cluster__bits": Int(3, 6),
     "quantize__per_channel": Choice((False, True)),
     "quantize__calibration": Choice(("minmax", "entropy", "percentile")),
 }

@@ -164,9 +164,10 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
         if limits.max_metric_drop is None or drop <= limits.max_metric_drop:
             # A candidate that already breaks the metric constraint is hopeless: its latency is not timed.
             measured = replace(measured, latency=evaluator.latency(model, "val"))
-    except TradeoffError as exc:
+    except Exception as exc:  # one broken combination of passes must not end a long search; the trial says why
+        note = str(exc) if isinstance(exc, TradeoffError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         trial.set_user_attr("status", "failed")
-        trial.set_user_attr("note", str(exc))
+        trial.set_user_attr("note", note)
         return study.tell(trial, state=TrialState.FAIL)
     for key, value in measurement_attrs(measured).items():
         trial.set_user_attr(key, value)
