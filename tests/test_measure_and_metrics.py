@@ -109,3 +109,15 @@ def test_layer_table_reports_stored_bits_and_zeros(steps, bits: int, mlp: ModelH
     layers = layer_stats(pruned)
     assert len(layers) == 3 and {layer.bits for layer in layers} == {bits}
     assert all(layer.sparsity >= 0.45 for layer in layers)  # the zeros survive quantization
+
+
+def test_packed_four_bit_weights_count_as_full_layers(mlp: ModelHandle, digits) -> None:
+    from tradeoff.measure import layer_stats
+    from tradeoff.recipe import Recipe
+
+    packed = Recipe(steps=({"pass": "export.onnx"}, {"pass": "quantize.weight_only", "bits": 4})).apply(
+        mlp, Context(data=digits, threads=2))
+    assert count_macs(packed, (64,)) == MLP_MACS
+    assert count_parameters(packed)[0] >= count_parameters(mlp)[0] - 10 * 64  # all weights, plus scales
+    assert [(layer.shape, layer.bits) for layer in layer_stats(packed)] == [((128, 64), 4), ((64, 128), 4),
+                                                                            ((10, 64), 4)]

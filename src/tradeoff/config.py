@@ -106,7 +106,7 @@ class Task(Settings):
 
 QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.fp16")
 SPEED_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "prune.structured")
-SIZE_PASSES = (*QUANTIZATION_PASSES, "prune.magnitude", "prune.structured", "cluster.weights")
+SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")
 
 # What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work
 # gets only the passes that need no retraining; the others may fine-tune (pruning, weight sharing).

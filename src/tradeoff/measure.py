@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 import torch
 import zstandard
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
+from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
@@ -106,8 +107,21 @@ def count_parameters(model: ModelHandle) -> tuple[int, int]:
         arrays = [t for layer in _torch_layers(model.module) for t in (layer.weight, *layer.others) if t is not None]
         return sum(a.numel() for a in arrays), sum(int(torch.count_nonzero(a)) for a in arrays)
     graph = model.onnx_model().graph
-    initializers = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1]
-    return sum(a.size for a in initializers), sum(int(np.count_nonzero(a)) for a in initializers)
+    packed = _packed_weights(graph)
+    initializers = [numpy_helper.to_array(t) for t in graph.initializer if len(t.dims) >= 1 and t.name not in packed]
+    unpacked = sum(n * k for n, k, _ in packed.values())  # zeros inside packed blocks are not counted
+    return (sum(a.size for a in initializers) + unpacked,
+            sum(int(np.count_nonzero(a)) for a in initializers) + unpacked)
+
+
+def _packed_weights(graph: onnx.GraphProto) -> dict[str, tuple[int, int, int]]:
+    """Weights that MatMulNBits packs several to a byte: initializer name -> (N, K, bits)."""
+    packed = {}
+    for node in graph.node:
+        if node.op_type == "MatMulNBits":
+            attrs = {a.name: a.i for a in node.attribute}
+            packed[node.input[1]] = (attrs["N"], attrs["K"], attrs["bits"])
+    return packed
 
 
 @dataclass(frozen=True)
@@ -130,25 +144,30 @@ def layer_stats(model: ModelHandle) -> list[LayerStats]:
         return [LayerStats(layer.name, tuple(layer.weight.shape), layer.bits, float((layer.weight == 0).float().mean()))
                 for layer in _torch_layers(model.module) if layer.weight is not None and layer.weight.dim() >= 2]
     graph = model.onnx_model().graph
-    packed = {node.input[1]: next(a.i for a in node.attribute if a.name == "bits")
-              for node in graph.node if node.op_type == "MatMulNBits"}
-    return [LayerStats(init.name, tuple(init.dims), packed.get(init.name, _onnx_bits(init.data_type)),
+    packed = _packed_weights(graph)
+    block_params = {name for node in graph.node if node.op_type == "MatMulNBits" for name in node.input[2:]}
+    return [LayerStats(init.name, (packed[init.name][0], packed[init.name][1]), packed[init.name][2], 0.0)
+            if init.name in packed else
+            LayerStats(init.name, tuple(init.dims), _onnx_bits(init.data_type),
                        float(np.mean(numpy_helper.to_array(init) == 0)))
-            for init in graph.initializer if len(init.dims) >= 2]
+            for init in graph.initializer if len(init.dims) >= 2 and init.name not in block_params]
 
 
-_MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul"}
+_MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "MatMulNBits"}
 _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv"}
 
 
-def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for one sample."""
+def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int | None:
+    """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for one sample.
+
+    ONNX Runtime's symbolic shape inference, since onnx's own stops at com.microsoft operators (MatMulNBits).
+    """
     del model.graph.value_info[:]  # stale symbolic shapes would shadow the concrete ones inferred below
     graph_input = model.graph.input[0].type.tensor_type.shape
     for dim, size in zip(graph_input.dim, (1, *sample_shape), strict=False):
         dim.ClearField("dim_param")
         dim.dim_value = size
-    inferred = shape_inference.infer_shapes(model)
+    inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     shapes: dict[str, list[int]] = {}
     for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
         shapes[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]
@@ -156,15 +175,19 @@ def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int:
         shapes[init.name] = list(init.dims)
     macs = 0
     for node in inferred.graph.node:
+        if node.op_type not in _MATMUL_OPS | _CONV_OPS:
+            continue
         out = shapes.get(node.output[0])
         if not out or 0 in out:
-            continue
-        if node.op_type in _MATMUL_OPS:
+            return None  # a layer whose shape is unknown: an undercount would look like a saving
+        if node.op_type == "MatMulNBits":
+            macs += int(np.prod(out)) * next(a.i for a in node.attribute if a.name == "K")
+        elif node.op_type in _MATMUL_OPS:
             a = shapes.get(node.input[0], [])
             transposed = any(at.name == "transA" and at.i == 1 for at in node.attribute)
             if a:
                 macs += int(np.prod(out)) * (a[0] if transposed and len(a) == 2 else a[-1])
-        elif node.op_type in _CONV_OPS:
+        else:
             weight_index = 3 if node.op_type == "QLinearConv" else 1
             w = shapes.get(node.input[weight_index], [])
             if w:

@@ -10,6 +10,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     quantize_dynamic,
     quantize_fp16,
     quantize_static,
+    quantize_weight_only,
 )
 from tradeoff.passes.base import Context, Pass, PassConfig, build_pass, get_pass, register, registered_passes
 

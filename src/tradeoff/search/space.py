@@ -68,7 +68,8 @@ class Space:
 
     def grid(self, start: Format) -> list[dict[str, Any]] | None:
         """Every valid point of a finite space as trial params; None when a parameter is continuous."""
-        if not all(isinstance(d, Choice) for d in self.params.values()):
+        active = {k for slot in self.slots for chosen in self.slots[slot] for k in self._keys(slot, chosen)}
+        if not all(isinstance(self.params[k], Choice) for k in active):
             return None
         points: list[dict[str, Any]] = [{}]
         for slot in self.slots:
@@ -119,7 +120,7 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "prune": ("prune.magnitude", "prune.structured", "prune.nm"),
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
-    "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16"),
+    "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.weight_only"),
 }
 DEFAULT_PARAMS: dict[str, Distribution] = {
     "prune__sparsity": Float(0.5, 0.95),
@@ -129,6 +130,7 @@ DEFAULT_PARAMS: dict[str, Distribution] = {
     "cluster__bits": Int(3, 6),
     "quantize__per_channel": Choice((False, True)),
     "quantize__calibration": Choice(("minmax", "entropy", "percentile")),
+    "quantize__bits": Choice((4, 8)),
 }
 
 
