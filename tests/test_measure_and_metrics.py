@@ -25,16 +25,16 @@ def test_macs_match_the_architecture_in_torch_and_onnx(mlp: ModelHandle, cnn: Mo
     assert count_macs(exported, (1, 8, 8)) == CNN_MACS
 
 
-def test_sparsity_shows_in_nonzeros_and_compressed_size_not_raw_size(mlp: ModelHandle) -> None:
+def test_mild_sparsity_shows_in_nonzeros_and_compressed_size_only(mlp: ModelHandle) -> None:
     module = mlp.torch_module()
-    for parameter in module.parameters():
-        parameter.data[parameter.abs() < parameter.abs().median()] = 0.0
+    for parameter in module.parameters():  # 40% zeros: below the level where sparse storage pays
+        parameter.data[parameter.abs() < parameter.abs().quantile(0.4)] = 0.0
     sparse = ModelHandle(module=module)
     params, nonzero = count_parameters(sparse)
-    assert params == count_parameters(mlp)[0] and nonzero <= 0.55 * params
+    assert params == count_parameters(mlp)[0] and nonzero <= 0.65 * params
     dense_size, sparse_size = artifact_size(mlp), artifact_size(sparse)
     assert sparse_size.bytes == dense_size.bytes
-    assert sparse_size.zstd_bytes < 0.8 * dense_size.zstd_bytes
+    assert sparse_size.zstd_bytes < 0.9 * dense_size.zstd_bytes
 
 
 def test_latency_percentiles_are_ordered_and_use_the_batch_size() -> None:

@@ -63,7 +63,7 @@ def test_fine_tuning_wins_back_what_one_shot_pruning_loses(mlp: ModelHandle, ctx
     assert base - evaluator.score(gradual, "test") <= 0.02
 
 
-def test_saved_artifact_keeps_the_zeros_and_compresses(mlp: ModelHandle, ctx: Context, tmp_path: Path) -> None:
+def test_saved_artifact_keeps_the_zeros_and_is_physically_smaller(mlp: ModelHandle, ctx: Context, tmp_path: Path) -> None:
     pruned = build_pass({"pass": "prune.magnitude", "sparsity": 0.9, "finetune_epochs": 1}).apply(mlp, ctx)
     pruned.save(tmp_path)
     reloaded = load_artifact(tmp_path)
@@ -72,7 +72,8 @@ def test_saved_artifact_keeps_the_zeros_and_compresses(mlp: ModelHandle, ctx: Co
     np.testing.assert_array_equal(runtime_for(reloaded).load(reloaded, 2)(batch),
                                   runtime_for(pruned).load(pruned, 2)(batch))
     dense, sparse = artifact_size(mlp), artifact_size(pruned)
-    assert sparse.bytes == dense.bytes and sparse.zstd_bytes < 0.45 * dense.zstd_bytes
+    assert sparse.bytes < 0.2 * dense.bytes  # a mask bit per weight plus the 10% that survive
+    assert sparse.zstd_bytes < 0.2 * dense.zstd_bytes
 
 
 def test_pruning_composes_with_int8_and_the_zeros_survive_quantization(mlp: ModelHandle, ctx: Context) -> None:

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import onnx
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from tradeoff import sparse_storage
 from tradeoff.config import ModelSpec
 from tradeoff.errors import ModelError
 from tradeoff.imports import import_object
@@ -78,7 +80,8 @@ class ModelHandle:
             state = self.module.state_dict()  # type: ignore[union-attr]
             if all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values()):
                 artifact = directory / "model.safetensors"
-                save_file({k: v.contiguous() for k, v in state.items()}, str(artifact))
+                tensors, metadata = sparse_storage.encode(state)
+                save_file(tensors, str(artifact), metadata=metadata)
             else:
                 artifact = directory / "model.pt"
                 torch.save(state, artifact)
@@ -93,7 +96,9 @@ def read_weights(path: Path, allow_pickle: bool) -> Any:
         raise ModelError(f"weights file not found: {path}", "check model.weights")
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path))
+            with safe_open(str(path), framework="pt") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+                return sparse_storage.decode(tensors, handle.metadata())
         except Exception as exc:  # safetensors raises several private error types
             raise ModelError(f"cannot read safetensors file {path}: {exc}", "re-save the weights") from None
     try:
