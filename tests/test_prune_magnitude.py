@@ -63,7 +63,8 @@ def test_fine_tuning_wins_back_what_one_shot_pruning_loses(mlp: ModelHandle, ctx
     assert base - evaluator.score(gradual, "test") <= 0.02
 
 
-def test_saved_artifact_keeps_the_zeros_and_is_physically_smaller(mlp: ModelHandle, ctx: Context, tmp_path: Path) -> None:
+def test_saved_artifact_keeps_the_zeros_and_is_physically_smaller(mlp: ModelHandle, ctx: Context,
+                                                                  tmp_path: Path) -> None:
     pruned = build_pass({"pass": "prune.magnitude", "sparsity": 0.9, "finetune_epochs": 1}).apply(mlp, ctx)
     pruned.save(tmp_path)
     reloaded = load_artifact(tmp_path)
