@@ -30,3 +30,4 @@ test: install chromium
 benchmark: install
 	$(BIN)/python -m examples.mnist
 	$(BIN)/python benchmarks/quantize_cpu.py --quick
+	$(BIN)/python benchmarks/compression.py --quick

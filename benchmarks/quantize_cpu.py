@@ -10,7 +10,6 @@ Writes benchmarks/results/quantize_cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.common import report_targets, target, write_results  # noqa: E402
 from examples.mnist import HERE, LeNet300, SmallCNN, train  # noqa: E402
 from tradeoff.config import load_task  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
@@ -61,12 +61,9 @@ def run(quick: bool) -> dict[str, list[dict[str, object]]]:
         }
         rows.append(row)
         if label.startswith("LeNet"):
-            targets += [
-                {"name": "MLP size reduction", "value": row["size_ratio"], "target": 2.5, "op": ">="},
-                {"name": "MLP speed-up at batch 1", "value": row["speedup_b1"], "target": 1.5, "op": ">="},
-                {"name": "MLP accuracy drop (points)", "value": row["accuracy_drop_points"], "target": 0.5,
-                 "op": "<="},
-            ]
+            targets += [target("MLP size reduction", row["size_ratio"], 2.5, ">="),
+                        target("MLP speed-up at batch 1", row["speedup_b1"], 1.5, ">="),
+                        target("MLP accuracy drop (points)", row["accuracy_drop_points"], 0.5, "<=")]
     return {"rows": rows, "targets": targets}
 
 
@@ -84,12 +81,8 @@ def main() -> None:
                       f"{r['size_ratio']:.2f}", f"{r['size_zstd_ratio']:.2f}", f"{r['baseline_accuracy']:.4f}",
                       f"{r['best_accuracy']:.4f}", f"{r['accuracy_drop_points']:+.2f}")
     Console(width=160).print(table)
-    for t in result["targets"]:
-        met = t["value"] >= t["target"] if t["op"] == ">=" else t["value"] <= t["target"]
-        print(f"{'MET ' if met else 'MISS'} {t['name']}: {t['value']:.3f} (target {t['op']} {t['target']})")
-    out = ROOT / "benchmarks" / "results" / "quantize_cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    report_targets(result["targets"])
+    write_results("quantize_cpu", result["rows"], result["targets"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The bundled example models: LeNet-300-100 and a small CNN for 28x28 MNIST digits.
+"""The bundled example models for 28x28 MNIST digits: LeNet-300-100, a small CNN, a residual CNN with batch norm.
 
-`python -m examples.mnist` trains both on MNIST-5k (training split only) and writes their safetensors
+`python -m examples.mnist` trains them on MNIST-5k (training split only) and writes their safetensors
 weights next to this file; the demo task files point at them.
 """
 
@@ -40,6 +40,22 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class ResidualCNN(nn.Module):
+    """Conv + batch norm with a residual block, for structured pruning: expects (N, 1, 28, 28)."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                                  nn.MaxPool2d(2))
+        self.block = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                                   nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width))
+        self.head = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(width * 7 * 7, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stem = self.stem(x)
+        return self.head(stem + self.block(stem))
+
+
 def train(factory: type[nn.Module], shape: tuple[int, ...] | None, path: Path, seed: int = 0) -> Path:
     """Train on the same split the task files use (split seed 0), so val and test stay unseen."""
     if path.exists():
@@ -58,3 +74,4 @@ def train(factory: type[nn.Module], shape: tuple[int, ...] | None, path: Path, s
 if __name__ == "__main__":
     train(LeNet300, None, HERE / "lenet300.safetensors")
     train(SmallCNN, (1, 28, 28), HERE / "smallcnn.safetensors")
+    train(ResidualCNN, (1, 28, 28), HERE / "residualcnn.safetensors")
