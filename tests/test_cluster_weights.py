@@ -88,8 +88,9 @@ def test_quantizing_a_copy_leaves_the_shared_original_usable(mlp: ModelHandle, c
 
 
 def test_measurements_see_shared_weights_as_weights_with_their_index_bits(mlp: ModelHandle, ctx: Context) -> None:
-    from tradeoff.measure import count_parameters, layer_stats
+    from tradeoff.measure import count_macs, count_parameters, layer_stats
 
     clustered = build_pass({"pass": "cluster.weights", "bits": 4, "finetune_epochs": 0}).apply(mlp, ctx)
     assert count_parameters(clustered)[0] == count_parameters(mlp)[0]
+    assert count_macs(clustered, (64,)) == count_macs(mlp, (64,))
     assert [layer.bits for layer in layer_stats(clustered)] == [4, 4, 4]

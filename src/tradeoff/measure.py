@@ -206,7 +206,8 @@ def count_macs(model: ModelHandle, sample_shape: tuple[int, ...]) -> int | None:
     quantized = any(hasattr(m, "_packed_params") for m in module.modules())  # type: ignore[union-attr]
     if quantized:
         return None
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+    # no_grad, not inference_mode: under the counter, inference_mode breaks parametrized (shared) weights
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         module(torch.zeros((1, *sample_shape)))  # type: ignore[misc]
     return counter.get_total_flops() // 2
 
