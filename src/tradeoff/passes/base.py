@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.model import Format, ModelHandle
+from tradeoff.training import fit
 from tradeoff.validation import validate
 
 
@@ -21,6 +22,13 @@ class PassConfig(BaseModel):
     """A pass's options: frozen, unknown keys rejected, every field with a default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FinetuneConfig(PassConfig):
+    """Options of the recovery step that passes which damage accuracy (pruning, sharing) run afterwards."""
+
+    finetune_epochs: int = Field(default=3, ge=0)
+    lr: float = Field(default=1e-3, gt=0.0)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,12 @@ class Context:
     threads: int = 1
     teacher: ModelHandle | None = None
     progress: Callable[[str], None] | None = None
+
+    def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None) -> None:
+        """Recover accuracy on the training split (early stopping on validation); no-op for 0 epochs."""
+        if config.finetune_epochs:
+            fit(module, self.data.train, self.data.val, epochs=config.finetune_epochs, lr=config.lr,
+                patience=config.finetune_epochs, seed=self.seed, after_step=after_step)
 
 
 class Pass(ABC):

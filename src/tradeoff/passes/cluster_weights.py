@@ -18,16 +18,14 @@ from torch.nn.utils import parametrize
 
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
 from tradeoff.passes.prune_magnitude import prunable_weights
-from tradeoff.training import fit
 
 
-class ClusterConfig(PassConfig):
+class ClusterConfig(FinetuneConfig):
     bits: int = Field(default=4, ge=1, le=8)
     keep_zeros: bool = True
-    finetune_epochs: int = Field(default=3, ge=0)
-    lr: float = Field(default=1e-4, gt=0.0)
+    lr: float = Field(default=1e-4, gt=0.0)  # centroids move gently: each one carries many weights
 
 
 class SharedWeights(nn.Module):
@@ -98,17 +96,14 @@ class WeightClustering(Pass):
             weight = cast(torch.Tensor, layer.weight).detach()
             indices, centroids = _kmeans(weight.numpy(), 2**config.bits, config.keep_zeros, ctx.seed)
             _share(layer, torch.from_numpy(indices), torch.tensor(centroids, dtype=weight.dtype))
-        if config.finetune_epochs:
-            codebooks = [cast(Any, layer).parametrizations.weight.original for layer in layers.values()]
+        codebooks = [cast(Any, layer).parametrizations.weight.original for layer in layers.values()]
 
-            def pin_zero_centroid() -> None:
-                with torch.no_grad():
-                    for codebook in codebooks:
-                        codebook[0] = 0.0
+        def pin_zero_centroid() -> None:
+            with torch.no_grad():
+                for codebook in codebooks:
+                    codebook[0] = 0.0
 
-            fit(module, ctx.data.train, ctx.data.val, epochs=config.finetune_epochs, lr=config.lr,
-                patience=config.finetune_epochs, seed=ctx.seed,
-                after_step=pin_zero_centroid if config.keep_zeros else None)
+        ctx.finetune(module, config, after_step=pin_zero_centroid if config.keep_zeros else None)
         state = {name: 2**config.bits for name in layers}
         return model.with_module(module, structure_step=self.step(), structure_state={"layers": state})
 

@@ -14,19 +14,17 @@ from torch.nn.utils import prune
 
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.training import fit
+from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class MagnitudeConfig(PassConfig):
+class MagnitudeConfig(FinetuneConfig):
     sparsity: float = Field(default=0.8, gt=0.0, lt=1.0)
     scope: Literal["global", "layer"] = "global"
     schedule: Literal["one_shot", "gradual"] = "one_shot"
     steps: int = Field(default=4, ge=1)
     finetune_epochs: int = Field(default=5, ge=0)
-    lr: float = Field(default=1e-3, gt=0.0)
 
 
 def cubic_schedule(final: float, steps: int) -> list[float]:
@@ -67,9 +65,7 @@ class MagnitudePruning(Pass):
         for level in levels:
             _prune_to(targets, previous, level, config.scope)
             previous = level
-            if config.finetune_epochs:
-                fit(module, ctx.data.train, ctx.data.val, epochs=config.finetune_epochs, lr=config.lr,
-                    patience=config.finetune_epochs, seed=ctx.seed)
+            ctx.finetune(module, config)
         for layer, name in targets:
             prune.remove(layer, name)
         return model.with_module(module)

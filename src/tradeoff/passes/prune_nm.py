@@ -15,16 +15,14 @@ from torch.nn.utils import prune
 
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
 from tradeoff.passes.prune_magnitude import prunable_weights
-from tradeoff.training import fit
 
 
-class NMConfig(PassConfig):
+class NMConfig(FinetuneConfig):
     n: int = Field(default=2, ge=1)
     m: int = Field(default=4, ge=2)
     finetune_epochs: int = Field(default=5, ge=0)
-    lr: float = Field(default=1e-3, gt=0.0)
 
     @model_validator(mode="after")
     def _n_below_m(self) -> NMConfig:
@@ -60,9 +58,7 @@ class NMPruning(Pass):
                              "choose an m that divides the layers' input sizes")
         for layer, attr in targets:
             prune.custom_from_mask(layer, attr, nm_mask(_weight(layer), config.n, config.m))
-        if config.finetune_epochs:
-            fit(module, ctx.data.train, ctx.data.val, epochs=config.finetune_epochs, lr=config.lr,
-                patience=config.finetune_epochs, seed=ctx.seed)
+        ctx.finetune(module, config)
         for layer, attr in targets:
             prune.remove(layer, attr)
         return model.with_module(module)

@@ -20,8 +20,8 @@ from torch import nn
 from tradeoff.data import Split
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.training import fit, task_loss
+from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
+from tradeoff.training import task_loss
 
 # Layers that root a pruning group; a group whose root feeds the model's output directly is never pruned.
 ROOT_TYPES = (tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR, tp.ops.TORCH_LSTM)
@@ -36,13 +36,11 @@ IMPORTANCE: dict[str, Callable[[], tp.importance.Importance]] = {
 }
 
 
-class StructuredConfig(PassConfig):
+class StructuredConfig(FinetuneConfig):
     amount: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of each layer's channels/neurons to remove")
     criterion: Literal["l1", "l2", "taylor", "bn_scale"] = "l2"
     global_pruning: bool = Field(False, description="rank channels across layers instead of within each layer")
     iterative_steps: int = Field(1, ge=1, le=20, description="reach `amount` in this many prune + fine-tune steps")
-    finetune_epochs: int = Field(3, ge=0, le=1000, description="fine-tuning epochs after each step (0: none)")
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
 
 
 @contextmanager
@@ -136,8 +134,7 @@ class StructuredPruning(Pass):
             if pruned_shape != output_shape:
                 raise ModelError(f"structured pruning changed the output shape from {tuple(output_shape)} to "
                                  f"{tuple(pruned_shape)}", "report this model: its output layer was not detected")
-            if config.finetune_epochs > 0:
-                fit(module, ctx.data.train, ctx.data.val, epochs=config.finetune_epochs, lr=config.lr, seed=ctx.seed)
+            ctx.finetune(module, config)  # after each step
         removed = [[name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.pruning_history()]
         state = {"sample_shape": list(ctx.data.sample_shape), "removed": removed}
         return model.with_module(module, structure_step=self.step(), structure_state=state)
