@@ -94,3 +94,15 @@ def test_measurements_see_shared_weights_as_weights_with_their_index_bits(mlp: M
     assert count_parameters(clustered)[0] == count_parameters(mlp)[0]
     assert count_macs(clustered, (64,)) == count_macs(mlp, (64,))
     assert [layer.bits for layer in layer_stats(clustered)] == [4, 4, 4]
+
+
+def test_the_torch_runtime_decodes_shared_weights_once_not_per_call(mlp: ModelHandle, ctx: Context) -> None:
+    clustered = build_pass({"pass": "cluster.weights", "finetune_epochs": 0}).apply(mlp, ctx)
+    decodes = []
+    clustered.module.layers[0].parametrizations.weight.register_forward_hook(lambda *_: decodes.append(1))
+    run = runtime_for(clustered).load(clustered, 1)
+    for _ in range(5):
+        run(ctx.data.test.x[:4])
+    assert len(decodes) == 1
+    np.testing.assert_allclose(run(ctx.data.test.x[:4]), clustered.module(torch.from_numpy(ctx.data.test.x[:4]))
+                               .detach().numpy(), atol=1e-6)

@@ -7,13 +7,14 @@ import json
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import onnx
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn.utils import parametrize
 
 from tradeoff import sparse_storage
 from tradeoff.config import ModelSpec
@@ -89,6 +90,23 @@ class ModelHandle:
                 "structure_steps": list(self.structure_steps)}
         (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
         return artifact
+
+
+def materialize_parametrizations(module: nn.Module) -> nn.Module:
+    """Turn every parametrized tensor (shared weights of cluster.weights) into a plain parameter, in place.
+
+    For inference and for code that needs plain layers. Not torch's `remove_parametrizations`: it deletes the
+    property from the parametrized class, which deep copies of the module share, breaking every other copy.
+    """
+    for layer in module.modules():
+        if parametrize.is_parametrized(layer):
+            names = list(cast(nn.ModuleDict, layer.parametrizations).keys())
+            values = {name: getattr(layer, name).detach().clone() for name in names}
+            layer.__class__ = layer.__class__.__bases__[0]
+            del layer._modules["parametrizations"]
+            for name, value in values.items():
+                setattr(layer, name, nn.Parameter(value))
+    return module
 
 
 def read_weights(path: Path, allow_pickle: bool) -> Any:

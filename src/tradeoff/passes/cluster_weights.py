@@ -47,21 +47,6 @@ def _share(layer: nn.Module, indices: torch.Tensor, codebook: torch.Tensor) -> N
     parametrize.register_parametrization(layer, "weight", SharedWeights(indices, codebook), unsafe=True)
 
 
-def materialize_shared_weights(module: nn.Module) -> nn.Module:
-    """Turn every shared weight back into a plain parameter, in place, for code that needs plain layers.
-
-    Not torch's `remove_parametrizations`: it deletes the weight property from the parametrized class, which
-    deep copies of the module share, and so would break every other copy.
-    """
-    for layer in module.modules():
-        if parametrize.is_parametrized(layer, "weight"):
-            weight = cast(torch.Tensor, layer.weight).detach().clone()
-            layer.__class__ = layer.__class__.__bases__[0]
-            del layer._modules["parametrizations"]
-            layer.weight = nn.Parameter(weight)
-    return module
-
-
 def _kmeans(weight: np.ndarray, clusters: int, keep_zeros: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Linear-initialised 1-D k-means (Han et al. found linear init keeps the rare large weights)."""
     values = weight.reshape(-1, 1)

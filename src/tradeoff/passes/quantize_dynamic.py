@@ -12,9 +12,8 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from tradeoff.model import ModelHandle
+from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.passes.cluster_weights import materialize_shared_weights
 from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
 
 
@@ -29,7 +28,7 @@ def quantize_torch_dynamic(module: nn.Module, per_channel: bool) -> nn.Module:
 
     Parametrized weights (shared by cluster.weights) are materialised first: torch.ao only takes plain Linear.
     """
-    materialize_shared_weights(module)
+    materialize_parametrizations(module)
     qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if per_channel
                else torch.ao.quantization.default_dynamic_qconfig)
     with warnings.catch_warnings():
