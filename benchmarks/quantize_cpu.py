@@ -22,7 +22,7 @@ from rich.table import Table  # noqa: E402
 
 from benchmarks.common import report_targets, target, write_results  # noqa: E402
 from examples.mnist import HERE, LeNet300, SmallCNN, train  # noqa: E402
-from tradeoff.config import load_task  # noqa: E402
+from tradeoff.config import QUANTIZATION_PASSES, load_task  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
 
 # label: (model class, input shape, weights, task file, objectives in priority order)
@@ -42,7 +42,8 @@ def run(quick: bool) -> dict[str, list[dict[str, object]]]:
             "name": f"bench-{task.name}", "preset": "balanced", "objectives": objectives,
             "constraints": task.constraints.model_copy(update={"max_metric_drop": 0.005}),
             "runtime": task.runtime.model_copy(update={"threads": 2, "batch_sizes": (1, 32)}),
-            "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory"}),
+            "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory",
+                                                     "passes": (*QUANTIZATION_PASSES, "quantize.weight_only")}),
         })
         with tempfile.TemporaryDirectory() as out:
             report = optimize(task, out=out, quiet=True).report.data

@@ -86,3 +86,12 @@ def test_python_source_accepts_a_torch_dataset() -> None:
 def test_calibration_samples_come_from_the_training_split_only(digits) -> None:
     train_rows = {r.tobytes() for r in digits.train.x}
     assert all(r.tobytes() in train_rows for r in digits.calibration())
+
+
+def test_fine_tuning_holdout_is_cut_from_train_and_never_touches_validation(digits) -> None:
+    fitting, holdout = digits.train_holdout()
+    assert len(fitting) + len(holdout) == len(digits.train) and 0.08 < len(holdout) / len(digits.train) < 0.12
+    val_rows = {r.tobytes() for r in digits.val.x}
+    train_rows = {r.tobytes() for r in digits.train.x}
+    assert all(r.tobytes() in train_rows for r in holdout.x)
+    assert sum(r.tobytes() in val_rows for r in holdout.x) <= 2  # only digits that occur twice in the data

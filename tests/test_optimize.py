@@ -44,7 +44,8 @@ def test_best_meets_the_constraint_on_the_test_split_and_is_cheaper(optimized_ru
     assert not best.is_baseline
     assert best.ratios.metric_drop <= 0.02
     assert best.ratios.size_reduction > 1.5 or best.ratios.speedup > 1.2
-    assert best.trial in optimized_run[0].report.data.pareto
+    shipped = next(f for f in optimized_run[0].report.data.finalists if f.trial == best.trial)
+    assert shipped.meets_constraints and not shipped.violations
 
 
 def test_run_directory_holds_recipe_artifact_manifest_and_report(optimized_run: tuple[OptimizeResult, Path]) -> None:

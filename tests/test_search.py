@@ -38,3 +38,22 @@ def test_an_onnx_model_is_never_exported_again() -> None:
 def test_menu_with_an_unknown_pass_is_refused() -> None:
     with pytest.raises(ConfigError, match="did you mean 'quantize.fp16'"):
         default_space(("quantize.fp61",), "auto", "torch")
+
+
+def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
+    from tradeoff.config import PRESETS
+
+    space = default_space(tuple(PRESETS["balanced"]["search"]["passes"]), "auto", "torch")
+    points = space.single_pass_points("quantize", "torch")
+    recipes = [space.recipe_at({**p, "quantize__per_channel": True, "quantize__calibration": "minmax",
+                                "quantize__bits": 8}, "torch").passes for p in points]
+    assert recipes == [["quantize.dynamic"], ["export.onnx", "quantize.dynamic"], ["export.onnx", "quantize.static"],
+                       ["export.onnx", "quantize.fp16"], ["export.onnx", "quantize.weight_only"]]
+
+
+def test_finalists_come_front_by_front() -> None:
+    from tradeoff.search.pareto import pareto_layers
+
+    points = {0: (1.0, 1.0), 1: (2.0, 2.0), 2: (3.0, 1.5), 3: (4.0, 4.0)}
+    assert pareto_layers(points, 1) == [0]
+    assert pareto_layers(points, 3) == [0, 1, 2]

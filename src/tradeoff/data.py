@@ -40,6 +40,13 @@ class DataBundle:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    def train_holdout(self, fraction: float = 0.1) -> tuple[Split, Split]:
+        """The training split cut in two (seeded): fitting data and a holdout for early stopping."""
+        order = np.random.default_rng(self.spec.seed).permutation(len(self.train))
+        cut = max(1, int(round(fraction * len(order))))
+        held, kept = np.sort(order[:cut]), np.sort(order[cut:])
+        return Split(self.train.x[kept], self.train.y[kept]), Split(self.train.x[held], self.train.y[held])
+
     def calibration(self) -> np.ndarray:
         """A seeded subset of the training split: quantizers calibrate on data the evaluation never sees."""
         count = min(self.spec.calibration_samples, len(self.train))

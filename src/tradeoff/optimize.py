@@ -40,7 +40,7 @@ from tradeoff.report.schema import (
 )
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.constraints import relative_miss, violations
-from tradeoff.search.pareto import minimized, pareto_front, pick_best
+from tradeoff.search.pareto import minimized, pareto_front, pareto_layers, pick_best
 from tradeoff.search.space import default_space
 from tradeoff.search.study import RecipeBuilder, counted_trials, open_study, run_study
 
@@ -130,19 +130,21 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     with _progress(settings.search.trials, counted_trials(study), quiet) as on_trial:
         run_study(study, settings, space, builder, evaluator, baseline_val, on_trial)
 
-    trials = [_trial_entry(t, settings) for t in study.get_trials(deepcopy=False)]
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # not queued ones a resume will run
+    trials = [_trial_entry(t, settings) for t in study.get_trials(deepcopy=False, states=finished)]
     for trial in trials:
         if trial.state != "skipped":
             write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
             write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
-    front = pareto_front({t.number: minimized(settings.objectives, metric.higher_is_better,
-                                              t.latency_ms.p50 if t.latency_ms else None, t.size_bytes,
-                                              t.metric)  # type: ignore[arg-type]
-                          for t in trials if t.state == "complete" and t.feasible})
+    feasible = {t.number: minimized(settings.objectives, metric.higher_is_better,
+                                    t.latency_ms.p50 if t.latency_ms else None, t.size_bytes,
+                                    t.metric)  # type: ignore[arg-type]
+                for t in trials if t.state == "complete" and t.feasible}
+    front = pareto_front(feasible)
 
     baseline_test = evaluator.measure(model, "test")
     finalists = [_finalist(number, trials, builder, evaluator, settings, metric, baseline_test)
-                 for number in front[: settings.search.finalists]]
+                 for number in pareto_layers(feasible, settings.search.finalists)]
     shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
     if shipped:
         entry, best = shipped[pick_best({n: _test_objectives(c.measured, settings, metric)

@@ -42,9 +42,14 @@ class Context:
     progress: Callable[[str], None] | None = None
 
     def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None) -> None:
-        """Recover accuracy on the training split (early stopping on validation); no-op for 0 epochs."""
+        """Recover accuracy on the training split; no-op for 0 epochs.
+
+        Early stopping watches a seeded tenth of the training split, never the validation split: the search
+        decides on validation, so a candidate must not have been tuned against it.
+        """
         if config.finetune_epochs:
-            fit(module, self.data.train, self.data.val, epochs=config.finetune_epochs, lr=config.lr,
+            train, holdout = self.data.train_holdout()
+            fit(module, train, holdout, epochs=config.finetune_epochs, lr=config.lr,
                 patience=config.finetune_epochs, seed=self.seed, after_step=after_step)
 
 

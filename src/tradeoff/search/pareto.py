@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def minimized(objectives: Sequence[str], higher_is_better: bool, latency_ms: float | None,
@@ -19,13 +19,24 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
 
 
-def pareto_front(points: dict[int, Sequence[float]]) -> list[int]:
+def pareto_front(points: Mapping[int, Sequence[float]]) -> list[int]:
     """Keys of the non-dominated points, ordered by their first objective."""
     front = [k for k, p in points.items() if not any(dominates(q, p) for j, q in points.items() if j != k)]
     return sorted(front, key=lambda k: tuple(points[k]))
 
 
-def pick_best(points: dict[int, Sequence[float]], tolerance: float = 0.05) -> int:
+def pareto_layers(points: Mapping[int, Sequence[float]], count: int) -> list[int]:
+    """Up to `count` keys, front by front (non-dominated sorting): when the first front's members fail on
+    the test split, the next-best trade-offs are already among the finalists."""
+    remaining, ordered = dict(points), list[int]()
+    while remaining and len(ordered) < count:
+        front = pareto_front(remaining)
+        ordered += front
+        remaining = {k: p for k, p in remaining.items() if k not in front}
+    return ordered[:count]
+
+
+def pick_best(points: Mapping[int, Sequence[float]], tolerance: float = 0.05) -> int:
     """Best by the objectives in priority order, where values within `tolerance` of the best count as ties.
 
     Lexicographic order on raw values would trade a 3x slow-down for a 1% smaller file when size comes

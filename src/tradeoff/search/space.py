@@ -83,6 +83,26 @@ class Space:
     def recipe_at(self, params: dict[str, Any], start: Format) -> Recipe | None:
         return self._recipe(lambda name, _: params[name], start)
 
+    def single_pass_points(self, slot: str, start: Format) -> list[dict[str, Any]]:
+        """Trial params for each pass of `slot` alone, with and without export where both can run: the
+        cheap, interpretable candidates a search should measure before it explores compositions. Their
+        options are left to the sampler."""
+        exports = (NONE, "export.onnx") if "export" in self.slots and len(self._choices("export")) > 1 else (None,)
+        points = []
+        for chosen in self.slots.get(slot, ()):
+            for export in exports:
+                point = {other: chosen if other == slot else NONE
+                         for other in self.slots if len(self._choices(other)) > 1}
+                if export is not None:
+                    point["export"] = export
+                if self.recipe_at({**point, **self._defaults(slot, chosen)}, start) is not None:
+                    points.append(point)
+        return points
+
+    def _defaults(self, slot: str, chosen: str) -> dict[str, Any]:
+        fields = get_pass(chosen).Config.model_fields
+        return {key: fields[key.partition("__")[2]].default for key in self._keys(slot, chosen)}
+
     def _choices(self, slot: str) -> tuple[str, ...]:
         return self.slots[slot] if slot in self.required else (NONE, *self.slots[slot])
 

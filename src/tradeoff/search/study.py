@@ -106,6 +106,9 @@ def run_study(study: optuna.Study, settings: Settings, space: Space, builder: Re
     grid = space.grid(start)
     unmeasured = {space.recipe_at(p, start).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
     rng = random.Random(settings.search.seed + len(seen))
+    if not study.trials:
+        for point in space.single_pass_points("quantize", start):
+            study.enqueue_trial(point)
     fruitless = 0
     while counted_trials(study) < settings.search.trials and time.monotonic() < deadline:
         if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
