@@ -95,3 +95,12 @@ def test_missing_task_file(tmp_path: Path) -> None:
 def test_informational_commands_run(command: str) -> None:
     result = runner.invoke(app, [command])
     assert result.exit_code == 0 and ("quantize.static" in result.stdout or "avx512_vnni" in result.stdout)
+
+
+def test_a_torch_artifact_without_factory_is_refused_with_the_way_out(mlp, tmp_path: Path) -> None:
+    from tradeoff.errors import ModelError
+    from tradeoff.model import ModelHandle, load_artifact
+
+    ModelHandle(module=mlp.module).save(tmp_path)
+    with pytest.raises(ModelError, match="no factory"):
+        load_artifact(tmp_path)

@@ -190,6 +190,9 @@ def load_artifact(directory: Path) -> ModelHandle:
     artifact = directory / meta["artifact"]
     if meta["format"] == "onnx":
         return ModelHandle(onnx_bytes=_read_onnx(artifact))
+    if meta["factory"] is None:
+        raise ModelError(f"{directory} holds a torch state dict made from an in-memory module, with no factory "
+                         "to rebuild it", "build your module, then load_state_dict(read_weights(artifact))")
     module = _build(meta["factory"]).eval()
     for structure in meta["structure_steps"]:
         module = build_pass(structure["step"]).restructure(module, structure["state"])
