@@ -9,6 +9,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     prune_structured,
     quantize_dynamic,
     quantize_fp16,
+    quantize_qat,
     quantize_static,
     quantize_weight_only,
 )

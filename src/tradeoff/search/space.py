@@ -138,6 +138,7 @@ def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
 DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "fuse": ("fuse.batchnorm",),
     "prune": ("prune.magnitude", "prune.structured", "prune.nm"),
+    "qat": ("quantize.qat",),
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
     "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.weight_only"),
