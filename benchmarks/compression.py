@@ -5,6 +5,7 @@
 2. Structured pruning of a residual CNN with batch norm: measured torch latency against the unpruned model.
 3. The mobile case: pruning + static int8 on the small CNN, size against the original at > 95% accuracy.
 4. For each case, `tradeoff.optimize` with that case's objective and constraint, within its default budget.
+5. Quantization-aware training against post-training quantization, with the same int8 tail.
 
 Figures are on the test split; searches decide on validation. Writes benchmarks/results/compression.json.
 
@@ -80,6 +81,27 @@ def by_hand(case: str, spec: dict[str, Any]) -> dict[str, Any]:
     return _row(case, "by hand", recipe, evaluator.measure(model, "test"), evaluator.measure(built, "test"), None)
 
 
+def qat_against_ptq() -> list[dict[str, Any]]:
+    """The same int8 tail (export, static per-tensor or per-channel), with and without QAT before it."""
+    rows = []
+    for factory, shape, weights in ((LeNet300, None, "lenet300.safetensors"),
+                                    (SmallCNN, (1, 28, 28), "smallcnn.safetensors")):
+        data = load_data(DataSpec(source="builtin", name="mnist5k", shape=shape, seed=0))
+        model = load_model(ModelSpec(source="torch", factory=f"examples.mnist:{factory.__name__}",
+                                     weights=HERE / weights))
+        evaluator = Evaluator(model, data, get_metric("accuracy"), 2, (1,))
+        base = evaluator.measure(model, "test")
+        ctx = Context(data=data, seed=0, threads=2)
+        for per_channel in (False, True):
+            tail = ({"pass": "export.onnx"}, {"pass": "quantize.static", "per_channel": per_channel})
+            for head in ((), ({"pass": "quantize.qat"},)):
+                recipe = Recipe(steps=(*head, *tail))
+                how = f"{'QAT' if head else 'PTQ'}, {'per-channel' if per_channel else 'per-tensor'}"
+                rows.append(_row(f"qat vs ptq, {factory.__name__}", how, recipe, base,
+                                 evaluator.measure(recipe.apply(model, ctx), "test"), None))
+    return rows
+
+
 def by_search(case: str, spec: dict[str, Any], trials: int) -> dict[str, Any]:
     import time
 
@@ -108,6 +130,7 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         key, op = ("latency_ms", "<=") if spec["objective"] == "latency" else ("size_bytes", "<=")
         targets.append(target(f"{case}: search's {spec['objective']} / hand's", search[key] / hand[key], 1.0, op))
     dc, sp, mobile = rows[0], rows[2], rows[4]
+    rows += qat_against_ptq()
     targets += [target("deep compression: zstd bytes vs FP32 file", dc["zstd_ratio_vs_fp32_file"], 50, ">="),
                 target("deep compression: accuracy drop (points)", dc["drop_points"], 0.5, "<="),
                 target("structured pruning: speed-up at batch 32", sp["speedup"], 2.0, ">="),
