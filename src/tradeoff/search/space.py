@@ -138,6 +138,7 @@ def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
 DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "fuse": ("fuse.batchnorm",),
     "prune": ("prune.magnitude", "prune.structured", "prune.nm"),
+    "lowrank": ("lowrank.svd",),
     "qat": ("quantize.qat",),
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
@@ -148,6 +149,7 @@ DEFAULT_PARAMS: dict[str, Distribution] = {
     "prune__schedule": Choice(("one_shot", "gradual")),
     "prune__amount": Float(0.2, 0.7),
     "prune__criterion": Choice(("l1", "l2", "taylor")),
+    "lowrank__energy": Float(0.6, 0.99),
     "cluster__bits": Int(3, 6),
     "quantize__per_channel": Choice((False, True)),
     "quantize__calibration": Choice(("minmax", "entropy", "percentile")),
