@@ -145,7 +145,7 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.weight_only"),
 }
 DEFAULT_PARAMS: dict[str, Distribution] = {
-    "prune__sparsity": Float(0.5, 0.95),
+    "prune__sparsity": Float(0.5, 0.98),
     "prune__schedule": Choice(("one_shot", "gradual")),
     "prune__amount": Float(0.2, 0.7),
     "prune__criterion": Choice(("l1", "l2", "taylor")),
