@@ -26,8 +26,7 @@ class LowRankConfig(FinetuneConfig):
 def _factorable(layer: nn.Module) -> bool:
     if isinstance(layer, nn.Linear):
         return True
-    return (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.groups == 1
-            and layer.dilation == (1, 1))
+    return isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.groups == 1
 
 
 def _shape(layer: nn.Module) -> tuple[int, int]:
@@ -37,14 +36,18 @@ def _shape(layer: nn.Module) -> tuple[int, int]:
 
 
 def _pair(layer: nn.Module, rank: int) -> nn.Sequential:
-    """Two layers of the original kind: in -> rank (carrying stride and padding), rank -> out."""
+    """Two layers of the original kind, dtype and device: in -> rank (carrying stride and padding), rank -> out."""
     out_features, in_features = _shape(layer)
     has_bias = layer.bias is not None
+    weight = cast(torch.Tensor, layer.weight)
+    like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
     if isinstance(layer, nn.Linear):
-        return nn.Sequential(nn.Linear(in_features, rank, bias=False), nn.Linear(rank, out_features, bias=has_bias))
+        return nn.Sequential(nn.Linear(in_features, rank, bias=False, **like),
+                             nn.Linear(rank, out_features, bias=has_bias, **like))
     conv = cast(Any, layer)  # torch types stride/padding as tuples of any length
-    return nn.Sequential(nn.Conv2d(in_features, rank, 1, stride=conv.stride, padding=conv.padding, bias=False),
-                         nn.Conv2d(rank, out_features, 1, bias=has_bias))
+    return nn.Sequential(nn.Conv2d(in_features, rank, 1, stride=conv.stride, padding=conv.padding,
+                                   padding_mode=conv.padding_mode, bias=False, **like),
+                         nn.Conv2d(rank, out_features, 1, bias=has_bias, **like))
 
 
 def _rank(singular: torch.Tensor, config: LowRankConfig) -> int:
@@ -75,7 +78,7 @@ class LowRankFactorization(Pass):
                 continue
             out_features, in_features = _shape(layer)
             weight = cast(torch.Tensor, layer.weight).detach().reshape(out_features, in_features)
-            u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+            u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)  # CPU SVD has no half precision
             rank = _rank(s, config)
             if rank * (in_features + out_features) >= in_features * out_features:
                 continue  # factoring would not save parameters
