@@ -16,6 +16,7 @@ from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
 
 ALL_PASSES = sorted(registered_passes())
+MLP_PASSES = [n for n in ALL_PASSES if n != "fuse.transformer"]  # that one runs on MiniLM in test_transformers
 
 
 def _input_for(name: str, mlp: ModelHandle, ctx: Context) -> ModelHandle:
@@ -46,7 +47,7 @@ def test_pass_rejects_unknown_option_naming_it(name: str) -> None:
         build_pass({"pass": name, "no_such_option": 1})
 
 
-@pytest.mark.parametrize("name", ALL_PASSES)
+@pytest.mark.parametrize("name", MLP_PASSES)
 def test_pass_leaves_its_input_untouched_and_is_deterministic(name: str, mlp: ModelHandle, ctx: Context) -> None:
     model = _input_for(name, mlp, ctx)
     before = _fingerprint(model)
@@ -57,7 +58,7 @@ def test_pass_leaves_its_input_untouched_and_is_deterministic(name: str, mlp: Mo
     np.testing.assert_array_equal(runtime_for(first).load(first, 2)(batch), runtime_for(second).load(second, 2)(batch))
 
 
-@pytest.mark.parametrize("name", ALL_PASSES)
+@pytest.mark.parametrize("name", MLP_PASSES)
 def test_pass_output_runs_and_saves(name: str, mlp: ModelHandle, ctx: Context, tmp_path) -> None:
     out = build_pass({"pass": name}).apply(_input_for(name, mlp, ctx), ctx)
     outputs = runtime_for(out).load(out, 2)(ctx.data.val.x[:8])

@@ -74,8 +74,8 @@ def _accuracy(model: ModelHandle, split: Split) -> float:
 def test_removing_half_the_channels_cuts_parameters_and_macs_by_at_least_40_percent(resnet: ModelHandle,
                                                                                      ctx: Context) -> None:
     pruned = _prune(resnet, ctx, amount=0.5, finetune_epochs=0)
-    params, macs = count_parameters(resnet)[0], count_macs(resnet, ctx.data.sample_shape)
-    pruned_params, pruned_macs = count_parameters(pruned)[0], count_macs(pruned, ctx.data.sample_shape)
+    params, macs = count_parameters(resnet)[0], count_macs(resnet, ctx.data.val.x[:1])
+    pruned_params, pruned_macs = count_parameters(pruned)[0], count_macs(pruned, ctx.data.val.x[:1])
     print(f"parameters {params} -> {pruned_params}, MACs {macs} -> {pruned_macs}")
     assert pruned_params <= 0.6 * params and pruned_macs <= 0.6 * macs  # type: ignore[operator]
     module = pruned.module

@@ -17,10 +17,11 @@ class StrictModel(BaseModel):
 
 
 class ModelSpec(StrictModel):
-    source: Literal["torch", "onnx"]
+    source: Literal["torch", "onnx", "huggingface"]
     factory: str | None = None
     weights: Path | None = None
     path: Path | None = None
+    task: Literal["embedding", "classification"] = "embedding"
     allow_pickle: bool = False
 
     @model_validator(mode="after")
@@ -29,11 +30,13 @@ class ModelSpec(StrictModel):
             raise ValueError("a torch model needs 'factory' (module:callable returning an nn.Module)")
         if self.source == "onnx" and not self.path:
             raise ValueError("an onnx model needs 'path' (the .onnx file)")
+        if self.source == "huggingface" and not self.path:
+            raise ValueError("a huggingface model needs 'path' (a local folder with config, weights and tokenizer)")
         return self
 
 
 class DataSpec(StrictModel):
-    source: Literal["builtin", "file", "python"]
+    source: Literal["builtin", "file", "python", "text"]
     name: str | None = None
     path: Path | None = None
     factory: str | None = None
@@ -43,11 +46,23 @@ class DataSpec(StrictModel):
     shape: tuple[int, ...] | None = None
     standardize: bool = False
     calibration_samples: int = Field(default=256, ge=1)
+    tokenizer: Path | None = None
+    max_length: int = Field(default=128, ge=2)
+    text_column: str = "text"
 
     @model_validator(mode="after")
     def _split_is_a_partition(self) -> DataSpec:
         if any(f <= 0 for f in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
             raise ValueError(f"split must be three positive fractions summing to 1, got {list(self.split)}")
+        if self.source == "text":
+            if (self.path is None) == (self.name is None):
+                raise ValueError("text data needs either 'path' (.txt, .csv or .jsonl) or 'name' of a builtin corpus")
+            if self.standardize or self.shape is not None:
+                raise ValueError("'standardize' and 'shape' apply to numeric data, not to text")
+            if self.tokenizer is None:
+                raise ValueError("text data needs 'tokenizer' (a Hugging Face folder; a huggingface model's own "
+                                 "folder is used when left out)")
+            return self
         needed = {"builtin": "name", "file": "path", "python": "factory"}[self.source]
         if getattr(self, needed) is None:
             raise ValueError(f"data source '{self.source}' needs '{needed}'")
@@ -103,6 +118,17 @@ class Task(Settings):
     model: ModelSpec
     data: DataSpec
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_uses_the_model_tokenizer(cls, raw: Any) -> Any:
+        """Text data for a Hugging Face model is tokenized by that model's own folder unless told otherwise."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict) or not isinstance(raw.get("data"), dict):
+            return raw
+        model, data = raw["model"], raw["data"]
+        if data.get("source") == "text" and not data.get("tokenizer") and model.get("source") == "huggingface":
+            return {**raw, "data": {**data, "tokenizer": model.get("path")}}
+        return raw
+
 
 QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.fp16")
 SPEED_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "prune.structured")
@@ -147,7 +173,7 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in a task file are relative to the file, so a task runs the same from any directory."""
     resolved = dict(raw)
-    for section, keys in (("model", ("weights", "path")), ("data", ("path",))):
+    for section, keys in (("model", ("weights", "path")), ("data", ("path", "tokenizer"))):
         if isinstance(resolved.get(section), dict):
             block = dict(resolved[section])
             for key in keys:

@@ -35,6 +35,8 @@ class DataBundle:
     val: Split
     test: Split
     spec: DataSpec
+    labelled: bool = True
+    notes: tuple[str, ...] = ()
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -128,19 +130,15 @@ def _split_indices(count: int, fractions: tuple[float, float, float], seed: int)
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
 
 
-def load_data(spec: DataSpec) -> DataBundle:
-    if spec.source == "builtin":
-        if spec.name not in BUILTIN:
-            raise DataError(f"unknown builtin dataset '{spec.name}'", f"choose one of {', '.join(BUILTIN)}")
-        x, y = BUILTIN[spec.name]()
-    elif spec.source == "file":
-        x, y = _from_file(spec)
-    else:
-        x, y = _from_python(spec)
-    if len(x) == 0:
-        raise DataError(f"the dataset from {spec.source} source is empty", "check that the data has rows")
-    if len(x) != len(y):
-        raise DataError(f"{len(x)} inputs but {len(y)} targets", "give one target per input")
+def _read_text(spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    from tradeoff import text  # transformers is imported only for text data
+
+    texts, labels = text.read_texts(spec)
+    x, notes = text.tokenize(texts, Path(spec.tokenizer), spec.max_length)  # type: ignore[arg-type]
+    return x, None if labels is None else text.encode_labels(labels), notes
+
+
+def _as_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float32)
     if spec.shape is not None:
         per_sample = int(np.prod(x.shape[1:]))
@@ -149,7 +147,29 @@ def load_data(spec: DataSpec) -> DataBundle:
                             f"use a shape whose product is {per_sample}")
         x = x.reshape((len(x), *spec.shape))
     y = np.asarray(y)
-    y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
+    return x, y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
+
+
+def load_data(spec: DataSpec) -> DataBundle:
+    notes: list[str] = []
+    labels: np.ndarray | None
+    if spec.source == "builtin":
+        if spec.name not in BUILTIN:
+            raise DataError(f"unknown builtin dataset '{spec.name}'", f"choose one of {', '.join(BUILTIN)}")
+        x, labels = BUILTIN[spec.name]()
+    elif spec.source == "file":
+        x, labels = _from_file(spec)
+    elif spec.source == "text":
+        x, labels, notes = _read_text(spec)
+    else:
+        x, labels = _from_python(spec)
+    if len(x) == 0:
+        raise DataError(f"the dataset from {spec.source} source is empty", "check that the data has rows")
+    y = np.zeros(len(x), dtype=np.int64) if labels is None else labels  # unlabelled: fidelity metrics only
+    if len(x) != len(y):
+        raise DataError(f"{len(x)} inputs but {len(y)} targets", "give one target per input")
+    if spec.source != "text":
+        x, y = _as_arrays(x, y, spec)
     splits = _split_indices(len(x), spec.split, spec.seed)
     if any(len(idx) == 0 for idx in splits):
         raise DataError(f"{len(x)} samples are too few for split {list(spec.split)}", "give more data")
@@ -158,7 +178,7 @@ def load_data(spec: DataSpec) -> DataBundle:
         mean, std = train.mean(axis=0), train.std(axis=0) + 1e-8
         x = ((x - mean) / std).astype(np.float32)
     train, val, test = (Split(x[idx], y[idx]) for idx in splits)
-    return DataBundle(train=train, val=val, test=test, spec=spec)
+    return DataBundle(train=train, val=val, test=test, spec=spec, labelled=labels is not None, notes=tuple(notes))
 
 
 def _builtin(name: str) -> Callable[..., DataBundle]:
@@ -168,6 +188,12 @@ def _builtin(name: str) -> Callable[..., DataBundle]:
     make.__name__ = name
     make.__doc__ = f"The builtin '{name}' dataset, split deterministically (options as in the task file's data)."
     return make
+
+
+def text(path: str | Path | None = None, *, tokenizer: str | Path, name: str | None = None,
+         **options: object) -> DataBundle:
+    """Sentences from a .txt/.csv/.jsonl file (or a builtin corpus by name), tokenized by `tokenizer`'s folder."""
+    return load_data(DataSpec(source="text", path=path, name=name, tokenizer=tokenizer, **options))  # type: ignore[arg-type]
 
 
 mnist = _builtin("mnist5k")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tradeoff.data import DataBundle, Split
-from tradeoff.errors import DataError, ModelError
+from tradeoff.errors import ConfigError, DataError, ModelError
 from tradeoff.measure import Latency, Size, artifact_size, count_macs, count_parameters, measure_latency, peak_memory
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
@@ -65,6 +65,9 @@ class Evaluator:
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
                  batch_sizes: tuple[int, ...]) -> None:
         self.data, self.metric, self.threads, self.batch_sizes = data, metric, threads, batch_sizes
+        if metric.needs_labels and not data.labelled:
+            raise ConfigError(f"metric '{metric.name}' needs labels but the data has none",
+                              "use a fidelity metric (cosine, cosine_min, spearman, recall@10) or add a label column")
         run = runtime_for(baseline).load(baseline, threads)
         try:
             run(data.val.x[:2])
@@ -108,5 +111,5 @@ class Evaluator:
         return Measurement(
             metric=self.metric(outputs, data.y, self.reference[split]), split=split, runtime=runtime.name,
             format=model.format, size=artifact_size(model), params=params, nonzero_params=nonzero,
-            macs=count_macs(model, self.data.sample_shape), latency=latency, peak_memory_bytes=peak[0],
+            macs=count_macs(model, self.data.val.x[:1]), latency=latency, peak_memory_bytes=peak[0],
         )

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
+from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.model import ModelHandle
 
 
@@ -157,16 +158,18 @@ _MATMUL_OPS = {"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "MatMulNBits"
 _CONV_OPS = {"Conv", "ConvInteger", "QLinearConv"}
 
 
-def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int | None:
-    """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for one sample.
+def _onnx_macs(model: onnx.ModelProto, example: np.ndarray) -> int | None:
+    """Multiply-accumulates of MatMul/Gemm/Conv nodes, from shapes inferred for the one-sample `example`.
 
     ONNX Runtime's symbolic shape inference, since onnx's own stops at com.microsoft operators (MatMulNBits).
     """
     del model.graph.value_info[:]  # stale symbolic shapes would shadow the concrete ones inferred below
-    graph_input = model.graph.input[0].type.tensor_type.shape
-    for dim, size in zip(graph_input.dim, (1, *sample_shape), strict=False):
-        dim.ClearField("dim_param")
-        dim.dim_value = size
+    shapes_given = dict(zip([i.name for i in model.graph.input], [a.shape for a in as_arrays(example)], strict=False))
+    for graph_input in model.graph.input:
+        for dim, size in zip(graph_input.type.tensor_type.shape.dim, shapes_given.get(graph_input.name, ()),
+                             strict=False):
+            dim.ClearField("dim_param")
+            dim.dim_value = size
     inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     shapes: dict[str, list[int]] = {}
     for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
@@ -195,11 +198,11 @@ def _onnx_macs(model: onnx.ModelProto, sample_shape: tuple[int, ...]) -> int | N
     return macs
 
 
-def count_macs(model: ModelHandle, sample_shape: tuple[int, ...]) -> int | None:
-    """MACs for one sample; None where the graph's shapes cannot be followed."""
+def count_macs(model: ModelHandle, example: np.ndarray) -> int | None:
+    """MACs for the one-sample batch `example`; None where the graph's shapes cannot be followed."""
     if model.onnx_bytes is not None:
         try:
-            return _onnx_macs(model.onnx_model(), sample_shape)
+            return _onnx_macs(model.onnx_model(), example)
         except Exception:  # shape inference fails on some custom-domain graphs: report unknown, not zero
             return None
     module = model.module
@@ -208,7 +211,7 @@ def count_macs(model: ModelHandle, sample_shape: tuple[int, ...]) -> int | None:
         return None
     # no_grad, not inference_mode: under the counter, inference_mode breaks parametrized (shared) weights
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(torch.zeros((1, *sample_shape)))  # type: ignore[misc]
+        module(*as_tensors(example))  # type: ignore[misc]
     return counter.get_total_flops() // 2
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 
 from tradeoff.config import MetricSpec
@@ -21,6 +23,7 @@ class Metric:
     name: str
     higher_is_better: bool
     fn: MetricFn
+    needs_labels: bool = True  # fidelity metrics compare with the baseline's outputs and need none
 
     def __call__(self, outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
         return float(self.fn(outputs, targets, reference))
@@ -48,17 +51,55 @@ def _mse(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> flo
     return float(np.mean((outputs.reshape(targets.shape) - targets) ** 2))
 
 
+def _rows(outputs: np.ndarray) -> np.ndarray:
+    flat = outputs.reshape(len(outputs), -1).astype(np.float64)
+    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+
+def _cosines(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.sum(_rows(outputs) * _rows(reference), axis=1)
+
+
 def _cosine(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-    a, b = outputs.reshape(len(outputs), -1), reference.reshape(len(reference), -1)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)))
+    return float(np.mean(_cosines(outputs, reference)))
+
+
+def _cosine_min(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.min(_cosines(outputs, reference)))
+
+
+def _similarities(outputs: np.ndarray) -> np.ndarray:
+    unit = _rows(outputs)
+    return (unit @ unit.T)[np.triu_indices(len(unit), k=1)]
+
+
+def _spearman(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
+    """Rank agreement of all pairwise similarities with the baseline's: does the model still order pairs alike."""
+    return float(spearmanr(_similarities(outputs), _similarities(reference)).statistic)
+
+
+def _recall_at(k: int) -> MetricFn:
+    def recall(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
+        """Each text queries the others; the share of the baseline's k nearest that the model also ranks top k."""
+        def top_k(embeddings: np.ndarray) -> np.ndarray:
+            unit = _rows(embeddings)
+            scores = unit @ unit.T
+            np.fill_diagonal(scores, -np.inf)
+            return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+        found, expected = top_k(outputs), top_k(reference)
+        return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(found, expected, strict=True)]))
+
+    return recall
 
 
 BUILTIN: dict[str, Metric] = {
     "accuracy": Metric("accuracy", True, _accuracy),
     "f1_macro": Metric("f1_macro", True, _f1_macro),
     "mse": Metric("mse", False, _mse),
-    "cosine": Metric("cosine", True, _cosine),
+    "cosine": Metric("cosine", True, _cosine, needs_labels=False),
+    "cosine_min": Metric("cosine_min", True, _cosine_min, needs_labels=False),
+    "spearman": Metric("spearman", True, _spearman, needs_labels=False),
 }
 
 
@@ -68,9 +109,12 @@ def get_metric(spec: str | MetricSpec) -> Metric:
         spec = MetricSpec(name=spec)
     if spec.name in BUILTIN:
         return BUILTIN[spec.name]
+    recall = re.fullmatch(r"recall@(\d+)", spec.name)
+    if recall and int(recall.group(1)) >= 1:
+        return Metric(spec.name, True, _recall_at(int(recall.group(1))), needs_labels=False)
     if ":" not in spec.name:
         raise ConfigError(f"unknown metric '{spec.name}'",
-                          f"use one of {', '.join(BUILTIN)} or an import path 'module:function'")
+                          f"use one of {', '.join(BUILTIN)}, recall@k or an import path 'module:function'")
     user_fn = import_object(spec.name, "metric")
     if spec.higher_is_better is None:
         raise ConfigError(f"metric '{spec.name}' does not say which way is better",

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from tradeoff import sparse_storage
+from tradeoff import huggingface, sparse_storage
 from tradeoff.config import ModelSpec
 from tradeoff.errors import ModelError
 from tradeoff.imports import import_object
@@ -153,6 +153,8 @@ def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
 
 
 def _build(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
+    if factory.startswith(huggingface.FACTORY_PREFIX):
+        return huggingface.build_from_factory(factory)
     module = import_object(factory, "model.factory", search_dirs)()
     if not isinstance(module, nn.Module):
         raise ModelError(f"model.factory '{factory}' returned a {type(module).__name__}, not a torch nn.Module")
@@ -173,6 +175,9 @@ def _read_onnx(path: Path) -> bytes:
 def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHandle:
     if spec.source == "onnx":
         return ModelHandle(onnx_bytes=_read_onnx(Path(spec.path)))  # type: ignore[arg-type]
+    if spec.source == "huggingface":
+        factory = huggingface.hf_factory(Path(spec.path), spec.task)  # type: ignore[arg-type]
+        return ModelHandle(module=huggingface.build_from_factory(factory), factory=factory)
     module = _build(spec.factory, search_dirs)  # type: ignore[arg-type]
     if spec.weights is not None:
         module = load_state(module, read_weights(Path(spec.weights), spec.allow_pickle), str(spec.weights))

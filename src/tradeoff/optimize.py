@@ -21,6 +21,7 @@ from tradeoff.data import DataBundle, load_data
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.huggingface import is_transformer
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle, load_model
@@ -115,7 +116,8 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
          quiet: bool) -> OptimizeResult:
     threads, metric = settings.runtime.threads, get_metric(settings.metric)
-    space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format)
+    space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format,
+                          is_transformer(model))
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes)
     run_dir = RunDir(out / settings.name)
     env = {**collect_env(threads), "seeds": {"search": settings.search.seed, "data": data.spec.seed}}
@@ -155,7 +157,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         binding = _binding(trials, [f for f, _ in finalists])
     best_dir = best.save(run_dir.best)
 
-    warnings = [w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes]
+    warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
         objectives=list(settings.objectives), constraints=settings.constraints.model_dump(),

@@ -4,6 +4,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     cluster_weights,
     export_onnx,
     fuse_batchnorm,
+    fuse_transformer,
     lowrank_svd,
     prune_magnitude,
     prune_nm,

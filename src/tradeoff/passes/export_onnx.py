@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import tempfile
@@ -14,28 +15,52 @@ import onnx
 import torch
 
 from tradeoff.errors import ModelError
+from tradeoff.huggingface import transformer_config, use_eager_attention
+from tradeoff.inputs import as_tensors, input_names
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.runtimes.onnxruntime import OnnxRuntime
 
 
 class ExportConfig(PassConfig):
-    opset: int = 18
+    opset: int | None = None  # 18 for one input; 17 for transformers, whose fusions stop at opset-18 shapes
     atol: float = 1e-4
     rtol: float = 1e-3
     verify_samples: int = 64
 
 
-def _export(module: torch.nn.Module, sample: torch.Tensor, opset: int) -> onnx.ModelProto:
-    """The dynamo exporter (torch's default and future); its console chatter is silenced."""
+def _export(module: torch.nn.Module, sample: np.ndarray, opset: int | None) -> onnx.ModelProto:
+    """One input: the dynamo exporter (torch's default and future). Named inputs (token ids and mask): the
+    TorchScript exporter on eager attention, the graph ONNX Runtime's transformer optimizer knows how to fuse.
+    Console chatter of both is silenced."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    batch = torch.export.Dim("batch")
+    names = input_names(sample) or ("input",)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(module, (sample,), str(path), dynamo=True, opset_version=opset, verbose=False,
-                          input_names=["input"], output_names=["output"], dynamic_shapes=({0: batch},))
+        if not input_names(sample):
+            torch.onnx.export(module, as_tensors(sample), str(path), dynamo=True, opset_version=opset or 18,
+                              verbose=False, input_names=list(names), output_names=["output"],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},))
+        else:
+            use_eager_attention(module)
+            axes = {name: {0: "batch", 1: "sequence"} for name in names}
+            torch.onnx.export(module, as_tensors(sample), str(path), dynamo=False, opset_version=opset or 17,
+                              input_names=list(names), output_names=["output"],
+                              dynamic_axes={**axes, "output": {0: "batch"}})
         return onnx.load(str(path))
+
+
+def _describe_transformer(graph: onnx.ModelProto, module: torch.nn.Module) -> None:
+    """Record the shape facts graph optimizers need (heads, hidden size) in the ONNX model's metadata."""
+    config = transformer_config(module)
+    if config is None:
+        return
+    facts = {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
+             "hidden_size": getattr(config, "hidden_size", None)}
+    for key, value in facts.items():
+        if value is not None:
+            graph.metadata_props.add(key=f"tradeoff.{key}", value=str(value))
 
 
 @register
@@ -50,14 +75,15 @@ class OnnxExport(Pass):
         module = model.torch_module()
         inputs = ctx.data.val.x[: config.verify_samples]
         try:
-            exported = _export(module, torch.from_numpy(inputs[:2]), config.opset)
+            exported = _export(copy.deepcopy(module), inputs[:2], config.opset)
         except Exception as exc:  # the exporter raises many internal error types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"export.onnx could not export the model: {first}",
                              "export float torch models (before torch-side quantization)") from exc
+        _describe_transformer(exported, module)
         handle = model.with_onnx(exported)
         with torch.inference_mode():
-            expected = module(torch.from_numpy(inputs)).float().numpy()
+            expected = module(*as_tensors(inputs)).float().numpy()
         actual = OnnxRuntime().load(handle, ctx.threads)(inputs)
         if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=config.rtol, atol=config.atol):
             gap = float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else float("inf")

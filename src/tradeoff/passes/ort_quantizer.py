@@ -26,7 +26,18 @@ def quiet_quantizer() -> Iterator[None]:
 
 
 def prepared(graph: onnx.ModelProto, directory: Path) -> Path:
-    """Shape inference and graph optimization first, as ONNX Runtime recommends before quantizing."""
+    """Shape inference and graph optimization first, as ONNX Runtime recommends before quantizing.
+
+    Symbolic shape inference is skipped where it gives up (TorchScript transformer exports). A graph already
+    fused into ONNX Runtime's own operators (fuse.transformer) is taken as it is: symbolic shape inference
+    stops at them, and there is nothing left for the pre-processor to fold.
+    """
     path = directory / "prepared.onnx"
-    quant_pre_process(graph, path)
+    if any(node.domain == "com.microsoft" for node in graph.graph.node):
+        onnx.save(graph, path)
+        return path
+    try:
+        quant_pre_process(graph, path)
+    except Exception:  # symbolic shape inference gives up on some exports (TorchScript transformers): skip it
+        quant_pre_process(graph, path, skip_symbolic_shape=True)
     return path

@@ -19,6 +19,7 @@ from torch import nn
 
 from tradeoff.data import Split
 from tradeoff.errors import ModelError
+from tradeoff.inputs import as_tensors
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
 from tradeoff.training import task_loss
@@ -99,7 +100,7 @@ def _accumulate_gradients(module: nn.Module, train: Split, seed: int) -> None:
     with torch.enable_grad():
         for start in range(0, len(chosen), TAYLOR_BATCH_SIZE):
             batch = chosen[start : start + TAYLOR_BATCH_SIZE]
-            task_loss(module(torch.from_numpy(train.x[batch])), torch.from_numpy(train.y[batch])).backward()
+            task_loss(module(*as_tensors(train.x[batch])), torch.from_numpy(train.y[batch])).backward()
 
 
 @register

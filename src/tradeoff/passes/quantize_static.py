@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from tradeoff.inputs import as_arrays, input_names
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
@@ -26,11 +27,19 @@ class StaticConfig(PassConfig):
 
 
 class _Batches(CalibrationDataReader):
-    def __init__(self, input_name: str, samples: np.ndarray, batch_size: int) -> None:
-        self._batches = iter([{input_name: samples[i : i + batch_size]} for i in range(0, len(samples), batch_size)])
+    def __init__(self, graph_inputs: list[str], samples: np.ndarray, batch_size: int) -> None:
+        self._batches = iter([_feeds(graph_inputs, samples[i : i + batch_size])
+                              for i in range(0, len(samples), batch_size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
+
+
+def _feeds(graph_inputs: list[str], batch: np.ndarray) -> dict[str, np.ndarray]:
+    if not input_names(batch):
+        return {graph_inputs[0]: batch.astype(np.float32)}
+    arrays = dict(zip(input_names(batch), as_arrays(batch), strict=True))
+    return {name: arrays[name] for name in graph_inputs}
 
 
 @register
@@ -43,11 +52,11 @@ class StaticQuantization(Pass):
         self.check_input(model)
         config: StaticConfig = self.config  # type: ignore[assignment]
         graph = model.onnx_model()
-        samples = ctx.data.calibration().astype(np.float32)
+        batches = _Batches([i.name for i in graph.graph.input], ctx.data.calibration(), config.batch_size)
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
             output = Path(tmp) / "quantized.onnx"
             quantize_static(
-                prepared(graph, Path(tmp)), output, _Batches(graph.graph.input[0].name, samples, config.batch_size),
+                prepared(graph, Path(tmp)), output, batches,
                 quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
                 activation_type=QuantType.QUInt8 if config.activation_type == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CALIBRATION[config.calibration],

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from tradeoff.inputs import as_tensors
 from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.runtimes.base import InferenceFn, Runtime
 
@@ -28,7 +29,7 @@ class TorchEager(Runtime):
 
         def run(batch: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                output = module(torch.from_numpy(np.ascontiguousarray(batch)))
+                output = module(*as_tensors(batch))
             return output.float().numpy()
 
         return run

