@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import tradeoff as to
-from tradeoff.config import ModelSpec
-from tradeoff.data import DataBundle
+from tradeoff.config import ModelSpec, task_from_dict
+from tradeoff.data import DataBundle, load_data
 from tradeoff.errors import ConfigError, DataError, ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.inputs import as_arrays
@@ -189,3 +189,24 @@ def test_label_metric_on_unlabelled_text_and_fusion_of_a_non_transformer_are_ref
     assert isinstance(onnx_mlp.onnx_model(), onnx.ModelProto)
     with pytest.raises(ModelError, match="needs a transformer"):
         build_pass({"pass": "fuse.transformer"}).apply(onnx_mlp, Context(data=digits))
+
+
+def test_classification_folder_scores_labelled_text_and_exports(tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    folder = tmp_path / "classifier"
+    AutoModelForSequenceClassification.from_pretrained(MINILM, num_labels=3).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(MINILM).save_pretrained(folder)
+    rows = [{"text": t, "label": ("short", "medium", "long")[min(len(t) // 200, 2)]} for t in python_reference()[:60]]
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task = task_from_dict({"name": "cls", "metric": "accuracy",
+                                     "model": {"source": "huggingface", "path": str(folder), "task": "classification"},
+                                     "data": {"source": "text", "path": str(path), "max_length": 32}})
+    assert task.data.tokenizer == folder  # the model's own tokenizer, unless told otherwise
+    model, data = load_model(task.model), load_data(task.data)
+    evaluator = Evaluator(model, data, get_metric("accuracy"), 2, (1,))
+    assert evaluator.reference["test"].shape == (len(data.test), 3)
+    exported = build_pass({"pass": "export.onnx"}).apply(model, Context(data=data))  # verified against torch
+    assert evaluator.score(exported, "test") == evaluator.score(model, "test")

@@ -87,10 +87,12 @@ class Evaluator:
                              "check the weights and that inputs are scaled as in training")
         return outputs
 
-    def score(self, model: ModelHandle, split: str) -> float:
+    def outputs(self, model: ModelHandle, split: str) -> np.ndarray:
         run = runtime_for(model).load(model, self.threads)
-        outputs = self._finite(_outputs(run, self._splits()[split]), split)
-        return self.metric(outputs, self._splits()[split].y, self.reference[split])
+        return self._finite(_outputs(run, self._splits()[split]), split)
+
+    def score(self, model: ModelHandle, split: str) -> float:
+        return self.metric(self.outputs(model, split), self._splits()[split].y, self.reference[split])
 
     def latency(self, model: ModelHandle, split: str) -> dict[int, Latency]:
         """Latency at each of the task's batch sizes, on real inputs from `split`."""
