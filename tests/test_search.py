@@ -21,7 +21,7 @@ def test_near_tie_on_the_first_objective_is_settled_by_the_second() -> None:
     assert pick_best({0: (95.0, 0.021), 1: (50.0, 0.074)}) == 1
 
 
-@pytest.mark.parametrize(("target", "count"), [("auto", 12), ("torch", 2), ("onnxruntime", 10)])
+@pytest.mark.parametrize(("target", "count"), [("auto", 13), ("torch", 2), ("onnxruntime", 11), ("openvino", 11)])
 def test_default_space_respects_the_runtime_target(target: str, count: int) -> None:
     grid = default_space(QUANTIZATION_PASSES, target, "torch").grid("torch")
     assert len(grid) == count
@@ -32,7 +32,7 @@ def test_default_space_respects_the_runtime_target(target: str, count: int) -> N
 def test_an_onnx_model_is_never_exported_again() -> None:
     space = default_space(QUANTIZATION_PASSES, "auto", "onnx")
     assert "export.onnx" not in space.passes
-    assert len(space.grid("onnx")) == 9
+    assert len(space.grid("onnx")) == 10
 
 
 def test_menu_with_an_unknown_pass_is_refused() -> None:
@@ -48,7 +48,8 @@ def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
     recipes = [space.recipe_at({**p, "quantize__per_channel": True, "quantize__calibration": "minmax",
                                 "quantize__bits": 8}, "torch").passes for p in points]
     assert recipes == [["quantize.dynamic"], ["export.onnx", "quantize.dynamic"], ["export.onnx", "quantize.static"],
-                       ["export.onnx", "quantize.fp16"], ["export.onnx", "quantize.weight_only"]]
+                       ["export.onnx", "quantize.nncf"], ["export.onnx", "quantize.fp16"],
+                       ["export.onnx", "quantize.weight_only"]]
 
 
 def test_finalists_come_front_by_front() -> None:

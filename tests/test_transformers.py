@@ -210,3 +210,41 @@ def test_classification_folder_scores_labelled_text_and_exports(tmp_path: Path) 
     assert evaluator.reference["test"].shape == (len(data.test), 3)
     exported = build_pass({"pass": "export.onnx"}).apply(model, Context(data=data))  # verified against torch
     assert evaluator.score(exported, "test") == evaluator.score(model, "test")
+
+
+# --- runtimes ---------------------------------------------------------------------------------------------------
+
+
+def test_nncf_int8_holds_fidelity_where_plain_static_int8_collapses(exported: ModelHandle, minilm: ModelHandle,
+                                                                     text: DataBundle) -> None:
+    ctx = Context(data=text, threads=2)
+    evaluator = Evaluator(minilm, text, get_metric("cosine"), 2, (1,))
+    nncf_int8 = build_pass({"pass": "quantize.nncf"}).apply(exported, ctx)
+    plain = build_pass({"pass": "quantize.static"}).apply(exported, ctx)
+    on_openvino = nncf_int8.with_runtime("openvino")
+    assert evaluator.score(on_openvino, "test") >= 0.99 > evaluator.score(plain, "test")
+    assert len(nncf_int8.onnx_bytes) < 0.3 * len(exported.onnx_bytes)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="without fuse.transformer"):
+        build_pass({"pass": "quantize.nncf"}).apply(build_pass({"pass": "fuse.transformer"}).apply(exported, ctx), ctx)
+
+
+def test_openvino_runs_the_exported_graph_like_onnx_runtime(exported: ModelHandle, text: DataBundle) -> None:
+    batch = text.test.x[:5]
+    np.testing.assert_allclose(runtime_for(exported.with_runtime("openvino")).load(exported, 2)(batch),
+                               runtime_for(exported).load(exported, 2)(batch), atol=1e-4)
+
+
+def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_remembers(
+        exported: ModelHandle, minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    evaluator = Evaluator(minilm, text, get_metric("cosine"), 2, (1,))
+    chosen, table = evaluator.with_fastest_runtime(exported, "val")
+    assert set(table) == {"onnxruntime", "openvino"} and chosen.runtime == min(table, key=table.__getitem__)
+    chosen.save(tmp_path)
+    assert load_artifact(tmp_path).runtime == chosen.runtime
+    ctx = Context(data=text)
+    fused_int8 = build_pass({"pass": "quantize.dynamic"}).apply(build_pass({"pass": "fuse.transformer"}).apply(
+        exported, ctx), ctx)
+    assert set(evaluator.with_fastest_runtime(fused_int8, "val")[1]) == {"onnxruntime"}  # OpenVINO cannot load it
+    pinned = Evaluator(minilm, text, get_metric("cosine"), 2, (1,), target="onnxruntime")
+    pinned_model, pinned_table = pinned.with_fastest_runtime(exported, "val")
+    assert pinned_model.runtime == "onnxruntime" and pinned_table == {}

@@ -81,7 +81,7 @@ class Constraints(StrictModel):
 
 
 class RuntimeSpec(StrictModel):
-    target: Literal["auto", "torch", "onnxruntime"] = "auto"
+    target: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
     threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1)
     batch_sizes: tuple[int, ...] = (1,)
 
@@ -130,7 +130,7 @@ class Task(Settings):
         return raw
 
 
-QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.fp16")
+QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16")
 SPEED_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "prune.structured")
 SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tradeoff.data import DataBundle, Split
-from tradeoff.errors import ConfigError, DataError, ModelError
+from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
 from tradeoff.measure import Latency, Size, artifact_size, count_macs, count_parameters, measure_latency, peak_memory
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
 from tradeoff.report.schema import LatencyMs, Measured
-from tradeoff.runtimes import InferenceFn, runtime_for
+from tradeoff.runtimes import RUNTIMES, InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
 
@@ -63,8 +63,8 @@ class Evaluator:
     """Holds the data, metric and the baseline's outputs that fidelity metrics compare against."""
 
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
-                 batch_sizes: tuple[int, ...]) -> None:
-        self.data, self.metric, self.threads, self.batch_sizes = data, metric, threads, batch_sizes
+                 batch_sizes: tuple[int, ...], target: str = "auto") -> None:
+        self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
         if metric.needs_labels and not data.labelled:
             raise ConfigError(f"metric '{metric.name}' needs labels but the data has none",
                               "use a fidelity metric (cosine, cosine_min, spearman, recall@10) or add a label column")
@@ -99,6 +99,28 @@ class Evaluator:
         run = runtime_for(model).load(model, self.threads)
         data = self._splits()[split]
         return {b: measure_latency(run, _timing_batch(data, b), self.threads) for b in self.batch_sizes}
+
+    def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
+        """`model` pinned to the runtime that runs it fastest at the first batch size, and each runtime's p50 ms.
+
+        Only a target of auto chooses, and only among installed runtimes that can load the model (OpenVINO does
+        not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs the format.
+        """
+        names = runtimes_for(model.format)
+        if self.target != "auto":
+            return (model.with_runtime(self.target) if self.target in names else model), {}
+        if len(names) < 2:
+            return model, {}
+        batch = _timing_batch(self._splits()[split], self.batch_sizes[0])
+        table: dict[str, float] = {}
+        for name in names:
+            try:
+                run = RUNTIMES[name]().load(model, self.threads)
+            except RuntimeBackendError:
+                continue
+            table[name] = measure_latency(run, batch, self.threads, budget_s=0.5, min_runs=5).p50_ms
+            del run  # one live session at a time
+        return model.with_runtime(min(table, key=table.__getitem__)), table
 
     def measure(self, model: ModelHandle, split: str, timing: bool = True) -> Measurement:
         runtime = runtime_for(model)

@@ -38,6 +38,7 @@ class ModelHandle:
     onnx_bytes: bytes | None = None
     factory: str | None = None
     structure_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    runtime: str | None = None  # the runtime it was measured fastest on; None: its format's default
 
     def __post_init__(self) -> None:
         if (self.module is None) == (self.onnx_bytes is None):
@@ -65,11 +66,14 @@ class ModelHandle:
         steps = self.structure_steps
         if structure_step is not None:
             steps += ({"step": structure_step, "state": structure_state or {}},)
-        return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps)
+        return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps, runtime=None)
 
     def with_onnx(self, model: onnx.ModelProto | bytes) -> ModelHandle:
         data = model if isinstance(model, bytes) else model.SerializeToString()
-        return replace(self, module=None, onnx_bytes=data, structure_steps=())
+        return replace(self, module=None, onnx_bytes=data, structure_steps=(), runtime=None)
+
+    def with_runtime(self, runtime: str | None) -> ModelHandle:
+        return replace(self, runtime=runtime)
 
     def save(self, directory: Path) -> Path:
         """Write the artifact file and its metadata into `directory`; return the artifact's path."""
@@ -86,7 +90,7 @@ class ModelHandle:
             else:
                 artifact = directory / "model.pt"
                 torch.save(state, artifact)
-        meta = {"format": self.format, "artifact": artifact.name, "factory": self.factory,
+        meta = {"format": self.format, "artifact": artifact.name, "runtime": self.runtime, "factory": self.factory,
                 "structure_steps": list(self.structure_steps)}
         (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
         return artifact
@@ -194,7 +198,7 @@ def load_artifact(directory: Path) -> ModelHandle:
     meta = json.loads(meta_path.read_text())
     artifact = directory / meta["artifact"]
     if meta["format"] == "onnx":
-        return ModelHandle(onnx_bytes=_read_onnx(artifact))
+        return ModelHandle(onnx_bytes=_read_onnx(artifact), runtime=meta.get("runtime"))
     if meta["factory"] is None:
         raise ModelError(f"{directory} holds a torch state dict made from an in-memory module, with no factory "
                          "to rebuild it", "build your module, then load_state_dict(read_weights(artifact))")

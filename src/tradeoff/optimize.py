@@ -118,7 +118,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     threads, metric = settings.runtime.threads, get_metric(settings.metric)
     space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format,
                           is_transformer(model))
-    evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes)
+    evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target)
     run_dir = RunDir(out / settings.name)
     env = {**collect_env(threads), "seeds": {"search": settings.search.seed, "data": data.spec.seed}}
     write_yaml(run_dir.task, record)
@@ -216,7 +216,7 @@ def _trial_entry(trial: optuna.trial.FrozenTrial, settings: Settings) -> Trial:
                  note=note, metric=attrs.get("metric"), metric_drop=attrs.get("metric_drop"), latency_ms=latency_ms,
                  size_bytes=attrs.get("size_bytes"), size_zstd_bytes=attrs.get("size_zstd_bytes"),
                  params=attrs.get("params"), nonzero_params=attrs.get("nonzero_params"), macs=attrs.get("macs"),
-                 feasible=status == "complete" and not broken, violations=broken)
+                 runtimes=attrs.get("runtimes", {}), feasible=status == "complete" and not broken, violations=broken)
 
 
 def _test_objectives(measured: Measurement, settings: Settings, metric: Metric) -> tuple[float, ...]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from tradeoff.errors import ConfigError
 from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
+from tradeoff.runtimes import RUNTIMES
 from tradeoff.validation import read_yaml, validate
 
 RECIPE_VERSION = 1
@@ -22,12 +23,20 @@ class Recipe(BaseModel):
 
     version: int = RECIPE_VERSION
     steps: tuple[dict[str, Any], ...] = ()
+    runtime: str | None = None  # where the result runs fastest, chosen by measurement when the target is auto
 
     @field_validator("steps")
     @classmethod
     def _steps_name_known_passes(cls, steps: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
         """Normalise every step through its pass config, so equal recipes compare and hash equal."""
         return tuple(build_pass(step).step() for step in steps)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_is_known(cls, runtime: str | None) -> str | None:
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime '{runtime}'; known: {', '.join(RUNTIMES)}")
+        return runtime
 
     @property
     def passes(self) -> list[str]:
@@ -39,7 +48,7 @@ class Recipe(BaseModel):
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         for step in self.steps:
             model = build_pass(step).apply(model, ctx)
-        return model
+        return model.with_runtime(self.runtime)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -11,6 +11,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     prune_structured,
     quantize_dynamic,
     quantize_fp16,
+    quantize_nncf,
     quantize_qat,
     quantize_static,
     quantize_weight_only,

@@ -63,6 +63,11 @@ class Pass(ABC):
     def __init__(self, config: PassConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
 
+    @classmethod
+    def available(cls) -> bool:
+        """False where an optional package the pass needs is not installed; the search then leaves it out."""
+        return True
+
     @abstractmethod
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle: ...
 

@@ -86,6 +86,7 @@ class Trial(_Frozen):
     params: int | None = None
     nonzero_params: int | None = None
     macs: int | None = None
+    runtimes: dict[str, float] = Field(default_factory=dict)  # p50 ms at the first batch size, where auto chose
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)
 

@@ -1,17 +1,33 @@
-"""Runtimes that run artifacts; `runtime_for` picks the one that runs a model's format."""
+"""Runtimes that run artifacts; `runtime_for` picks the one an artifact was tuned for, else its format's first."""
 
 from __future__ import annotations
 
-from tradeoff.model import ModelHandle
+from tradeoff.errors import RuntimeBackendError
+from tradeoff.model import Format, ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
 from tradeoff.runtimes.onnxruntime import OnnxRuntime
+from tradeoff.runtimes.openvino import OpenVino
 from tradeoff.runtimes.torch_eager import TorchEager
 
-RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, OnnxRuntime)}
+RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, OnnxRuntime, OpenVino)}
+
+
+def runtimes_for(format: Format) -> list[str]:
+    """The runtimes installed here that run `format`, the default first."""
+    return [name for name, cls in RUNTIMES.items() if cls.format == format and cls.available()]
 
 
 def runtime_for(model: ModelHandle) -> Runtime:
-    return next(cls() for cls in RUNTIMES.values() if cls.format == model.format and cls.available())
+    if model.runtime is None:
+        return RUNTIMES[runtimes_for(model.format)[0]]()
+    cls = RUNTIMES.get(model.runtime)
+    if cls is None or cls.format != model.format:
+        raise RuntimeBackendError(f"runtime '{model.runtime}' cannot run a {model.format} model",
+                                  f"use one of {', '.join(runtimes_for(model.format))}")
+    if not cls.available():
+        raise RuntimeBackendError(f"this model was tuned for {model.runtime}, which is not installed",
+                                  f"pip install {model.runtime}, or replay the recipe with another runtime")
+    return cls()
 
 
-__all__ = ["RUNTIMES", "InferenceFn", "Runtime", "runtime_for"]
+__all__ = ["RUNTIMES", "InferenceFn", "Runtime", "runtime_for", "runtimes_for"]

@@ -143,7 +143,7 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
     "graph": ("fuse.transformer",),
-    "quantize": ("quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.weight_only"),
+    "quantize": ("quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16", "quantize.weight_only"),
 }
 DEFAULT_PARAMS: dict[str, Distribution] = {
     "prune__sparsity": Float(0.5, 0.98),
@@ -160,7 +160,7 @@ DEFAULT_PARAMS: dict[str, Distribution] = {
 
 def default_space(menu: tuple[str, ...], target: str, start: Format, transformer: bool = False) -> Space:
     """The default space restricted to the task's pass menu, runtime target and kind of model."""
-    allowed = {get_pass(name).name for name in menu}  # an unknown name fails here, naming the closest
+    allowed = {get_pass(name).name for name in menu if get_pass(name).available()}  # unknown names fail here
     if not transformer:
         allowed.discard("fuse.transformer")
     if target == "torch" or start == "onnx":
@@ -169,5 +169,6 @@ def default_space(menu: tuple[str, ...], target: str, start: Format, transformer
         allowed = {p for p in allowed if "torch" in get_pass(p).accepts}
     slots = {slot: tuple(p for p in passes if p in allowed) for slot, passes in DEFAULT_SLOTS.items()}
     slots = {slot: passes for slot, passes in slots.items() if passes}
-    required = frozenset({"export"} if target == "onnxruntime" and start == "torch" and "export" in slots else ())
+    onnx_target = target in ("onnxruntime", "openvino")
+    required = frozenset({"export"} if onnx_target and start == "torch" and "export" in slots else ())
     return Space(slots=slots, params=DEFAULT_PARAMS, required=required)

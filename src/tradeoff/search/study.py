@@ -48,7 +48,7 @@ class RecipeBuilder:
                 if len(self._cache) > self.capacity:
                     self._cache.popitem(last=False)
             model = self._cache[key]
-        return model
+        return model.with_runtime(recipe.runtime)
 
 
 def measurement_attrs(measured: Measurement) -> dict[str, object]:
@@ -166,6 +166,15 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
         trial.set_user_attr("metric_drop", drop)
         if limits.max_metric_drop is None or drop <= limits.max_metric_drop:
             # A candidate that already breaks the metric constraint is hopeless: its latency is not timed.
+            model, runtimes = evaluator.with_fastest_runtime(model, "val")
+            if runtimes:
+                trial.set_user_attr("runtimes", runtimes)
+                chosen = recipe.model_copy(update={"runtime": model.runtime})
+                trial.set_user_attr("recipe", chosen.model_dump(mode="json"))
+            if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
+                measured = evaluator.measure(model, "val", timing=False)
+                drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
+                trial.set_user_attr("metric_drop", drop)
             measured = replace(measured, latency=evaluator.latency(model, "val"))
     except Exception as exc:  # one broken combination of passes must not end a long search; the trial says why
         note = str(exc) if isinstance(exc, TradeoffError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"

@@ -1,0 +1,61 @@
+"""OpenVINO on the CPU, when the optional `openvino` package is installed.
+
+It runs the same ONNX artifacts as ONNX Runtime; on Intel and AVX-512 CPUs its int8 kernels (for the QDQ graphs
+quantize.nncf writes) are often the fastest. Inference precision is pinned to f32: OpenVINO would otherwise run
+float layers in bf16 on CPUs that have it, and the fidelity tradeoff measured would not be the one that ships.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradeoff.errors import RuntimeBackendError
+from tradeoff.inputs import as_arrays, input_names
+from tradeoff.model import ModelHandle
+from tradeoff.runtimes.base import InferenceFn, Runtime
+
+
+def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file; the compiled model keeps it
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(onnx_bytes)
+        try:
+            return core.compile_model(core.read_model(str(path)), "CPU", config)
+        except RuntimeError as exc:
+            raise RuntimeBackendError(f"OpenVINO cannot compile the model: {str(exc).strip().splitlines()[0]}",
+                                      "run it on onnxruntime instead (runtime: {target: onnxruntime})") from None
+
+
+class OpenVino(Runtime):
+    name = "openvino"
+    format = "onnx"
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def load(self, model: ModelHandle, threads: int) -> InferenceFn:
+        if model.onnx_bytes is None:
+            raise ValueError("OpenVINO runs ONNX models only")
+        compiled = compile_onnx(model.onnx_bytes, threads)
+        request = compiled.create_infer_request()
+        graph_inputs = [port.get_any_name() for port in compiled.inputs]
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            if input_names(batch):
+                arrays = dict(zip(input_names(batch), as_arrays(batch), strict=True))
+                feeds = {name: arrays[name] for name in graph_inputs}
+            else:
+                feeds = {graph_inputs[0]: np.ascontiguousarray(batch, dtype=np.float32)}
+            return np.array(request.infer(feeds)[0], dtype=np.float32)  # a copy: the request reuses its buffer
+
+        return run
