@@ -31,3 +31,4 @@ benchmark: install
 	$(BIN)/python -m examples.mnist
 	$(BIN)/python benchmarks/quantize_cpu.py --quick
 	$(BIN)/python benchmarks/compression.py --quick
+	$(BIN)/python benchmarks/transformers_cpu.py --quick

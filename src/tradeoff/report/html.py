@@ -156,8 +156,11 @@ def _plots(report: Report) -> str:
 def _trial_row(report: Report, t: Trial) -> list[str]:
     note = "; ".join(s for s in (t.note, _violations(t.violations)) if s)
     feasible = ("yes" if t.feasible else "no") if t.state == "complete" else "–"
+    runtime = t.recipe.get("runtime") or "–"
+    timings = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(t.runtimes.items(), key=lambda kv: kv[1]))
     return [str(t.number), t.state, " → ".join(t.passes) or "–", _num(t.metric), _drop(report, t.metric_drop),
-            _num(t.latency_ms.p50 if t.latency_ms else None, 3), _bytes(t.size_bytes), feasible, note]
+            _num(t.latency_ms.p50 if t.latency_ms else None, 3), _bytes(t.size_bytes),
+            f"{runtime} ({timings})" if timings else runtime, feasible, note]
 
 
 def _env_value(value: object) -> str:
@@ -190,7 +193,7 @@ def render_html(report: Report) -> str:
 {_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed-up', 'size reduction', 'drop',
          'meets constraints', 'violations'], finalists, range(1, 8), 'finalists')}
 <h2>Trials (validation split)</h2>
-{_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'feasible', 'note'],
+{_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible', 'note'],
         trials, {3, 4, 5, 6}, 'trials')}
 <h2>Environment</h2>
 {_table(['key', 'value'], env, html_id='env')}
