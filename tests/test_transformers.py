@@ -18,9 +18,11 @@ from tradeoff.data import DataBundle, load_data
 from tradeoff.errors import ConfigError, DataError, ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.inputs import as_arrays
+from tradeoff.measure import count_parameters
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_artifact, load_model
 from tradeoff.passes import Context, build_pass
+from tradeoff.passes.prune_ffn import feed_forward_blocks
 from tradeoff.runtimes import runtime_for
 from tradeoff.text import python_reference, tokenize
 
@@ -248,3 +250,34 @@ def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_rem
     pinned = Evaluator(minilm, text, get_metric("cosine"), 2, (1,), target="onnxruntime")
     pinned_model, pinned_table = pinned.with_fastest_runtime(exported, "val")
     assert pinned_model.runtime == "onnxruntime" and pinned_table == {}
+
+
+# --- transformer pruning ----------------------------------------------------------------------------------------
+
+
+def test_ffn_pruning_removes_neurons_and_refitting_and_distillation_win_fidelity_back(
+        minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    ctx = Context(data=text, threads=2, teacher=minilm)
+    evaluator = Evaluator(minilm, text, get_metric("cosine"), 2, (1,))
+
+    def pruned(**options: object) -> ModelHandle:
+        return build_pass({"pass": "prune.ffn", "amount": 0.5, "finetune_epochs": 0, **options}).apply(minilm, ctx)
+
+    cut, refit, distilled = pruned(reconstruct=False), pruned(), pruned(reconstruct=False, finetune_epochs=2, lr=3e-4)
+    assert {block[0].out_features for block in feed_forward_blocks(refit.module).values()} == {768}  # of 1536
+    removed = 6 * 2 * 768 * 384 + 6 * 768  # two weight slices and the expansion bias per layer
+    assert count_parameters(minilm)[0] - count_parameters(refit)[0] == removed
+    one_shot = evaluator.score(cut, "val")
+    assert evaluator.score(refit, "val") > one_shot + 0.05 and evaluator.score(distilled, "val") > one_shot
+    refit.save(tmp_path)
+    reloaded = load_artifact(tmp_path)
+    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(text.val.x[:4]),
+                               runtime_for(refit).load(refit, 2)(text.val.x[:4]), atol=1e-5)
+
+
+def test_ffn_pruning_refuses_a_model_without_feed_forward_blocks_and_unlabelled_tuning_needs_a_teacher(
+        mlp: ModelHandle, digits: DataBundle, minilm: ModelHandle, text: DataBundle) -> None:
+    with pytest.raises(ModelError, match="no feed-forward blocks"):
+        build_pass({"pass": "prune.ffn"}).apply(mlp, Context(data=digits))
+    with pytest.raises(ModelError, match="needs the original model as teacher"):
+        build_pass({"pass": "prune.ffn", "finetune_epochs": 1}).apply(minilm, Context(data=text))

@@ -81,7 +81,7 @@ class Constraints(StrictModel):
 
 
 class RuntimeSpec(StrictModel):
-    target: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    target: Literal["auto", "torch", "torch.compile", "onnxruntime", "openvino"] = "auto"
     threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1)
     batch_sizes: tuple[int, ...] = (1,)
 
@@ -130,8 +130,10 @@ class Task(Settings):
         return raw
 
 
-QUANTIZATION_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16")
-SPEED_PASSES = ("export.onnx", "quantize.dynamic", "quantize.static", "prune.structured")
+QUANTIZATION_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
+                       "quantize.fp16")
+SPEED_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
+                "prune.structured", "prune.ffn")
 SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")
 
 # What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work

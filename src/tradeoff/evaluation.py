@@ -106,9 +106,9 @@ class Evaluator:
         Only a target of auto chooses, and only among installed runtimes that can load the model (OpenVINO does
         not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs the format.
         """
-        names = runtimes_for(model.format)
         if self.target != "auto":
-            return (model.with_runtime(self.target) if self.target in names else model), {}
+            return (model.with_runtime(self.target) if self.target in runtimes_for(model.format) else model), {}
+        names = runtimes_for(model.format, auto_only=True)
         if len(names) < 2:
             return model, {}
         batch = _timing_batch(self._splits()[split], self.batch_sizes[0])

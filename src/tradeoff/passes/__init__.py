@@ -6,6 +6,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     fuse_batchnorm,
     fuse_transformer,
     lowrank_svd,
+    prune_ffn,
     prune_magnitude,
     prune_nm,
     prune_structured,

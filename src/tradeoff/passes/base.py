@@ -8,12 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from tradeoff.data import DataBundle
+from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.model import Format, ModelHandle
+from tradeoff.runtimes import runtime_for
 from tradeoff.training import fit
 from tradeoff.validation import validate
 
@@ -49,8 +51,19 @@ class Context:
         """
         if config.finetune_epochs:
             train, holdout = self.data.train_holdout()
+            if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
+                train, holdout = self._teacher_targets(train), self._teacher_targets(holdout)
             fit(module, train, holdout, epochs=config.finetune_epochs, lr=config.lr,
                 patience=config.finetune_epochs, seed=self.seed, after_step=after_step)
+
+    def _teacher_targets(self, split: Split) -> Split:
+        """The split with the teacher's outputs as regression targets: distillation through the same loop."""
+        if self.teacher is None:
+            raise ModelError("fine-tuning on unlabelled data needs the original model as teacher",
+                             "pass Context(teacher=the original model)")
+        run = runtime_for(self.teacher).load(self.teacher, self.threads)
+        outputs = np.concatenate([run(x) for x, _ in split.batches(64)])
+        return Split(split.x, outputs.astype(np.float32))
 
 
 class Pass(ABC):

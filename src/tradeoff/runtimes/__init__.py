@@ -7,14 +7,16 @@ from tradeoff.model import Format, ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
 from tradeoff.runtimes.onnxruntime import OnnxRuntime
 from tradeoff.runtimes.openvino import OpenVino
+from tradeoff.runtimes.torch_compile import TorchCompile
 from tradeoff.runtimes.torch_eager import TorchEager
 
-RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, OnnxRuntime, OpenVino)}
+RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, TorchCompile, OnnxRuntime, OpenVino)}
 
 
-def runtimes_for(format: Format) -> list[str]:
-    """The runtimes installed here that run `format`, the default first."""
-    return [name for name, cls in RUNTIMES.items() if cls.format == format and cls.available()]
+def runtimes_for(format: Format, auto_only: bool = False) -> list[str]:
+    """The runtimes installed here that run `format`, the default first (only those auto tries, if asked)."""
+    return [name for name, cls in RUNTIMES.items()
+            if cls.format == format and cls.available() and (cls.in_auto or not auto_only)]
 
 
 def runtime_for(model: ModelHandle) -> Runtime:

@@ -16,6 +16,7 @@ InferenceFn = Callable[[np.ndarray], np.ndarray]
 class Runtime(ABC):
     name: ClassVar[str]
     format: ClassVar[Format]
+    in_auto: ClassVar[bool] = True  # whether `runtime: auto` times candidates on it
 
     @classmethod
     def available(cls) -> bool:

@@ -137,7 +137,7 @@ def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
 # The order passes compose in: torch-side compression first, then export, then quantization.
 DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "fuse": ("fuse.batchnorm",),
-    "prune": ("prune.magnitude", "prune.structured", "prune.nm"),
+    "prune": ("prune.magnitude", "prune.structured", "prune.nm", "prune.ffn"),
     "lowrank": ("lowrank.svd",),
     "qat": ("quantize.qat",),
     "cluster": ("cluster.weights",),
@@ -162,10 +162,11 @@ def default_space(menu: tuple[str, ...], target: str, start: Format, transformer
     """The default space restricted to the task's pass menu, runtime target and kind of model."""
     allowed = {get_pass(name).name for name in menu if get_pass(name).available()}  # unknown names fail here
     if not transformer:
-        allowed.discard("fuse.transformer")
-    if target == "torch" or start == "onnx":
+        allowed -= {"fuse.transformer", "prune.ffn"}
+    torch_target = target in ("torch", "torch.compile")
+    if torch_target or start == "onnx":
         allowed.discard("export.onnx")
-    if target == "torch":
+    if torch_target:
         allowed = {p for p in allowed if "torch" in get_pass(p).accepts}
     slots = {slot: tuple(p for p in passes if p in allowed) for slot, passes in DEFAULT_SLOTS.items()}
     slots = {slot: passes for slot, passes in slots.items() if passes}

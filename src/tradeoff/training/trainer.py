@@ -35,7 +35,8 @@ def _val_loss(module: nn.Module, split: Split) -> float:
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
         patience: int = 3, max_grad_norm: float | None = 5.0, seed: int = 0,
         after_step: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> TrainResult:
-    """Train `module` in place with Adam; keep the weights of the epoch with the lowest validation loss.
+    """Train `module` in place with Adam; keep the weights with the lowest validation loss (the starting
+    weights included).
 
     `after_step` runs after every optimizer step (compression passes re-apply masks or shared weights there);
     `on_epoch(epoch)` runs before each epoch (gradual pruning raises sparsity there).
@@ -43,7 +44,8 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    best_loss, best_state, stale, epoch = float("inf"), copy.deepcopy(module.state_dict()), 0, 0
+    # Where training starts counts as a candidate: tuning that only makes the holdout worse is undone.
+    best_loss, best_state, stale, epoch = _val_loss(module, val), copy.deepcopy(module.state_dict()), 0, 0
     for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
         if on_epoch is not None:
             on_epoch(epoch)

@@ -1,0 +1,45 @@
+"""Runtimes beyond the defaults: torch.compile, and what a pinned runtime refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tradeoff.config import QUANTIZATION_PASSES
+from tradeoff.data import DataBundle
+from tradeoff.errors import ConfigError, RuntimeBackendError
+from tradeoff.model import ModelHandle
+from tradeoff.passes import Context, build_pass
+from tradeoff.recipe import Recipe
+from tradeoff.runtimes import runtime_for, runtimes_for
+from tradeoff.search.space import default_space
+
+
+def test_torch_compile_runs_the_model_like_eager(mlp: ModelHandle, digits: DataBundle) -> None:
+    batch = digits.test.x[:32]
+    compiled = runtime_for(mlp.with_runtime("torch.compile")).load(mlp, 2)
+    np.testing.assert_allclose(compiled(batch), runtime_for(mlp).load(mlp, 2)(batch), atol=1e-5)
+    assert "torch.compile" not in runtimes_for("torch", auto_only=True)  # compiling every candidate is too slow
+
+
+def test_a_torch_compile_target_searches_torch_side_passes_only() -> None:
+    space = default_space(QUANTIZATION_PASSES, "torch.compile", "torch")
+    assert space.passes == {"quantize.dynamic"}
+
+
+def test_a_runtime_that_cannot_run_the_format_or_is_unknown_is_refused(mlp: ModelHandle,
+                                                                       digits: DataBundle) -> None:
+    with pytest.raises(RuntimeBackendError, match="cannot run a torch model"):
+        runtime_for(mlp.with_runtime("openvino"))
+    with pytest.raises(ConfigError, match="unknown runtime 'tensorrt'"):
+        Recipe.from_dict({"steps": [{"pass": "export.onnx"}], "runtime": "tensorrt"})
+    replayed = Recipe.from_dict({"steps": [{"pass": "export.onnx"}], "runtime": "openvino"}).apply(
+        mlp, Context(data=digits))
+    assert replayed.runtime == "openvino" and runtime_for(replayed).name == "openvino"
+
+
+def test_exported_mlp_runs_the_same_on_openvino(mlp: ModelHandle, digits: DataBundle) -> None:
+    exported = build_pass({"pass": "export.onnx"}).apply(mlp, Context(data=digits))
+    batch = digits.test.x[:16]
+    np.testing.assert_allclose(runtime_for(exported.with_runtime("openvino")).load(exported, 2)(batch),
+                               runtime_for(exported).load(exported, 2)(batch), atol=1e-4)
