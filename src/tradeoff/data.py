@@ -131,7 +131,7 @@ def _split_indices(count: int, fractions: tuple[float, float, float], seed: int)
 
 
 def _read_text(spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    from tradeoff import text  # transformers is imported only for text data
+    from tradeoff import text  # the module; `text()` below is the public loader of the same name
 
     texts, labels = text.read_texts(spec)
     x, notes = text.tokenize(texts, Path(spec.tokenizer), spec.max_length)  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tradeoff.errors import RuntimeBackendError
+
 
 def input_names(batch: np.ndarray) -> tuple[str, ...]:
     """The named inputs a structured batch carries, in the model's argument order; () for a single input."""
@@ -28,6 +30,19 @@ def as_arrays(batch: np.ndarray) -> tuple[np.ndarray, ...]:
         length = int(used[-1]) + 1 if used.size else 1
         arrays = [array[:, :length] for array in arrays]
     return tuple(np.ascontiguousarray(array) for array in arrays)
+
+
+def as_feeds(batch: np.ndarray, graph_inputs: list[str], float_type: type = np.float32) -> dict[str, np.ndarray]:
+    """The batch keyed by a graph's input names: named fields by name, or the one input cast to `float_type`."""
+    names = input_names(batch)
+    if not names:
+        return {graph_inputs[0]: np.ascontiguousarray(batch, dtype=float_type)}
+    arrays = dict(zip(names, as_arrays(batch), strict=True))
+    missing = [name for name in graph_inputs if name not in arrays]
+    if missing:
+        raise RuntimeBackendError(f"the model needs inputs {missing} that the data does not carry",
+                                  f"the data carries {list(names)}")
+    return {name: arrays[name] for name in graph_inputs}
 
 
 def as_tensors(batch: np.ndarray) -> tuple[torch.Tensor, ...]:

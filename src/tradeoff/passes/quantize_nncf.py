@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from tradeoff.errors import ModelError
-from tradeoff.inputs import as_arrays, input_names
+from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 
@@ -53,18 +53,13 @@ class NncfQuantization(Pass):
         samples = ctx.data.calibration()
         names = [i.name for i in graph.graph.input]
 
-        def feeds(index: int) -> dict[str, object]:
-            batch = samples[index : index + 1]
-            arrays = dict(zip(input_names(batch), as_arrays(batch), strict=True)) if input_names(batch) else {}
-            return {name: arrays[name] for name in names} if arrays else {names[0]: as_arrays(batch)[0]}
-
         transformer = config.model_type == "transformer" or (
             config.model_type == "auto" and any(p.key == "tradeoff.num_heads" for p in graph.metadata_props))
         nncf.set_log_level(logging.ERROR)
         preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             quantized = nncf.quantize(
-                graph, nncf.Dataset([feeds(i) for i in range(len(samples))]),
+                graph, nncf.Dataset([as_feeds(samples[i : i + 1], names) for i in range(len(samples))]),
                 preset=preset,
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 fast_bias_correction=config.fast_bias_correction, subset_size=min(config.subset_size, len(samples)))

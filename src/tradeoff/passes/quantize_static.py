@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from tradeoff.inputs import as_arrays, input_names
+from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
@@ -28,18 +28,11 @@ class StaticConfig(PassConfig):
 
 class _Batches(CalibrationDataReader):
     def __init__(self, graph_inputs: list[str], samples: np.ndarray, batch_size: int) -> None:
-        self._batches = iter([_feeds(graph_inputs, samples[i : i + batch_size])
+        self._batches = iter([as_feeds(samples[i : i + batch_size], graph_inputs)
                               for i in range(0, len(samples), batch_size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
-
-
-def _feeds(graph_inputs: list[str], batch: np.ndarray) -> dict[str, np.ndarray]:
-    if not input_names(batch):
-        return {graph_inputs[0]: batch.astype(np.float32)}
-    arrays = dict(zip(input_names(batch), as_arrays(batch), strict=True))
-    return {name: arrays[name] for name in graph_inputs}
 
 
 @register

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from tradeoff.errors import RuntimeBackendError
-from tradeoff.inputs import as_arrays, input_names
+from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
 
@@ -36,22 +36,11 @@ class OnnxRuntime(Runtime):
         if model.onnx_bytes is None:
             raise ValueError("OnnxRuntime runs ONNX models only")
         session = create_session(model.onnx_bytes, threads)
-        graph_inputs = session.get_inputs()
-        float_type = np.float16 if graph_inputs[0].type == "tensor(float16)" else np.float32
+        names = [i.name for i in session.get_inputs()]
+        float_type = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
 
         def run(batch: np.ndarray) -> np.ndarray:
-            output = session.run(None, feeds(batch))[0]
+            output = session.run(None, as_feeds(batch, names, float_type))[0]
             return np.asarray(output, dtype=np.float32)
-
-        def feeds(batch: np.ndarray) -> dict[str, np.ndarray]:
-            names = input_names(batch)
-            if not names:  # one float input, cast to the graph's float type (fp16 graphs take fp16)
-                return {graph_inputs[0].name: np.ascontiguousarray(batch, dtype=float_type)}
-            arrays = dict(zip(names, as_arrays(batch), strict=True))
-            missing = [i.name for i in graph_inputs if i.name not in arrays]
-            if missing:
-                raise RuntimeBackendError(f"the ONNX model needs inputs {missing} that the data does not carry",
-                                          f"the data carries {list(names)}")
-            return {i.name: arrays[i.name] for i in graph_inputs}
 
         return run

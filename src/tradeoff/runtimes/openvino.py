@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tradeoff.errors import RuntimeBackendError
-from tradeoff.inputs import as_arrays, input_names
+from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
 
@@ -51,11 +51,7 @@ class OpenVino(Runtime):
         graph_inputs = [port.get_any_name() for port in compiled.inputs]
 
         def run(batch: np.ndarray) -> np.ndarray:
-            if input_names(batch):
-                arrays = dict(zip(input_names(batch), as_arrays(batch), strict=True))
-                feeds = {name: arrays[name] for name in graph_inputs}
-            else:
-                feeds = {graph_inputs[0]: np.ascontiguousarray(batch, dtype=np.float32)}
-            return np.array(request.infer(feeds)[0], dtype=np.float32)  # a copy: the request reuses its buffer
+            outputs = request.infer(as_feeds(batch, graph_inputs))
+            return np.array(outputs[0], dtype=np.float32)  # a copy: the request reuses its buffer
 
         return run

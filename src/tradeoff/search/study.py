@@ -167,8 +167,8 @@ def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings,
         if limits.max_metric_drop is None or drop <= limits.max_metric_drop:
             # A candidate that already breaks the metric constraint is hopeless: its latency is not timed.
             model, runtimes = evaluator.with_fastest_runtime(model, "val")
-            if runtimes:
-                trial.set_user_attr("runtimes", runtimes)
+            trial.set_user_attr("runtimes", runtimes)
+            if model.runtime != recipe.runtime:  # finalists are rebuilt from the recipe: it names the runtime
                 chosen = recipe.model_copy(update={"runtime": model.runtime})
                 trial.set_user_attr("recipe", chosen.model_dump(mode="json"))
             if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
