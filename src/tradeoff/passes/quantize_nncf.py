@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from tradeoff.errors import ModelError
+from tradeoff.huggingface import is_transformer
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -52,9 +53,7 @@ class NncfQuantization(Pass):
 
         samples = ctx.data.calibration()
         names = [i.name for i in graph.graph.input]
-
-        transformer = config.model_type == "transformer" or (
-            config.model_type == "auto" and any(p.key == "tradeoff.num_heads" for p in graph.metadata_props))
+        transformer = config.model_type == "transformer" or (config.model_type == "auto" and is_transformer(model))
         nncf.set_log_level(logging.ERROR)
         preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
