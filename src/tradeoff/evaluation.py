@@ -50,7 +50,8 @@ def latency_entry(latency: Latency) -> LatencyMs:
                      threads=latency.threads, runs=latency.runs)
 
 
-def _outputs(run: InferenceFn, split: Split) -> np.ndarray:
+def predict(run: InferenceFn, split: Split) -> np.ndarray:
+    """`run`'s outputs on a whole split, in batches."""
     return np.concatenate([run(x) for x, _ in split.batches(EVAL_BATCH)])
 
 
@@ -75,7 +76,7 @@ class Evaluator:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"data with per-sample shape {list(data.sample_shape)} does not fit the model: {first}",
                             "set data.shape to the input shape the model expects (without the batch axis)") from None
-        self.reference = {name: self._finite(_outputs(run, split), name) for name, split in self._splits().items()}
+        self.reference = {name: self._finite(predict(run, split), name) for name, split in self._splits().items()}
 
     def _splits(self) -> dict[str, Split]:
         return {"val": self.data.val, "test": self.data.test}
@@ -89,7 +90,7 @@ class Evaluator:
 
     def outputs(self, model: ModelHandle, split: str) -> np.ndarray:
         run = runtime_for(model).load(model, self.threads)
-        return self._finite(_outputs(run, self._splits()[split]), split)
+        return self._finite(predict(run, self._splits()[split]), split)
 
     def score(self, model: ModelHandle, split: str) -> float:
         return self.metric(self.outputs(model, split), self._splits()[split].y, self.reference[split])
@@ -128,7 +129,7 @@ class Evaluator:
         with peak_memory() as peak:
             run = runtime.load(model, self.threads)
             run(_timing_batch(data, max(self.batch_sizes)))
-        outputs = self._finite(_outputs(run, data), split)
+        outputs = self._finite(predict(run, data), split)
         del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
         latency = self.latency(model, split) if timing else {}
         params, nonzero = count_parameters(model)

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import onnx
 import torch
 from torch import nn
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 HfTask = Literal["embedding", "classification"]
 FACTORY_PREFIX = "huggingface:"
+FACT_PREFIX = "tradeoff."  # metadata keys of the facts export.onnx records about a transformer
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json")
 
@@ -125,11 +127,34 @@ def transformer_config(module: nn.Module) -> Any | None:
     return None
 
 
+def record_transformer_facts(graph: onnx.ModelProto, module: nn.Module) -> None:
+    """Write the shape facts graph optimizers need (model type, heads, hidden size) into an exported graph's
+    metadata, since the ONNX graph itself no longer says them."""
+    config = transformer_config(module)
+    if config is None:
+        return
+    facts = {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
+             "hidden_size": getattr(config, "hidden_size", None)}
+    for key, value in facts.items():
+        if value is not None:
+            graph.metadata_props.add(key=f"{FACT_PREFIX}{key}", value=str(value))
+
+
+def transformer_facts(graph: onnx.ModelProto) -> dict[str, str]:
+    return {p.key.removeprefix(FACT_PREFIX): p.value for p in graph.metadata_props if p.key.startswith(FACT_PREFIX)}
+
+
+def keep_transformer_facts(source: onnx.ModelProto, result: onnx.ModelProto) -> None:
+    """Carry the facts over to a graph a tool rewrote (the optimizer and NNCF drop or replace metadata)."""
+    del result.metadata_props[:]
+    result.metadata_props.extend(source.metadata_props)
+
+
 def is_transformer(model: ModelHandle) -> bool:
     """A transformers model, or an ONNX graph export.onnx made from one (it records the heads for fusion)."""
     if model.module is not None:
         return transformer_config(model.module) is not None
-    return any(p.key == "tradeoff.num_heads" for p in model.onnx_model().metadata_props)
+    return "num_heads" in transformer_facts(model.onnx_model())
 
 
 def use_eager_attention(module: nn.Module) -> None:

@@ -68,9 +68,13 @@ def _cosine_min(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray)
     return float(np.min(_cosines(outputs, reference)))
 
 
-def _similarities(outputs: np.ndarray) -> np.ndarray:
+def _similarity_matrix(outputs: np.ndarray) -> np.ndarray:
     unit = _rows(outputs)
-    return (unit @ unit.T)[np.triu_indices(len(unit), k=1)]
+    return unit @ unit.T
+
+
+def _similarities(outputs: np.ndarray) -> np.ndarray:
+    return _similarity_matrix(outputs)[np.triu_indices(len(outputs), k=1)]
 
 
 def _spearman(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
@@ -82,8 +86,7 @@ def _recall_at(k: int) -> MetricFn:
     def recall(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
         """Each text queries the others; the share of the baseline's k nearest that the model also ranks top k."""
         def top_k(embeddings: np.ndarray) -> np.ndarray:
-            unit = _rows(embeddings)
-            scores = unit @ unit.T
+            scores = _similarity_matrix(embeddings)
             np.fill_diagonal(scores, -np.inf)
             return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 

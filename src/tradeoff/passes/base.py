@@ -14,6 +14,7 @@ from torch import nn
 
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, ModelError
+from tradeoff.evaluation import predict
 from tradeoff.model import Format, ModelHandle
 from tradeoff.runtimes import runtime_for
 from tradeoff.training import fit
@@ -61,8 +62,7 @@ class Context:
         if self.teacher is None:
             raise ModelError("fine-tuning on unlabelled data needs the original model as teacher",
                              "pass Context(teacher=the original model)")
-        run = runtime_for(self.teacher).load(self.teacher, self.threads)
-        outputs = np.concatenate([run(x) for x, _ in split.batches(64)])
+        outputs = predict(runtime_for(self.teacher).load(self.teacher, self.threads), split)
         return Split(split.x, outputs.astype(np.float32))
 
 

@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from tradeoff.errors import ModelError
-from tradeoff.huggingface import transformer_config, use_eager_attention
+from tradeoff.huggingface import record_transformer_facts, use_eager_attention
 from tradeoff.inputs import as_tensors, input_names
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -34,13 +34,13 @@ def _export(module: torch.nn.Module, sample: np.ndarray, opset: int | None) -> o
     TorchScript exporter on eager attention, the graph ONNX Runtime's transformer optimizer knows how to fuse.
     Console chatter of both is silenced."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    names = input_names(sample) or ("input",)
+    names = input_names(sample)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"
-        if not input_names(sample):
+        if not names:
             torch.onnx.export(module, as_tensors(sample), str(path), dynamo=True, opset_version=opset or 18,
-                              verbose=False, input_names=list(names), output_names=["output"],
+                              verbose=False, input_names=["input"], output_names=["output"],
                               dynamic_shapes=({0: torch.export.Dim("batch")},))
         else:
             use_eager_attention(module)
@@ -49,18 +49,6 @@ def _export(module: torch.nn.Module, sample: np.ndarray, opset: int | None) -> o
                               input_names=list(names), output_names=["output"],
                               dynamic_axes={**axes, "output": {0: "batch"}})
         return onnx.load(str(path))
-
-
-def _describe_transformer(graph: onnx.ModelProto, module: torch.nn.Module) -> None:
-    """Record the shape facts graph optimizers need (heads, hidden size) in the ONNX model's metadata."""
-    config = transformer_config(module)
-    if config is None:
-        return
-    facts = {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
-             "hidden_size": getattr(config, "hidden_size", None)}
-    for key, value in facts.items():
-        if value is not None:
-            graph.metadata_props.add(key=f"tradeoff.{key}", value=str(value))
 
 
 @register
@@ -80,7 +68,7 @@ class OnnxExport(Pass):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"export.onnx could not export the model: {first}",
                              "export float torch models (before torch-side quantization)") from exc
-        _describe_transformer(exported, module)
+        record_transformer_facts(exported, module)
         handle = model.with_onnx(exported)
         with torch.inference_mode():
             expected = module(*as_tensors(inputs)).float().numpy()

@@ -9,30 +9,33 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from typing import Literal
+from typing import Literal, get_args
 
 import onnx
 from onnxruntime.transformers.optimizer import optimize_model
 
 from tradeoff.errors import ModelError
+from tradeoff.huggingface import keep_transformer_facts, transformer_facts
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 
-MODEL_TYPES = ("bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet")
+OptimizerFamily = Literal["bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet"]
 
 
 class TransformerFusionConfig(PassConfig):
-    model_type: Literal["auto", "bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet"] = "auto"
+    model_type: Literal["auto"] | OptimizerFamily = "auto"
     gelu_approximation: bool = False  # tanh GELU: faster, not bit-faithful
 
 
-def _metadata(graph: onnx.ModelProto) -> dict[str, str]:
-    return {p.key.removeprefix("tradeoff."): p.value for p in graph.metadata_props if p.key.startswith("tradeoff.")}
+def has_ort_fused_operators(graph: onnx.ModelProto) -> bool:
+    """Whether the graph holds ONNX Runtime's own operators (what this pass writes), which other tools
+    (symbolic shape inference, NNCF) cannot read."""
+    return any(node.domain == "com.microsoft" for node in graph.graph.node)
 
 
 def _optimizer_family(model_type: str) -> str:
     """BERT-like encoders (BERT, MiniLM, RoBERTa, DistilBERT, ELECTRA ...) all use the 'bert' fusions."""
-    return model_type if model_type in MODEL_TYPES else "bert"
+    return model_type if model_type in get_args(OptimizerFamily) else "bert"
 
 
 @register
@@ -45,7 +48,7 @@ class TransformerFusion(Pass):
         self.check_input(model)
         config: TransformerFusionConfig = self.config  # type: ignore[assignment]
         graph = model.onnx_model()
-        facts = _metadata(graph)
+        facts = transformer_facts(graph)
         if "num_heads" not in facts:
             raise ModelError("fuse.transformer needs a transformer exported by export.onnx from a Hugging Face "
                              "model (the graph does not say its number of heads)",
@@ -65,7 +68,5 @@ class TransformerFusion(Pass):
         if not fused.get("Attention") and not fused.get("MultiHeadAttention"):
             raise ModelError(f"fuse.transformer fused no attention in this {facts.get('model_type')} graph",
                              "export with eager attention (export.onnx does this for Hugging Face models)")
-        result = optimized.model
-        del result.metadata_props[:]
-        result.metadata_props.extend(graph.metadata_props)
-        return model.with_onnx(result)
+        keep_transformer_facts(graph, optimized.model)
+        return model.with_onnx(optimized.model)

@@ -11,6 +11,8 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from tradeoff.passes.fuse_transformer import has_ort_fused_operators
+
 
 @contextlib.contextmanager
 def quiet_quantizer() -> Iterator[None]:
@@ -33,7 +35,7 @@ def prepared(graph: onnx.ModelProto, directory: Path) -> Path:
     stops at them, and there is nothing left for the pre-processor to fold.
     """
     path = directory / "prepared.onnx"
-    if any(node.domain == "com.microsoft" for node in graph.graph.node):
+    if has_ort_fused_operators(graph):
         onnx.save(graph, path)
         return path
     try:

@@ -123,8 +123,10 @@ class FfnPruning(Pass):
         for name, (expand, project) in blocks.items():  # in depth order: later layers see earlier pruning
             activations = _activations(module, name, samples) if by_activation or config.reconstruct else None
             # what a neuron adds to the block's output: its typical |activation| (or input weights) x its output
-            magnitude = activations.abs().mean(dim=0) if activations is not None and by_activation \
-                else expand.weight.norm(dim=1)
+            if activations is not None and by_activation:
+                magnitude = activations.abs().mean(dim=0)
+            else:
+                magnitude = expand.weight.norm(dim=1)
             importance = magnitude * project.weight.norm(dim=0)
             count = max(1, round(expand.out_features * (1 - config.amount)))
             keep = torch.sort(torch.topk(importance, count).indices).values

@@ -17,10 +17,11 @@ from typing import Literal
 from pydantic import Field
 
 from tradeoff.errors import ModelError
-from tradeoff.huggingface import is_transformer
+from tradeoff.huggingface import is_transformer, keep_transformer_facts
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.fuse_transformer import has_ort_fused_operators
 
 
 class NncfConfig(PassConfig):
@@ -46,7 +47,7 @@ class NncfQuantization(Pass):
         if not self.available():
             raise ModelError("quantize.nncf needs the nncf package", "pip install 'tradeoff[openvino]'")
         graph = model.onnx_model()
-        if any(node.domain == "com.microsoft" for node in graph.graph.node):
+        if has_ort_fused_operators(graph):
             raise ModelError("quantize.nncf cannot read ONNX Runtime's fused operators",
                              "put it right after export.onnx, without fuse.transformer")
         import nncf
@@ -62,6 +63,5 @@ class NncfQuantization(Pass):
                 preset=preset,
                 model_type=nncf.ModelType.TRANSFORMER if transformer else None,
                 fast_bias_correction=config.fast_bias_correction, subset_size=min(config.subset_size, len(samples)))
-        del quantized.metadata_props[:]
-        quantized.metadata_props.extend(graph.metadata_props)
+        keep_transformer_facts(graph, quantized)
         return model.with_onnx(quantized)
