@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tradeoff.config import QUANTIZATION_PASSES
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, RuntimeBackendError
-from tradeoff.model import ModelHandle
+from tradeoff.model import ModelHandle, load_artifact
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for, runtimes_for
@@ -20,6 +22,11 @@ def test_torch_compile_runs_the_model_like_eager(mlp: ModelHandle, digits: DataB
     compiled = runtime_for(mlp.with_runtime("torch.compile")).load(mlp, 2)
     np.testing.assert_allclose(compiled(batch), runtime_for(mlp).load(mlp, 2)(batch), atol=1e-5)
     assert "torch.compile" not in runtimes_for("torch", auto_only=True)  # compiling every candidate is too slow
+
+
+def test_a_torch_artifact_remembers_its_runtime(mlp: ModelHandle, tmp_path: Path) -> None:
+    mlp.with_runtime("torch.compile").save(tmp_path)
+    assert load_artifact(tmp_path).runtime == "torch.compile"
 
 
 def test_a_torch_compile_target_searches_torch_side_passes_only() -> None:

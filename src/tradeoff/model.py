@@ -206,4 +206,5 @@ def load_artifact(directory: Path) -> ModelHandle:
     for structure in meta["structure_steps"]:
         module = build_pass(structure["step"]).restructure(module, structure["state"])
     module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
-    return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]))
+    return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]),
+                       runtime=meta.get("runtime"))
