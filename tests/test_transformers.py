@@ -19,7 +19,7 @@ from tradeoff.data import DataBundle, load_data
 from tradeoff.errors import ConfigError, DataError, ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.inputs import as_arrays
-from tradeoff.measure import count_parameters
+from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_artifact, load_model
 from tradeoff.passes import Context, build_pass
@@ -297,3 +297,13 @@ def test_the_example_task_file_evaluates_from_the_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     measured = json.loads(result.output)
     assert measured["metric"] == pytest.approx(1.0) and measured["runtime"] == "torch"
+
+
+def test_measuring_and_quantizing_a_transformer_leaves_no_files_in_the_working_directory(
+        exported: ModelHandle, text: DataBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # ONNX Runtime's shape inference dumps the model here when it gives up
+    ctx = Context(data=text, threads=2)
+    count_macs(exported, text.val.x[:1])
+    build_pass({"pass": "quantize.dynamic"}).apply(build_pass({"pass": "fuse.transformer"}).apply(exported, ctx), ctx)
+    build_pass({"pass": "quantize.dynamic"}).apply(exported, ctx)
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.model import ModelHandle
+from tradeoff.scratch import scratch_directory
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def _onnx_macs(model: onnx.ModelProto, example: np.ndarray) -> int | None:
                              strict=False):
             dim.ClearField("dim_param")
             dim.dim_value = size
-    inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    with scratch_directory():
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     shapes: dict[str, list[int]] = {}
     for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
         shapes[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]

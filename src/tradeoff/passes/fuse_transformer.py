@@ -18,6 +18,7 @@ from tradeoff.errors import ModelError
 from tradeoff.huggingface import keep_transformer_facts, transformer_facts
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.scratch import scratch_directory
 
 OptimizerFamily = Literal["bert", "bart", "gpt2", "t5", "phi", "vit", "clip", "unet"]
 
@@ -54,7 +55,7 @@ class TransformerFusion(Pass):
                              "model (the graph does not say its number of heads)",
                              "load the model with model.source: huggingface, then export.onnx before this pass")
         family = config.model_type if config.model_type != "auto" else _optimizer_family(facts.get("model_type", ""))
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), scratch_directory():
             logger = logging.getLogger("onnxruntime.transformers")
             level, logger.level = logger.level, logging.ERROR
             try:

@@ -12,6 +12,7 @@ import onnx
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from tradeoff.passes.fuse_transformer import has_ort_fused_operators
+from tradeoff.scratch import scratch_directory
 
 
 @contextlib.contextmanager
@@ -38,8 +39,9 @@ def prepared(graph: onnx.ModelProto, directory: Path) -> Path:
     if has_ort_fused_operators(graph):
         onnx.save(graph, path)
         return path
-    try:
-        quant_pre_process(graph, path)
-    except Exception:  # symbolic shape inference gives up on some exports (TorchScript transformers): skip it
-        quant_pre_process(graph, path, skip_symbolic_shape=True)
+    with scratch_directory():
+        try:
+            quant_pre_process(graph, path)
+        except Exception:  # symbolic shape inference gives up on some exports (TorchScript transformers): skip it
+            quant_pre_process(graph, path, skip_symbolic_shape=True)
     return path
