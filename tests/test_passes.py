@@ -14,10 +14,10 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass, get_pass, registered_passes
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
+from tradeoff.search.space import TRANSFORMER_ONLY
 
 ALL_PASSES = sorted(registered_passes())
-TRANSFORMER_PASSES = {"fuse.transformer", "prune.ffn"}  # these run on MiniLM in test_transformers
-MLP_PASSES = [n for n in ALL_PASSES if n not in TRANSFORMER_PASSES]
+MLP_PASSES = [n for n in ALL_PASSES if n not in TRANSFORMER_ONLY]  # those run on MiniLM in test_transformers
 
 
 def _input_for(name: str, mlp: ModelHandle, ctx: Context) -> ModelHandle:

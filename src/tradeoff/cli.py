@@ -60,7 +60,7 @@ def _comparison(report: Any) -> Table:
         table.add_column(column, justify="right" if column else "left")
     name = report.metric["name"]
     table.add_row(name, f"{base.metric:.4f}", f"{best.metric:.4f}", f"drop {best.ratios.metric_drop:+.4f}")
-    table.add_row(f"p50 latency (batch {base.latency_ms.batch_size})", f"{base.latency_ms.p50:.4f} ms",
+    table.add_row(f"p50 latency ({base.latency_ms.setting()})", f"{base.latency_ms.p50:.4f} ms",
                   f"{best.latency_ms.p50:.4f} ms", f"{best.ratios.speedup:.2f}x faster")
     table.add_row("p95 latency", f"{base.latency_ms.p95:.4f} ms", f"{best.latency_ms.p95:.4f} ms", "")
     table.add_row("size", _bytes(base.size_bytes), _bytes(best.size_bytes),

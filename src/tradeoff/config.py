@@ -133,7 +133,7 @@ class Task(Settings):
 QUANTIZATION_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
                        "quantize.fp16")
 SPEED_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
-                "prune.structured", "prune.ffn")
+                "prune.structured", "prune.ffn", "prune.heads", "prune.layers")
 SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")
 
 # What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work

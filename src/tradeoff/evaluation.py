@@ -47,7 +47,7 @@ class Measurement:
 
 def latency_entry(latency: Latency) -> LatencyMs:
     return LatencyMs(p50=latency.p50_ms, p95=latency.p95_ms, batch_size=latency.batch_size,
-                     threads=latency.threads, runs=latency.runs)
+                     threads=latency.threads, runs=latency.runs, input_shape=list(latency.input_shape))
 
 
 def predict(run: InferenceFn, split: Split) -> np.ndarray:

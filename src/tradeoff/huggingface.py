@@ -15,6 +15,7 @@ import onnx
 import torch
 from torch import nn
 
+from tradeoff.encoder_structure import attention_heads, encoder_layers
 from tradeoff.errors import ModelError
 
 if TYPE_CHECKING:
@@ -135,6 +136,11 @@ def record_transformer_facts(graph: onnx.ModelProto, module: nn.Module) -> None:
         return
     facts = {"model_type": config.model_type, "num_heads": getattr(config, "num_attention_heads", None),
              "hidden_size": getattr(config, "hidden_size", None)}
+    layers = encoder_layers(module)
+    if layers is not None:  # head pruning leaves fewer heads than the config says: count them in the weights
+        shapes = {attention_heads(layer) for layer in layers}
+        heads, size = shapes.pop() if len(shapes) == 1 else (None, None)  # uneven heads: no fusion
+        facts.update(num_heads=heads, hidden_size=heads * size if heads and size else None)  # attention's width
     for key, value in facts.items():
         if value is not None:
             graph.metadata_props.add(key=f"{FACT_PREFIX}{key}", value=str(value))

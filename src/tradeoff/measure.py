@@ -35,6 +35,7 @@ class Latency:
     batch_size: int
     threads: int
     runs: int
+    input_shape: tuple[int, ...] = ()  # of the first input as the model got it: texts' tokens after trimming
 
 
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, threads: int,
@@ -52,7 +53,7 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, thre
         run(batch)
         times.append((time.perf_counter() - start) * 1000.0)
     return Latency(p50_ms=float(np.percentile(times, 50)), p95_ms=float(np.percentile(times, 95)),
-                   batch_size=len(batch), threads=threads, runs=len(times))
+                   batch_size=len(batch), threads=threads, runs=len(times), input_shape=as_arrays(batch)[0].shape)
 
 
 @dataclass(frozen=True)

@@ -82,18 +82,36 @@ def _spearman(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -
     return float(spearmanr(_similarities(outputs), _similarities(reference)).statistic)
 
 
+def _nearest(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """Each text as a query against all the others: the indices of its k most similar, best first."""
+    scores = _similarity_matrix(embeddings)
+    np.fill_diagonal(scores, -np.inf)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
 def _recall_at(k: int) -> MetricFn:
     def recall(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-        """Each text queries the others; the share of the baseline's k nearest that the model also ranks top k."""
-        def top_k(embeddings: np.ndarray) -> np.ndarray:
-            scores = _similarity_matrix(embeddings)
-            np.fill_diagonal(scores, -np.inf)
-            return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-
-        found, expected = top_k(outputs), top_k(reference)
+        """The share of the baseline's k nearest neighbours of each text that the model also ranks top k."""
+        found, expected = _nearest(outputs, k), _nearest(reference, k)
         return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(found, expected, strict=True)]))
 
     return recall
+
+
+def _ndcg_at(k: int) -> MetricFn:
+    def ndcg(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
+        """NDCG of the model's k nearest neighbours of each text, graded by the baseline's similarities:
+        unlike recall, swapping a near-tie costs little and losing the best match costs much."""
+        relevance = np.clip(_similarity_matrix(reference), 0.0, None)
+        discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        gained = np.take_along_axis(relevance, _nearest(outputs, k), axis=1) @ discounts
+        ideal = np.take_along_axis(relevance, _nearest(reference, k), axis=1) @ discounts
+        return float(np.mean(gained / np.maximum(ideal, 1e-12)))
+
+    return ndcg
+
+
+RETRIEVAL: dict[str, Callable[[int], MetricFn]] = {"recall": _recall_at, "ndcg": _ndcg_at}
 
 
 BUILTIN: dict[str, Metric] = {
@@ -112,12 +130,12 @@ def get_metric(spec: str | MetricSpec) -> Metric:
         spec = MetricSpec(name=spec)
     if spec.name in BUILTIN:
         return BUILTIN[spec.name]
-    recall = re.fullmatch(r"recall@(\d+)", spec.name)
-    if recall and int(recall.group(1)) >= 1:
-        return Metric(spec.name, True, _recall_at(int(recall.group(1))), needs_labels=False)
+    retrieval = re.fullmatch(rf"({'|'.join(RETRIEVAL)})@(\d+)", spec.name)
+    if retrieval and int(retrieval.group(2)) >= 1:
+        return Metric(spec.name, True, RETRIEVAL[retrieval.group(1)](int(retrieval.group(2))), needs_labels=False)
     if ":" not in spec.name:
         raise ConfigError(f"unknown metric '{spec.name}'",
-                          f"use one of {', '.join(BUILTIN)}, recall@k or an import path 'module:function'")
+                          f"use one of {', '.join(BUILTIN)}, recall@k, ndcg@k or an import path 'module:function'")
     user_fn = import_object(spec.name, "metric")
     if spec.higher_is_better is None:
         raise ConfigError(f"metric '{spec.name}' does not say which way is better",

@@ -207,7 +207,8 @@ def _trial_entry(trial: optuna.trial.FrozenTrial, settings: Settings) -> Trial:
     status = attrs.get("status", "failed")
     latency = attrs.get("latency")
     latency_ms = (LatencyMs(p50=latency["p50_ms"], p95=latency["p95_ms"], batch_size=latency["batch_size"],
-                            threads=latency["threads"], runs=latency["runs"]) if latency else None)
+                            threads=latency["threads"], runs=latency["runs"],
+                            input_shape=list(latency.get("input_shape", ()))) if latency else None)
     broken = (violations(settings.constraints, attrs["metric_drop"], latency_ms.p50 if latency_ms else None,
                          attrs.get("size_bytes")) if "metric_drop" in attrs else [])
     note = attrs.get("note") or ("interrupted; its parameters were queued again" if trial.state == TrialState.FAIL

@@ -7,6 +7,8 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     fuse_transformer,
     lowrank_svd,
     prune_ffn,
+    prune_heads,
+    prune_layers,
     prune_magnitude,
     prune_nm,
     prune_structured,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import predict
 from tradeoff.model import Format, ModelHandle
 from tradeoff.runtimes import runtime_for
-from tradeoff.training import fit
+from tradeoff.training import HiddenStateDistillation, fit
 from tradeoff.validation import validate
 
 
@@ -34,6 +35,18 @@ class FinetuneConfig(PassConfig):
     lr: float = Field(default=1e-3, gt=0.0)
 
 
+class TransformerPruningConfig(FinetuneConfig):
+    """Options shared by the passes that cut an encoder's heads, neurons or layers."""
+
+    calibration_texts: int = Field(default=128, ge=1)  # texts whose activations rank what to cut
+    lr: float = Field(default=5e-5, gt=0.0)
+    # weight of every layer's hidden-state distance next to the output loss (0: outputs only). On MiniLM with 260
+    # training texts (val cosine): it won at lr 3e-4 (2 of 6 layers dropped: 0.878 vs 0.861; one dropped: 0.937 vs
+    # 0.923) and lost a little at lr 5e-5 (one dropped: 0.937 vs 0.942; half the heads: 0.890 vs 0.892); at
+    # weight 1 the hidden term drowned the output (0.932, 0.885)
+    hidden_state_weight: float = Field(default=0.03, ge=0.0)
+
+
 @dataclass(frozen=True)
 class Context:
     """What a pass may use besides its input model; passes never reach for globals."""
@@ -44,25 +57,37 @@ class Context:
     teacher: ModelHandle | None = None
     progress: Callable[[str], None] | None = None
 
-    def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None) -> None:
+    def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None,
+                 hidden_state_weight: float = 0.0) -> None:
         """Recover accuracy on the training split; no-op for 0 epochs.
 
         Early stopping watches a seeded tenth of the training split, never the validation split: the search
-        decides on validation, so a candidate must not have been tuned against it.
+        decides on validation, so a candidate must not have been tuned against it. A positive
+        `hidden_state_weight` adds the distance of every encoder layer's hidden states to the teacher's.
         """
-        if config.finetune_epochs:
-            train, holdout = self.data.train_holdout()
-            if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
-                train, holdout = self._teacher_targets(train), self._teacher_targets(holdout)
+        if not config.finetune_epochs:
+            return
+        train, holdout = self.data.train_holdout()
+        if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
+            train, holdout = self._teacher_targets(train), self._teacher_targets(holdout)
+        with contextlib.ExitStack() as stack:
+            extra_loss = None
+            if hidden_state_weight > 0:
+                teacher = self._require_teacher("distilling hidden states").torch_module()
+                extra_loss = stack.enter_context(HiddenStateDistillation(module, teacher, hidden_state_weight))
             fit(module, train, holdout, epochs=config.finetune_epochs, lr=config.lr,
-                patience=config.finetune_epochs, seed=self.seed, after_step=after_step)
+                patience=config.finetune_epochs, seed=self.seed, after_step=after_step, extra_loss=extra_loss)
+
+    def _require_teacher(self, purpose: str) -> ModelHandle:
+        if self.teacher is None:
+            raise ModelError(f"{purpose} needs the original model as teacher",
+                             "pass Context(teacher=the original model)")
+        return self.teacher
 
     def _teacher_targets(self, split: Split) -> Split:
         """The split with the teacher's outputs as regression targets: distillation through the same loop."""
-        if self.teacher is None:
-            raise ModelError("fine-tuning on unlabelled data needs the original model as teacher",
-                             "pass Context(teacher=the original model)")
-        outputs = predict(runtime_for(self.teacher).load(self.teacher, self.threads), split)
+        teacher = self._require_teacher("fine-tuning on unlabelled data")
+        outputs = predict(runtime_for(teacher).load(teacher, self.threads), split)
         return Split(split.x, outputs.astype(np.float32))
 
 

@@ -88,7 +88,7 @@ def _comparison(report: Report) -> str:
     base, best, r = report.baseline, report.best, report.best.ratios
     rows = [
         [report.metric["name"], _num(base.metric), _num(best.metric), f"drop {_drop(report, r.metric_drop)}"],
-        [f"p50 latency (ms, batch {base.latency_ms.batch_size})", _num(base.latency_ms.p50, 3),
+        [f"p50 latency (ms, {base.latency_ms.setting()})", _num(base.latency_ms.p50, 3),
          _num(best.latency_ms.p50, 3), f"{r.speedup:.2f}x speed-up"],
         ["p95 latency (ms)", _num(base.latency_ms.p95, 3), _num(best.latency_ms.p95, 3), ""],
         ["size", _bytes(base.size_bytes), _bytes(best.size_bytes), f"{r.size_reduction:.2f}x smaller"],

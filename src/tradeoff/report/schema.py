@@ -17,6 +17,12 @@ class LatencyMs(_Frozen):
     batch_size: int
     threads: int
     runs: int
+    input_shape: list[int] = []  # what was timed: (batch, tokens) for text, so the figure can be reproduced
+
+    def setting(self) -> str:
+        """How the figure was measured, in words: 'batch 1, input 1x128, 2 threads'."""
+        shape = f", input {'x'.join(map(str, self.input_shape))}" if self.input_shape else ""
+        return f"batch {self.batch_size}{shape}, {self.threads} threads"
 
 
 class Measured(_Frozen):

@@ -137,7 +137,7 @@ def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
 # The order passes compose in: torch-side compression first, then export, then quantization.
 DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "fuse": ("fuse.batchnorm",),
-    "prune": ("prune.magnitude", "prune.structured", "prune.nm", "prune.ffn"),
+    "prune": ("prune.magnitude", "prune.structured", "prune.nm", "prune.ffn", "prune.heads", "prune.layers"),
     "lowrank": ("lowrank.svd",),
     "qat": ("quantize.qat",),
     "cluster": ("cluster.weights",),
@@ -145,6 +145,7 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "graph": ("fuse.transformer",),
     "quantize": ("quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16", "quantize.weight_only"),
 }
+TRANSFORMER_ONLY = frozenset({"fuse.transformer", "prune.ffn", "prune.heads", "prune.layers"})
 DEFAULT_PARAMS: dict[str, Distribution] = {
     "prune__sparsity": Float(0.5, 0.98),
     "prune__schedule": Choice(("one_shot", "gradual")),
@@ -162,7 +163,7 @@ def default_space(menu: tuple[str, ...], target: str, start: Format, transformer
     """The default space restricted to the task's pass menu, runtime target and kind of model."""
     allowed = {get_pass(name).name for name in menu if get_pass(name).available()}  # unknown names fail here
     if not transformer:
-        allowed -= {"fuse.transformer", "prune.ffn"}
+        allowed -= TRANSFORMER_ONLY
     torch_target = target in ("torch", "torch.compile")
     if torch_target or start == "onnx":
         allowed.discard("export.onnx")

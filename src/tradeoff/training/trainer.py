@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,12 +35,15 @@ def _val_loss(module: nn.Module, split: Split) -> float:
 
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
         patience: int = 3, max_grad_norm: float | None = 5.0, seed: int = 0,
-        after_step: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> TrainResult:
+        after_step: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
+        extra_loss: Callable[[np.ndarray, tuple[torch.Tensor, ...]], torch.Tensor] | None = None) -> TrainResult:
     """Train `module` in place with Adam; keep the weights with the lowest validation loss (the starting
     weights included).
 
     `after_step` runs after every optimizer step (compression passes re-apply masks or shared weights there);
-    `on_epoch(epoch)` runs before each epoch (gradual pruning raises sparsity there).
+    `on_epoch(epoch)` runs before each epoch (gradual pruning raises sparsity there); `extra_loss(batch, inputs)`,
+    called after each training forward, adds a term to the task loss (hidden-state distillation); early stopping
+    still judges the task loss alone.
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -53,7 +57,11 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
         for batch in torch.randperm(len(train), generator=generator).split(batch_size):
             rows = batch.numpy()
             optimizer.zero_grad()
-            task_loss(module(*as_tensors(train.x[rows])), torch.from_numpy(train.y[rows])).backward()
+            inputs = as_tensors(train.x[rows])
+            loss = task_loss(module(*inputs), torch.from_numpy(train.y[rows]))
+            if extra_loss is not None:
+                loss = loss + extra_loss(train.x[rows], inputs)
+            loss.backward()
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()

@@ -1,0 +1,91 @@
+"""prune.layers: drop whole encoder layers, the ones that change the hidden states least, then distill.
+
+A layer whose output is nearly its input (high cosine between the two on real tokens, the "block influence" of
+ShortGPT) does little the rest of the model cannot absorb, and dropping it saves all of its compute at every
+batch size and on every runtime. Layers are dropped one at a time, re-measuring the others after each drop; the
+kept layers then learn the hidden states of the original layers they stand for and the original's outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from tradeoff.encoder_structure import SOURCE_LAYER, real_tokens, require_encoder_layers, source_layers
+from tradeoff.huggingface import transformer_config
+from tradeoff.inputs import as_tensors
+from tradeoff.model import ModelHandle
+from tradeoff.passes.base import Context, Pass, TransformerPruningConfig, register
+
+
+class LayerDroppingConfig(TransformerPruningConfig):
+    amount: float = Field(default=0.2, gt=0.0, lt=1.0)  # fraction of the encoder's layers dropped (at least one)
+
+
+def block_influence(module: nn.Module, layers: nn.ModuleList, samples: np.ndarray) -> torch.Tensor:
+    """Per layer, 1 - the mean cosine between its input and output hidden states on real tokens."""
+    sums, tokens = torch.zeros(len(layers), dtype=torch.float64), 0
+
+    def hook_for(index: int):  # type: ignore[no-untyped-def]
+        def hook(_: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            after = output[0] if isinstance(output, tuple) else output
+            cosine = nn.functional.cosine_similarity(args[0], after, dim=-1)
+            sums[index] += (1 - cosine)[mask].sum().double() if mask is not None else (1 - cosine).sum().double()
+        return hook
+
+    hooks = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(samples), 16):
+                batch = samples[start : start + 16]
+                inputs = as_tensors(batch)
+                mask = real_tokens(batch, inputs)
+                module(*inputs)
+                tokens += int(mask.sum()) if mask is not None else inputs[0].shape[0] * inputs[0].shape[1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sums / max(tokens, 1)
+
+
+def _keep_layers(module: nn.Module, layers: nn.ModuleList, keep: list[int]) -> None:
+    """Keep the layers at positions `keep`, each remembering which original layer it is."""
+    for index, source in enumerate(source_layers(layers)):
+        setattr(layers[index], SOURCE_LAYER, source)
+    for index in reversed(range(len(layers))):
+        if index not in keep:
+            del layers[index]
+    config = transformer_config(module)
+    if config is not None:
+        config.num_hidden_layers = len(layers)
+
+
+@register
+class LayerDropping(Pass):
+    name = "prune.layers"
+    Config = LayerDroppingConfig
+    accepts = frozenset({"torch"})
+
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        self.check_input(model)
+        config: LayerDroppingConfig = self.config  # type: ignore[assignment]
+        module = model.torch_module()
+        layers = require_encoder_layers(module, self.name)
+        samples = ctx.data.calibration()[: config.calibration_texts]
+        drop = min(len(layers) - 1, max(1, round(len(layers) * config.amount)))
+        positions = list(range(len(layers)))  # positions in the layer list as it was given
+        for _ in range(drop):  # one at a time: a layer's influence changes once its neighbour is gone
+            weakest = int(torch.argmin(block_influence(module, layers, samples)))
+            _keep_layers(module, layers, [i for i in range(len(layers)) if i != weakest])
+            del positions[weakest]
+        ctx.finetune(module, config, hidden_state_weight=config.hidden_state_weight)
+        return model.with_module(module, structure_step=self.step(), structure_state={"kept": positions})
+
+    def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
+        layers = require_encoder_layers(module, self.name)
+        _keep_layers(module, layers, [int(i) for i in state["kept"]])
+        return module

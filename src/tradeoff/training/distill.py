@@ -1,0 +1,59 @@
+"""Hidden-state distillation: a pruned encoder learns the original's layer outputs, not just its final output.
+
+Matching every layer gives a cut model many more signals per text than one embedding does (TinyBERT, MiniLM and
+the pruning papers all rely on it), which matters on the few thousand texts a user has at hand.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from tradeoff.encoder_structure import real_tokens, require_encoder_layers, source_layers
+
+
+def _recorder(store: dict[int, torch.Tensor], index: int):  # type: ignore[no-untyped-def]
+    def hook(_: nn.Module, __: object, output: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+        store[index] = output[0] if isinstance(output, tuple) else output
+    return hook
+
+
+class HiddenStateDistillation:
+    """An extra training loss: each student layer's output against the teacher layer it descends from, as mean
+    squared error relative to the teacher's own scale, on real tokens. Used as a context manager (hooks)."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, weight: float) -> None:
+        self.teacher, self.weight = teacher.eval(), weight
+        self.student_layers = require_encoder_layers(student, "hidden-state distillation")
+        self.teacher_layers = require_encoder_layers(teacher, "hidden-state distillation")
+        self.sources = source_layers(self.student_layers)
+        self.student_states: dict[int, torch.Tensor] = {}
+        self.teacher_states: dict[int, torch.Tensor] = {}
+        self.hooks: list[RemovableHandle] = []
+
+    def __enter__(self) -> HiddenStateDistillation:
+        for states, layers in ((self.student_states, self.student_layers), (self.teacher_states, self.teacher_layers)):
+            self.hooks += [layer.register_forward_hook(_recorder(states, i)) for i, layer in enumerate(layers)]
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def __call__(self, batch: np.ndarray, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The loss for the student forward that just ran on `inputs` (`batch` as tensors)."""
+        with torch.no_grad():
+            self.teacher(*inputs)
+        mask = real_tokens(batch, inputs)
+        terms = []
+        for index, source in enumerate(self.sources):
+            student, teacher = self.student_states[index], self.teacher_states[source]
+            if mask is not None:
+                student, teacher = student[mask], teacher[mask]
+            terms.append(nn.functional.mse_loss(student, teacher) / teacher.pow(2).mean().clamp(min=1e-12))
+        return self.weight * torch.stack(terms).mean()
