@@ -17,14 +17,15 @@ import tradeoff as to
 from tradeoff.config import ModelSpec, task_from_dict
 from tradeoff.data import DataBundle, load_data
 from tradeoff.encoder_structure import attention_heads, encoder_layers, source_layers
-from tradeoff.errors import ConfigError, DataError, ModelError
+from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
 from tradeoff.evaluation import Evaluator
 from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_artifact, load_model
-from tradeoff.passes import Context, build_pass
+from tradeoff.passes import Context, build_pass, get_pass
+from tradeoff.passes.prune_ffn import kept_count
 from tradeoff.runtimes import runtime_for
 from tradeoff.text import python_reference, tokenize
 from tradeoff.training import HiddenStateDistillation
@@ -258,6 +259,24 @@ def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_rem
     assert pinned_model.runtime == "onnxruntime" and pinned_table == {}
 
 
+@pytest.mark.skipif(not get_pass("quantize.bf16").available(), reason="this CPU has no native bf16 in OpenVINO")
+def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_saving(
+        exported: ModelHandle, minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, Context(data=text))
+    assert bf16.runtime == "openvino"
+    batch = text.val.x[:8]
+    f32_outputs, bf16_outputs = (runtime_for(m).load(m, 2)(batch) for m in (exported.with_runtime("openvino"), bf16))
+    assert np.abs(bf16_outputs - f32_outputs).max() > 1e-5  # bf16 really ran, not the f32 pin
+    evaluator = Evaluator(minilm, text, get_metric("cosine_min"), 2, (1,))
+    assert evaluator.score(bf16, "val") >= 0.999
+    with pytest.raises(RuntimeBackendError, match="asks for bf16 inference"):
+        runtime_for(bf16.with_runtime("onnxruntime")).load(bf16, 2)
+    assert set(evaluator.with_fastest_runtime(bf16, "val")[1]) == {"openvino"}
+    bf16.save(tmp_path)
+    reloaded = load_artifact(tmp_path)
+    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch), bf16_outputs, atol=1e-6)
+
+
 # --- transformer pruning ----------------------------------------------------------------------------------------
 
 
@@ -272,6 +291,7 @@ def test_ffn_pruning_removes_neurons_and_refitting_and_distillation_win_fidelity
     cut, refit, distilled = pruned(reconstruct=False), pruned(), pruned(reconstruct=False, finetune_epochs=2, lr=3e-4)
     assert {layer.intermediate.dense.out_features for layer in encoder_layers(refit.module)} == {768}  # of 1536
     removed = 6 * 2 * 768 * 384 + 6 * 768  # two weight slices and the expansion bias per layer
+    assert (kept_count(1536, 0.3, 64), kept_count(1536, 0.3, 1), kept_count(100, 0.99, 64)) == (1088, 1075, 64)
     assert count_parameters(minilm)[0] - count_parameters(refit)[0] == removed
     one_shot = evaluator.score(cut, "val")
     assert evaluator.score(refit, "val") > one_shot + 0.05 and evaluator.score(distilled, "val") > one_shot

@@ -131,7 +131,7 @@ class Task(Settings):
 
 
 QUANTIZATION_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
-                       "quantize.fp16")
+                       "quantize.fp16", "quantize.bf16")
 SPEED_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
                 "prune.structured", "prune.ffn", "prune.heads", "prune.layers")
 SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")

@@ -12,6 +12,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     prune_magnitude,
     prune_nm,
     prune_structured,
+    quantize_bf16,
     quantize_dynamic,
     quantize_fp16,
     quantize_nncf,

@@ -34,6 +34,16 @@ class FfnPruningConfig(TransformerPruningConfig):
     amount: float = Field(default=0.3, gt=0.0, lt=1.0)  # fraction of each layer's feed-forward neurons removed
     importance: Literal["weight", "activation"] = "activation"
     reconstruct: bool = True  # refit each pruned block's projection by least squares on real tokens
+    # kept neurons rounded to a multiple of this: CPU int8 kernels work in blocks, and an odd width such as 1075
+    # of 1536 ran slower under OpenVINO int8 than the unpruned 1536 (7.0 against 5.7 ms at batch 1 on MiniLM)
+    multiple_of: int = Field(default=64, ge=1)
+
+
+def kept_count(total: int, amount: float, multiple_of: int) -> int:
+    """How many of `total` units to keep when removing `amount` of them, rounded to a multiple of `multiple_of`
+    (never none, never more than all)."""
+    rounded = round(total * (1 - amount) / multiple_of) * multiple_of
+    return min(total, max(rounded, min(multiple_of, total), 1))
 
 
 def _shrink(layer: nn.Module, keep: torch.Tensor | int) -> None:
@@ -63,7 +73,7 @@ class FfnPruning(Pass):
             else:
                 magnitude = expand.weight.norm(dim=1)
             importance = magnitude * project.weight.norm(dim=0)
-            count = max(1, round(expand.out_features * (1 - config.amount)))
+            count = kept_count(expand.out_features, config.amount, config.multiple_of)
             keep = torch.sort(torch.topk(importance, count).indices).values
             _shrink(layer, keep)
             if activations is not None and config.reconstruct:

@@ -9,6 +9,7 @@ from tradeoff.errors import RuntimeBackendError
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
+from tradeoff.runtimes.precision import inference_precision
 
 
 def providers() -> list[str]:
@@ -36,6 +37,9 @@ class OnnxRuntime(Runtime):
         if model.onnx_bytes is None:
             raise ValueError("OnnxRuntime runs ONNX models only")
         session = create_session(model.onnx_bytes, threads)
+        if inference_precision(session.get_modelmeta().custom_metadata_map) != "f32":
+            raise RuntimeBackendError("this artifact asks for bf16 inference, which ONNX Runtime's CPU provider does "
+                                      "not run", "run it on openvino (runtime: {target: openvino} or auto)")
         names = [i.name for i in session.get_inputs()]
         float_type = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
 

@@ -1,8 +1,9 @@
 """OpenVINO on the CPU, when the optional `openvino` package is installed.
 
 It runs the same ONNX artifacts as ONNX Runtime; on Intel and AVX-512 CPUs its int8 kernels (for the QDQ graphs
-quantize.nncf writes) are often the fastest. Inference precision is pinned to f32: OpenVINO would otherwise run
-float layers in bf16 on CPUs that have it, and the fidelity tradeoff measured would not be the one that ships.
+quantize.nncf writes) are often the fastest. Inference precision is pinned to f32 unless the artifact asks for bf16
+(quantize.bf16): OpenVINO would otherwise run float layers in bf16 on CPUs that have it, and the fidelity measured
+would not be the one that ships.
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ from tradeoff.errors import RuntimeBackendError
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
+from tradeoff.runtimes.precision import PRECISION_KEY, inference_precision
 
 
 def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
     import openvino as ov
 
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file; the compiled model keeps it
         path = Path(tmp) / "model.onnx"
         path.write_bytes(onnx_bytes)
         try:
-            return core.compile_model(core.read_model(str(path)), "CPU", config)
+            model = core.read_model(str(path))
+            metadata = ["framework", PRECISION_KEY]  # where OpenVINO keeps an ONNX graph's metadata
+            precision = inference_precision({PRECISION_KEY: model.get_rt_info(metadata).astype(str)}
+                                            if model.has_rt_info(metadata) else {})
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                      "INFERENCE_PRECISION_HINT": precision}
+            return core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise RuntimeBackendError(f"OpenVINO cannot compile the model: {str(exc).strip().splitlines()[0]}",
                                       "run it on onnxruntime instead (runtime: {target: onnxruntime})") from None

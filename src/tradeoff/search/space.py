@@ -143,7 +143,8 @@ DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster.weights",),
     "export": ("export.onnx",),
     "graph": ("fuse.transformer",),
-    "quantize": ("quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16", "quantize.weight_only"),
+    "quantize": ("quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16", "quantize.bf16",
+                 "quantize.weight_only"),
 }
 TRANSFORMER_ONLY = frozenset({"fuse.transformer", "prune.ffn", "prune.heads", "prune.layers"})
 DEFAULT_PARAMS: dict[str, Distribution] = {
@@ -164,6 +165,7 @@ def default_space(menu: tuple[str, ...], target: str, start: Format, transformer
     allowed = {get_pass(name).name for name in menu if get_pass(name).available()}  # unknown names fail here
     if not transformer:
         allowed -= TRANSFORMER_ONLY
+    allowed = {p for p in allowed if get_pass(p).runs_only_on in (None, target) or target == "auto"}
     torch_target = target in ("torch", "torch.compile")
     if torch_target or start == "onnx":
         allowed.discard("export.onnx")
