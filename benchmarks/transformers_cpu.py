@@ -30,7 +30,7 @@ from tradeoff.huggingface import load_tokenizer  # noqa: E402
 from tradeoff.measure import artifact_size  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
 from tradeoff.model import ModelHandle, load_model  # noqa: E402
-from tradeoff.passes import Context, build_pass  # noqa: E402
+from tradeoff.passes import Context, build_pass, get_pass  # noqa: E402
 from tradeoff.runtimes import runtime_for  # noqa: E402
 from tradeoff.text import python_reference  # noqa: E402
 
@@ -103,13 +103,15 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
     pruned = build_pass({"pass": "prune.ffn", "amount": 0.3, "finetune_epochs": 0}).apply(model, ctx)
     pruned_int8 = build_pass({"pass": "quantize.nncf"}).apply(build_pass({"pass": "export.onnx"}).apply(pruned, ctx),
                                                               ctx).with_runtime("openvino")
+    bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, ctx) if get_pass("quantize.bf16").available() else None
     with tempfile.TemporaryDirectory() as out:
         best = to.optimize(model=model, data=data, out=out, quiet=True, name="minilm", metric="cosine",
                            objectives=["latency"], constraints={"max_metric_drop": 0.01},
                            runtime={"threads": THREADS, "batch_sizes": [1, 32]},
                            search={"trials": 6 if quick else 12, "storage": "memory",
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
-                                              "quantize.static", "quantize.nncf", "quantize.fp16"]}).best
+                                              "quantize.static", "quantize.nncf", "quantize.fp16",
+                                              "quantize.bf16"]}).best
     found = " -> ".join(s["pass"] for s in best.recipe.steps) + f" (on {best.recipe.runtime or 'default runtime'})"
     rows = rows_for([
         ("torch FP32 (SDPA)", model, "baseline"),
@@ -119,6 +121,7 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
         ("tradeoff best", best.model, found),
         ("by hand: 30% of FFN neurons pruned + int8", pruned_int8,
          "prune.ffn (0.3, refit, no fine-tuning) -> export.onnx -> quantize.nncf (on openvino)"),
+        *([("bf16 (OpenVINO)", bf16, "export.onnx -> quantize.bf16")] if bf16 is not None else []),
     ], evaluator)
     torch_row, optimum, ours = rows[0], rows[2], rows[3]
     for r in rows:

@@ -54,7 +54,7 @@ def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
                                 "quantize__bits": 8}, "torch").passes for p in points]
     assert recipes == [["quantize.dynamic"], ["export.onnx", "quantize.dynamic"], ["export.onnx", "quantize.static"],
                        ["export.onnx", "quantize.nncf"], ["export.onnx", "quantize.fp16"],
-                       ["export.onnx", "quantize.weight_only"]]
+                       *([["export.onnx", "quantize.bf16"]] if BF16 else []), ["export.onnx", "quantize.weight_only"]]
 
 
 def test_finalists_come_front_by_front() -> None:

@@ -112,6 +112,21 @@ def test_fused_per_channel_int8_keeps_embeddings_faithful_and_quarter_size(expor
     assert len(int8.onnx_bytes) < 0.3 * len(exported.onnx_bytes)  # type: ignore[arg-type]
 
 
+def test_int8_quantizes_only_the_operator_types_asked_for(exported: ModelHandle, text: DataBundle) -> None:
+    ctx = Context(data=text, threads=2)
+    fused = build_pass({"pass": "fuse.transformer"}).apply(exported, ctx)
+
+    def op_types(options: dict[str, object]) -> set[str]:
+        quantized = build_pass({"pass": "quantize.dynamic", "per_channel": True, **options}).apply(fused, ctx)
+        return {node.op_type for node in quantized.onnx_model().graph.node}
+
+    everything, matmul_only = op_types({}), op_types({"operators": ["MatMul"]})
+    assert {"QAttention", "MatMulInteger"} <= everything
+    assert "MatMulInteger" in matmul_only and "QAttention" not in matmul_only and "Attention" in matmul_only
+    with pytest.raises(ConfigError, match="cannot quantize operator types \\['Matmul'\\]"):
+        build_pass({"pass": "quantize.static", "operators": ["Matmul"]})
+
+
 def test_embedding_metrics_reward_fidelity(text: DataBundle) -> None:
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(50, 16))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import onnx
@@ -26,6 +26,16 @@ def quiet_quantizer() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def known_operators(operators: tuple[str, ...], registry: Mapping[str, object]) -> tuple[str, ...]:
+    """The operator types a pass is told to quantize, each one the quantizer can handle (it ignores the rest
+    silently, which would leave a user believing a layer was quantized)."""
+    unknown = [op for op in operators if op not in registry]
+    if unknown:
+        raise ValueError(f"ONNX Runtime cannot quantize operator types {unknown} this way; "
+                         f"known: {', '.join(sorted(registry))}")
+    return operators
 
 
 def prepared(graph: onnx.ModelProto, directory: Path) -> Path:

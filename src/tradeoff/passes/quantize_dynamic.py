@@ -10,17 +10,25 @@ from typing import Literal
 import onnx
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization.registry import IntegerOpsRegistry
+from pydantic import field_validator
 from torch import nn
 
 from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
+from tradeoff.passes.ort_quantizer import known_operators, prepared, quiet_quantizer
 
 
 class DynamicConfig(PassConfig):
     per_channel: bool = False
     weight_type: Literal["int8", "uint8"] = "int8"
     reduce_range: bool = False
+    operators: tuple[str, ...] = ()  # ONNX operator types to quantize (ONNX models); empty: all it can
+
+    @field_validator("operators")
+    @classmethod
+    def _known(cls, operators: tuple[str, ...]) -> tuple[str, ...]:
+        return known_operators(operators, IntegerOpsRegistry)
 
 
 def quantize_torch_dynamic(module: nn.Module, per_channel: bool) -> nn.Module:
@@ -52,6 +60,7 @@ class DynamicQuantization(Pass):
             output = Path(tmp) / "quantized.onnx"
             quantize_dynamic(prepared(model.onnx_model(), Path(tmp)), output, per_channel=config.per_channel,
                              reduce_range=config.reduce_range, weight_type=weight_type,
+                             op_types_to_quantize=list(config.operators) or None,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             return model.with_onnx(output.read_bytes())
 

@@ -8,11 +8,13 @@ from typing import Literal
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.registry import QDQRegistry
+from pydantic import field_validator
 
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.passes.ort_quantizer import prepared, quiet_quantizer
+from tradeoff.passes.ort_quantizer import known_operators, prepared, quiet_quantizer
 
 CALIBRATION = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
@@ -24,6 +26,12 @@ class StaticConfig(PassConfig):
     percentile: float = 99.999
     activation_type: Literal["uint8", "int8"] = "uint8"
     batch_size: int = 32
+    operators: tuple[str, ...] = ()  # ONNX operator types to quantize; empty: all it can
+
+    @field_validator("operators")
+    @classmethod
+    def _known(cls, operators: tuple[str, ...]) -> tuple[str, ...]:
+        return known_operators(operators, QDQRegistry)
 
 
 class _Batches(CalibrationDataReader):
@@ -53,6 +61,7 @@ class StaticQuantization(Pass):
                 quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
                 activation_type=QuantType.QUInt8 if config.activation_type == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CALIBRATION[config.calibration],
+                op_types_to_quantize=list(config.operators) or None,
                 extra_options={"CalibPercentile": config.percentile},
             )
             return model.with_onnx(output.read_bytes())
