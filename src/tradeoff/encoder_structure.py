@@ -74,6 +74,11 @@ def attention_heads(layer: nn.Module) -> tuple[int, int]:
     return linear(layer, QUERY_KEY_VALUE[0]).out_features // size, size
 
 
+def layer_output(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A layer's hidden states, whether it returns them alone (transformers 5) or first in a tuple."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 def real_tokens(batch: np.ndarray, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
     """Which token positions of `inputs` (`batch` as tensors) are real text: padding says nothing about a
     neuron, a head or a layer. None for models without an attention mask."""

@@ -10,8 +10,9 @@ original's outputs and hidden states (distillation) when the data has no labels.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -23,17 +24,15 @@ from tradeoff.encoder_structure import (
     projection_inputs,
     refit_projection,
     replace_linear,
-    require_encoder_layers,
     sliced,
 )
-from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, TransformerPruningConfig, register
+from tradeoff.passes.base import register
+from tradeoff.passes.encoder_pruning import PerLayerPruning, PerLayerPruningConfig
 
 
-class FfnPruningConfig(TransformerPruningConfig):
+class FfnPruningConfig(PerLayerPruningConfig):
     amount: float = Field(default=0.3, gt=0.0, lt=1.0)  # fraction of each layer's feed-forward neurons removed
     importance: Literal["weight", "activation"] = "activation"
-    reconstruct: bool = True  # refit each pruned block's projection by least squares on real tokens
     # kept neurons rounded to a multiple of this: CPU int8 kernels work in blocks. MiniLM, 30% pruned, OpenVINO
     # int8, batch 1 x 128 tokens (median of 3 interleaved rounds): 1075 neurons 6.2 ms, 1088 5.4 ms, unpruned 6.1 ms
     # (at batch 32 the odd width cost only 1.5%)
@@ -47,44 +46,34 @@ def kept_count(total: int, amount: float, multiple_of: int) -> int:
     return min(total, max(rounded, min(multiple_of, total), 1))
 
 
-def _shrink(layer: nn.Module, keep: torch.Tensor | int) -> None:
-    replace_linear(layer, EXPANSION, sliced(linear(layer, EXPANSION), keep, dim=0))
-    replace_linear(layer, PROJECTION, sliced(linear(layer, PROJECTION), keep, dim=1))
+def _keep(layer: nn.Module, neurons: torch.Tensor | int) -> None:
+    """Keep the feed-forward `neurons` (indices) of `layer`, or shape its block for that many (a count)."""
+    replace_linear(layer, EXPANSION, sliced(linear(layer, EXPANSION), neurons, dim=0))
+    replace_linear(layer, PROJECTION, sliced(linear(layer, PROJECTION), neurons, dim=1))
 
 
 @register
-class FfnPruning(Pass):
+class FfnPruning(PerLayerPruning):
     name = "prune.ffn"
     Config = FfnPruningConfig
-    accepts = frozenset({"torch"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
+    def prune_layer(self, module: nn.Module, layer: nn.Module, samples: np.ndarray) -> int:
         config: FfnPruningConfig = self.config  # type: ignore[assignment]
-        module = model.torch_module()
-        samples = ctx.data.calibration()[: config.calibration_texts]
-        kept = {}
-        for index, layer in enumerate(require_encoder_layers(module, self.name)):  # later layers see earlier cuts
-            expand, project = linear(layer, EXPANSION), linear(layer, PROJECTION)
-            activations = projection_inputs(module, project, samples) \
-                if config.importance == "activation" or config.reconstruct else None
-            # what a neuron adds to the block's output: its typical |activation| (or input weights) x its output
-            if activations is not None and config.importance == "activation":
-                magnitude = activations.abs().mean(dim=0)
-            else:
-                magnitude = expand.weight.norm(dim=1)
-            importance = magnitude * project.weight.norm(dim=0)
-            count = kept_count(expand.out_features, config.amount, config.multiple_of)
-            keep = torch.sort(torch.topk(importance, count).indices).values
-            _shrink(layer, keep)
-            if activations is not None and config.reconstruct:
-                refit_projection(linear(layer, PROJECTION), activations[:, keep], activations @ project.weight.T)
-            kept[str(index)] = count
-        ctx.finetune(module, config, hidden_state_weight=config.hidden_state_weight)
-        return model.with_module(module, structure_step=self.step(), structure_state={"kept": kept})
+        expand, project = linear(layer, EXPANSION), linear(layer, PROJECTION)
+        activations = projection_inputs(module, project, samples) \
+            if config.importance == "activation" or config.reconstruct else None
+        # what a neuron adds to the block's output: its typical |activation| (or input weights) x its output
+        if activations is not None and config.importance == "activation":
+            magnitude = activations.abs().mean(dim=0)
+        else:
+            magnitude = expand.weight.norm(dim=1)
+        importance = magnitude * project.weight.norm(dim=0)
+        count = kept_count(expand.out_features, config.amount, config.multiple_of)
+        keep = torch.sort(torch.topk(importance, count).indices).values
+        _keep(layer, keep)
+        if activations is not None and config.reconstruct:
+            refit_projection(linear(layer, PROJECTION), activations[:, keep], activations @ project.weight.T)
+        return count
 
-    def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
-        layers = require_encoder_layers(module, self.name)
-        for index, count in state["kept"].items():
-            _shrink(layers[int(index)], int(count))
-        return module
+    def shape_layer(self, layer: nn.Module, count: int) -> None:
+        _keep(layer, count)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -26,16 +27,14 @@ from tradeoff.encoder_structure import (
     projection_inputs,
     refit_projection,
     replace_linear,
-    require_encoder_layers,
     sliced,
 )
-from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, TransformerPruningConfig, register
+from tradeoff.passes.base import register
+from tradeoff.passes.encoder_pruning import PerLayerPruning, PerLayerPruningConfig
 
 
-class HeadPruningConfig(TransformerPruningConfig):
+class HeadPruningConfig(PerLayerPruningConfig):
     amount: float = Field(default=0.25, gt=0.0, lt=1.0)  # fraction of each layer's attention heads removed
-    reconstruct: bool = True  # refit each layer's attention output projection by least squares on real tokens
 
 
 def _head_importance(context: torch.Tensor, project: nn.Linear, heads: int, size: int) -> torch.Tensor:
@@ -62,33 +61,22 @@ def _shrink(layer: nn.Module, keep: torch.Tensor | int, size: int) -> None:
 
 
 @register
-class HeadPruning(Pass):
+class HeadPruning(PerLayerPruning):
     name = "prune.heads"
     Config = HeadPruningConfig
-    accepts = frozenset({"torch"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
+    def prune_layer(self, module: nn.Module, layer: nn.Module, samples: np.ndarray) -> int:
         config: HeadPruningConfig = self.config  # type: ignore[assignment]
-        module = model.torch_module()
-        samples = ctx.data.calibration()[: config.calibration_texts]
-        kept = {}
-        for index, layer in enumerate(require_encoder_layers(module, self.name)):  # later layers see earlier cuts
-            heads, size = attention_heads(layer)
-            project = linear(layer, ATTENTION_OUTPUT)
-            context = projection_inputs(module, project, samples)
-            count = max(1, round(heads * (1 - config.amount)))
-            keep = torch.sort(torch.topk(_head_importance(context, project, heads, size), count).indices).values
-            _shrink(layer, keep, size)
-            if config.reconstruct:
-                refit_projection(linear(layer, ATTENTION_OUTPUT), context[:, _columns(keep, size)],
-                                 context @ project.weight.T)
-            kept[str(index)] = count
-        ctx.finetune(module, config, hidden_state_weight=config.hidden_state_weight)
-        return model.with_module(module, structure_step=self.step(), structure_state={"kept": kept})
+        heads, size = attention_heads(layer)
+        project = linear(layer, ATTENTION_OUTPUT)
+        context = projection_inputs(module, project, samples)
+        count = max(1, round(heads * (1 - config.amount)))
+        keep = torch.sort(torch.topk(_head_importance(context, project, heads, size), count).indices).values
+        _shrink(layer, keep, size)
+        if config.reconstruct:
+            refit_projection(linear(layer, ATTENTION_OUTPUT), context[:, _columns(keep, size)],
+                             context @ project.weight.T)
+        return count
 
-    def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
-        layers = require_encoder_layers(module, self.name)
-        for index, count in state["kept"].items():
-            _shrink(layers[int(index)], int(count), attention_heads(layers[int(index)])[1])
-        return module
+    def shape_layer(self, layer: nn.Module, count: int) -> None:
+        _shrink(layer, count, attention_heads(layer)[1])

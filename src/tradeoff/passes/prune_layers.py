@@ -8,6 +8,7 @@ kept layers then learn the hidden states of the original layers they stand for a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from tradeoff.encoder_structure import SOURCE_LAYER, real_tokens, require_encoder_layers, source_layers
+from tradeoff.encoder_structure import SOURCE_LAYER, layer_output, real_tokens, require_encoder_layers, source_layers
 from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_tensors
 from tradeoff.model import ModelHandle
@@ -28,23 +29,25 @@ class LayerDroppingConfig(TransformerPruningConfig):
 
 def block_influence(module: nn.Module, layers: nn.ModuleList, samples: np.ndarray) -> torch.Tensor:
     """Per layer, 1 - the mean cosine between its input and output hidden states on real tokens."""
-    sums, tokens = torch.zeros(len(layers), dtype=torch.float64), 0
+    states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def hook_for(index: int):  # type: ignore[no-untyped-def]
+    def recorder(index: int) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(_: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            after = output[0] if isinstance(output, tuple) else output
-            cosine = nn.functional.cosine_similarity(args[0], after, dim=-1)
-            sums[index] += (1 - cosine)[mask].sum().double() if mask is not None else (1 - cosine).sum().double()
+            states[index] = (args[0], layer_output(output))
         return hook
 
-    hooks = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+    sums, tokens = torch.zeros(len(layers), dtype=torch.float64), 0
+    hooks = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
     try:
         with torch.no_grad():
             for start in range(0, len(samples), 16):
                 batch = samples[start : start + 16]
                 inputs = as_tensors(batch)
-                mask = real_tokens(batch, inputs)
                 module(*inputs)
+                mask = real_tokens(batch, inputs)
+                for index, (before, after) in states.items():
+                    change = 1 - nn.functional.cosine_similarity(before, after, dim=-1)
+                    sums[index] += (change[mask] if mask is not None else change).sum().double()
                 tokens += int(mask.sum()) if mask is not None else inputs[0].shape[0] * inputs[0].shape[1]
     finally:
         for hook in hooks:

@@ -6,19 +6,21 @@ the pruning papers all rely on it), which matters on the few thousand texts a us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from tradeoff.encoder_structure import real_tokens, require_encoder_layers, source_layers
+from tradeoff.encoder_structure import layer_output, real_tokens, require_encoder_layers, source_layers
 
 
-def _recorder(store: dict[int, torch.Tensor], index: int):  # type: ignore[no-untyped-def]
-    def hook(_: nn.Module, __: object, output: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
-        store[index] = output[0] if isinstance(output, tuple) else output
+def _recorder(store: dict[int, torch.Tensor], index: int) -> Callable[[nn.Module, Any, Any], None]:
+    def hook(_: nn.Module, __: Any, output: Any) -> None:
+        store[index] = layer_output(output)
     return hook
 
 
