@@ -282,8 +282,11 @@ def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_rem
 @pytest.mark.skipif(not get_pass("quantize.bf16").available(), reason="this CPU has no native bf16 in OpenVINO")
 def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_saving(
         exported: ModelHandle, minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
-    bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, Context(data=text))
+    ctx = Context(data=text)
+    bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, ctx)
     assert bf16.runtime == "openvino"
+    with pytest.raises(ModelError, match="cannot load ONNX Runtime's fused operators"):
+        build_pass({"pass": "quantize.bf16"}).apply(build_pass({"pass": "fuse.transformer"}).apply(exported, ctx), ctx)
     batch = text.val.x[:8]
     f32_outputs, bf16_outputs = (runtime_for(m).load(m, 2)(batch) for m in (exported.with_runtime("openvino"), bf16))
     assert np.abs(bf16_outputs - f32_outputs).max() > 1e-5  # bf16 really ran, not the f32 pin

@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 from functools import cache
 
+from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
+from tradeoff.passes.fuse_transformer import has_ort_fused_operators
 from tradeoff.runtimes.precision import with_inference_precision
 
 
@@ -40,4 +42,8 @@ class Bf16Precision(Pass):
 
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         self.check_input(model)
-        return model.with_onnx(with_inference_precision(model.onnx_model(), "bf16")).with_runtime("openvino")
+        graph = model.onnx_model()
+        if has_ort_fused_operators(graph):
+            raise ModelError("quantize.bf16 runs on OpenVINO, which cannot load ONNX Runtime's fused operators",
+                             "leave fuse.transformer out of this recipe")
+        return model.with_onnx(with_inference_precision(graph, "bf16")).with_runtime("openvino")
