@@ -50,3 +50,14 @@ def test_exported_mlp_runs_the_same_on_openvino(mlp: ModelHandle, digits: DataBu
     batch = digits.test.x[:16]
     np.testing.assert_allclose(runtime_for(exported.with_runtime("openvino")).load(exported, 2)(batch),
                                runtime_for(exported).load(exported, 2)(batch), atol=1e-4)
+
+
+def test_onnx_runtime_asks_for_gpu_providers_first_and_caches_tensorrt_engines() -> None:
+    from tradeoff.runtimes.onnxruntime import TENSORRT_CACHE, providers
+
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers(gpu_build) == [("TensorrtExecutionProvider", {"trt_engine_cache_enable": "True",
+                                                                   "trt_engine_cache_path": str(TENSORRT_CACHE)}),
+                                    "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers(["CPUExecutionProvider", "AzureExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert providers()[-1] == "CPUExecutionProvider"  # this machine's own build

@@ -1,6 +1,13 @@
-"""ONNX Runtime, with the CUDA provider first when this machine has one."""
+"""ONNX Runtime, with the GPU providers first when this machine has them (TensorRT, then CUDA, then CPU).
+
+ONNX Runtime hands each node to the first provider in the list that can run it, so a TensorRT or CUDA build
+still runs what those cannot on the CPU. TensorRT compiles an engine per model and input shape, minutes for a
+transformer, so its engines are cached on disk and a search or a re-run builds each one once.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -11,10 +18,18 @@ from tradeoff.model import ModelHandle
 from tradeoff.runtimes.base import InferenceFn, Runtime
 from tradeoff.runtimes.precision import inference_precision
 
+TENSORRT_CACHE = Path.home() / ".cache" / "tradeoff" / "tensorrt"
 
-def providers() -> list[str]:
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+def providers(available: list[str] | None = None) -> list[str | tuple[str, dict[str, str]]]:
+    """The providers a session asks for, best first, among those this ONNX Runtime build has."""
+    available = ort.get_available_providers() if available is None else available
+    chosen: list[str | tuple[str, dict[str, str]]] = []
+    if "TensorrtExecutionProvider" in available:
+        chosen.append(("TensorrtExecutionProvider", {"trt_engine_cache_enable": "True",
+                                                     "trt_engine_cache_path": str(TENSORRT_CACHE)}))
+    chosen += [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return chosen
 
 
 def create_session(onnx_bytes: bytes, threads: int) -> ort.InferenceSession:
