@@ -255,6 +255,18 @@ def test_nncf_int8_holds_fidelity_where_plain_static_int8_collapses(exported: Mo
     assert len(nncf_int8.onnx_bytes) < 0.3 * len(exported.onnx_bytes)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="without fuse.transformer"):
         build_pass({"pass": "quantize.nncf"}).apply(build_pass({"pass": "fuse.transformer"}).apply(exported, ctx), ctx)
+    # accuracy control: the operators int8 hurts most go back to float until the holdout cosine is near the original
+    step = {"pass": "quantize.nncf", "max_drop": 0.0005, "ranking_texts": 8, "max_iterations": 2}
+    with pytest.raises(ModelError, match="needs the task's metric"):
+        build_pass(step).apply(exported, Context(data=text, threads=2, teacher=minilm))
+    controlled = build_pass(step).apply(exported, Context(data=text, threads=2, teacher=minilm,
+                                                          metric=get_metric("cosine")))
+
+    def quantize_nodes(model: ModelHandle) -> int:
+        return sum(node.op_type.endswith("QuantizeLinear") for node in model.onnx_model().graph.node)
+
+    assert 0 < quantize_nodes(controlled) < quantize_nodes(nncf_int8)
+    assert evaluator.score(controlled.with_runtime("openvino"), "test") >= 0.99
 
 
 def test_openvino_runs_the_exported_graph_like_onnx_runtime(exported: ModelHandle, text: DataBundle) -> None:

@@ -56,16 +56,16 @@ def _rows(outputs: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def _cosines(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def row_cosines(outputs: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.sum(_rows(outputs) * _rows(reference), axis=1)
 
 
 def _cosine(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.mean(_cosines(outputs, reference)))
+    return float(np.mean(row_cosines(outputs, reference)))
 
 
 def _cosine_min(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.min(_cosines(outputs, reference)))
+    return float(np.min(row_cosines(outputs, reference)))
 
 
 def _similarity_matrix(outputs: np.ndarray) -> np.ndarray:

@@ -125,7 +125,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     write_json(run_dir.env, env)
 
     baseline_val = evaluator.measure(model, "val")
-    ctx = Context(data=data, seed=settings.search.seed, threads=threads, teacher=model)
+    ctx = Context(data=data, seed=settings.search.seed, threads=threads, teacher=model, metric=metric)
     storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(settings.search.storage, settings.search.storage)
     study = open_study(settings, storage, _task_key(record))
     builder = RecipeBuilder(model, ctx)

@@ -30,7 +30,8 @@ def replay(recipe_path: Path, task: Task, out: Path) -> Measurement:
     """Apply a recipe exactly as the search did (same seed, same calibration data) and save the artifact."""
     recipe = Recipe.load(recipe_path)
     model, evaluator = _evaluator(task)
-    ctx = Context(data=evaluator.data, seed=task.search.seed, threads=task.runtime.threads, teacher=model)
+    ctx = Context(data=evaluator.data, seed=task.search.seed, threads=task.runtime.threads, teacher=model,
+                  metric=evaluator.metric)
     built = recipe.apply(model, ctx)
     measured = evaluator.measure(built, "test")
     Candidate(built, recipe, measured).save(out)

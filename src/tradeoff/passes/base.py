@@ -16,6 +16,7 @@ from torch import nn
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import predict
+from tradeoff.metrics import Metric
 from tradeoff.model import Format, ModelHandle
 from tradeoff.runtimes import runtime_for
 from tradeoff.training import HiddenStateDistillation, fit
@@ -56,6 +57,7 @@ class Context:
     threads: int = 1
     teacher: ModelHandle | None = None
     progress: Callable[[str], None] | None = None
+    metric: Metric | None = None  # the task's metric, for passes that check it while they work
 
     def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None,
                  hidden_state_weight: float = 0.0) -> None:
@@ -69,7 +71,7 @@ class Context:
             return
         train, holdout = self.data.train_holdout()
         if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
-            train, holdout = self._teacher_targets(train), self._teacher_targets(holdout)
+            train, holdout = self.with_teacher_targets(train), self.with_teacher_targets(holdout)
         with contextlib.ExitStack() as stack:
             extra_loss = None
             if hidden_state_weight > 0:
@@ -84,11 +86,13 @@ class Context:
                              "pass Context(teacher=the original model)")
         return self.teacher
 
-    def _teacher_targets(self, split: Split) -> Split:
+    def teacher_outputs(self, split: Split, purpose: str) -> np.ndarray:
+        teacher = self._require_teacher(purpose)
+        return predict(runtime_for(teacher).load(teacher, self.threads), split).astype(np.float32)
+
+    def with_teacher_targets(self, split: Split) -> Split:
         """The split with the teacher's outputs as regression targets: distillation through the same loop."""
-        teacher = self._require_teacher("fine-tuning on unlabelled data")
-        outputs = predict(runtime_for(teacher).load(teacher, self.threads), split)
-        return Split(split.x, outputs.astype(np.float32))
+        return Split(split.x, self.teacher_outputs(split, "fine-tuning on unlabelled data"))
 
 
 class Pass(ABC):

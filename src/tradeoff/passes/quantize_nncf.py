@@ -4,6 +4,10 @@ For transformers it applies SmoothQuant (moving activation outliers into the wei
 int8 would hurt most in float, the reason plain static int8 of an encoder collapses (mean cosine 0.82 on MiniLM
 with ONNX Runtime's QDQ) and this one holds (0.997). The result is a QDQ ONNX graph with int8 weights; OpenVINO
 runs it fastest, ONNX Runtime runs it too, and `runtime: auto` measures both.
+
+With `max_drop` set it uses NNCF's accuracy control instead: operators are ranked by how much their int8 costs the
+task's metric on a holdout of the training split (never validation: the search decides there), and the most
+sensitive go back to float until the metric is within `max_drop` of the original's or the iterations run out.
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ import contextlib
 import importlib.util
 import io
 import logging
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
+import numpy as np
+import onnx
 from pydantic import Field
 
+from tradeoff.data import Split
 from tradeoff.errors import ModelError
 from tradeoff.huggingface import is_transformer, keep_transformer_facts
 from tradeoff.inputs import as_feeds
+from tradeoff.metrics import row_cosines
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.fuse_transformer import has_ort_fused_operators
+from tradeoff.runtimes.onnxruntime import create_session
 
 
 class NncfConfig(PassConfig):
@@ -29,6 +39,9 @@ class NncfConfig(PassConfig):
     model_type: Literal["auto", "transformer", "other"] = "auto"
     fast_bias_correction: bool = True
     subset_size: int = Field(default=300, ge=1)
+    max_drop: float | None = Field(default=None, ge=0.0)  # keep the most sensitive operators in float to hold this
+    ranking_texts: int = Field(default=50, ge=1)  # holdout samples that rank operators' sensitivity (cost grows)
+    max_iterations: int = Field(default=3, ge=1)  # rounds of putting operators back to float
 
 
 @register
@@ -56,12 +69,47 @@ class NncfQuantization(Pass):
         names = [i.name for i in graph.graph.input]
         transformer = config.model_type == "transformer" or (config.model_type == "auto" and is_transformer(model))
         nncf.set_log_level(logging.ERROR)
-        preset = nncf.QuantizationPreset.MIXED if config.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+        options = {"preset": nncf.QuantizationPreset.MIXED if config.preset == "mixed"
+                   else nncf.QuantizationPreset.PERFORMANCE,
+                   "model_type": nncf.ModelType.TRANSFORMER if transformer else None,
+                   "fast_bias_correction": config.fast_bias_correction,
+                   "subset_size": min(config.subset_size, len(samples))}
+        calibration = nncf.Dataset([as_feeds(samples[i : i + 1], names) for i in range(len(samples))])
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            quantized = nncf.quantize(
-                graph, nncf.Dataset([as_feeds(samples[i : i + 1], names) for i in range(len(samples))]),
-                preset=preset,
-                model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-                fast_bias_correction=config.fast_bias_correction, subset_size=min(config.subset_size, len(samples)))
+            if config.max_drop is None:
+                quantized = nncf.quantize(graph, calibration, **options)
+            else:
+                holdout, validate = _holdout_check(ctx, names)
+                restorer = nncf.AdvancedAccuracyRestorerParameters(
+                    ranking_subset_size=min(config.ranking_texts, len(holdout)),
+                    max_num_iterations=config.max_iterations)
+                quantized = nncf.quantize_with_accuracy_control(
+                    graph, calibration, nncf.Dataset(list(range(len(holdout)))), validate, max_drop=config.max_drop,
+                    advanced_accuracy_restorer_parameters=restorer, **options)
         keep_transformer_facts(graph, quantized)
         return model.with_onnx(quantized)
+
+
+def _holdout_check(ctx: Context, names: list[str]) -> tuple[Split, Callable[[onnx.ModelProto, Iterable[int]], Any]]:
+    """The training holdout and NNCF's validation function over it: the task's metric (made higher-is-better) of an
+    ONNX graph on the holdout rows NNCF names, and per row the cosine to the original's output, which NNCF ranks
+    operators by (set metrics such as Spearman or F1 have no per-row value)."""
+    if ctx.metric is None:
+        raise ModelError("quantize.nncf with max_drop needs the task's metric", "pass Context(metric=...)")
+    metric = ctx.metric
+    holdout = ctx.data.train_holdout()[1]
+    reference = ctx.teacher_outputs(holdout, "quantize.nncf with max_drop")
+    sessions: dict[int, Any] = {}  # NNCF asks about one graph many times, one row at a time
+
+    def validate(graph: onnx.ModelProto, rows: Iterable[int]) -> tuple[float, list[float]]:
+        if id(graph) not in sessions:
+            sessions.clear()
+            sessions[id(graph)] = create_session(graph.SerializeToString(), ctx.threads)
+        session, index = sessions[id(graph)], np.fromiter(rows, dtype=np.int64)
+        outputs = np.concatenate([session.run(None, as_feeds(holdout.x[index[i : i + 64]], names))[0]
+                                  for i in range(0, len(index), 64)])
+        sign = 1.0 if metric.higher_is_better else -1.0
+        score = sign * metric(outputs, holdout.y[index], reference[index])
+        return score, row_cosines(outputs, reference[index]).tolist()
+
+    return holdout, validate
