@@ -110,14 +110,21 @@ def projection_inputs(module: nn.Module, projection: nn.Linear, samples: np.ndar
     return torch.cat(rows)
 
 
-def refit_projection(project: nn.Linear, kept: torch.Tensor, target: torch.Tensor, ridge: float = 1e-3) -> None:
-    """Least-squares weights and bias for `project` that rebuild the full block's output (`target`, bias
-    excluded) from the inputs it keeps."""
-    a = torch.cat([kept.double(), torch.ones(len(kept), 1, dtype=torch.float64)], dim=1)
-    gram = a.T @ a
-    gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=torch.float64)
-    solution = torch.linalg.solve(gram, a.T @ target.double())
+def strongest(importance: torch.Tensor, count: int) -> torch.Tensor:
+    """The indices of the `count` most important units, in their original order."""
+    return torch.sort(torch.topk(importance, count).indices).values
+
+
+def refit_projection(project: nn.Linear, inputs: torch.Tensor, kept: torch.Tensor, original: torch.Tensor,
+                     ridge: float = 1e-3) -> None:
+    """Least-squares weights and bias for the cut `project` that rebuild what the uncut projection (`original`
+    weights) made of the full `inputs`, from the input columns `kept`."""
     with torch.no_grad():
+        target = (inputs @ original.T).double()
+        a = torch.cat([inputs[:, kept].double(), torch.ones(len(inputs), 1, dtype=torch.float64)], dim=1)
+        gram = a.T @ a
+        gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=torch.float64)
+        solution = torch.linalg.solve(gram, a.T @ target)
         project.weight.copy_(solution[:-1].T.to(project.weight.dtype))
         if project.bias is not None:
             project.bias.add_(solution[-1].to(project.bias.dtype))

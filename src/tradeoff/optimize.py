@@ -20,9 +20,9 @@ from tradeoff.config import QUANTIZATION_PASSES, ModelSpec, Settings, Task, load
 from tradeoff.data import DataBundle, load_data
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.errors import ConfigError
-from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.evaluation import Evaluator, Measurement, latency_entry
 from tradeoff.huggingface import is_transformer
-from tradeoff.measure import layer_stats
+from tradeoff.measure import Latency, layer_stats
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.passes import Context
@@ -32,7 +32,6 @@ from tradeoff.report.schema import (
     Best,
     Binding,
     Finalist,
-    LatencyMs,
     LayerStat,
     Ratios,
     Report,
@@ -206,9 +205,7 @@ def _trial_entry(trial: optuna.trial.FrozenTrial, settings: Settings) -> Trial:
     recipe = attrs.get("recipe", {"version": 1, "steps": []})
     status = attrs.get("status", "failed")
     latency = attrs.get("latency")
-    latency_ms = (LatencyMs(p50=latency["p50_ms"], p95=latency["p95_ms"], batch_size=latency["batch_size"],
-                            threads=latency["threads"], runs=latency["runs"],
-                            input_shape=list(latency.get("input_shape", ()))) if latency else None)
+    latency_ms = latency_entry(Latency(**latency)) if latency else None  # the trial stored asdict(Latency)
     broken = (violations(settings.constraints, attrs["metric_drop"], latency_ms.p50 if latency_ms else None,
                          attrs.get("size_bytes")) if "metric_drop" in attrs else [])
     note = attrs.get("note") or ("interrupted; its parameters were queued again" if trial.state == TrialState.FAIL

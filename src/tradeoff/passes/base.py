@@ -36,18 +36,6 @@ class FinetuneConfig(PassConfig):
     lr: float = Field(default=1e-3, gt=0.0)
 
 
-class TransformerPruningConfig(FinetuneConfig):
-    """Options shared by the passes that cut an encoder's heads, neurons or layers."""
-
-    calibration_texts: int = Field(default=128, ge=1)  # texts whose activations rank what to cut
-    lr: float = Field(default=5e-5, gt=0.0)
-    # weight of every layer's hidden-state distance next to the output loss (0: outputs only). On MiniLM with 260
-    # training texts (val cosine): it won at lr 3e-4 (2 of 6 layers dropped: 0.878 vs 0.861; one dropped: 0.937 vs
-    # 0.923) and lost a little at lr 5e-5 (one dropped: 0.937 vs 0.942; half the heads: 0.890 vs 0.892); at
-    # weight 1 the hidden term drowned the output (0.932, 0.885)
-    hidden_state_weight: float = Field(default=0.03, ge=0.0)
-
-
 @dataclass(frozen=True)
 class Context:
     """What a pass may use besides its input model; passes never reach for globals."""
@@ -72,11 +60,11 @@ class Context:
         train, holdout = self.data.train_holdout()
         if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
             train, holdout = self.with_teacher_targets(train), self.with_teacher_targets(holdout)
-        with contextlib.ExitStack() as stack:
-            extra_loss = None
-            if hidden_state_weight > 0:
-                teacher = self._require_teacher("distilling hidden states").torch_module()
-                extra_loss = stack.enter_context(HiddenStateDistillation(module, teacher, hidden_state_weight))
+        distillation: contextlib.AbstractContextManager[HiddenStateDistillation | None] = contextlib.nullcontext()
+        if hidden_state_weight > 0:
+            teacher = self._require_teacher("distilling hidden states").torch_module()
+            distillation = HiddenStateDistillation(module, teacher, hidden_state_weight)
+        with distillation as extra_loss:
             fit(module, train, holdout, epochs=config.finetune_epochs, lr=config.lr,
                 patience=config.finetune_epochs, seed=self.seed, after_step=after_step, extra_loss=extra_loss)
 

@@ -25,6 +25,7 @@ from tradeoff.encoder_structure import (
     refit_projection,
     replace_linear,
     sliced,
+    strongest,
 )
 from tradeoff.passes.base import register
 from tradeoff.passes.encoder_pruning import PerLayerPruning, PerLayerPruningConfig
@@ -69,10 +70,10 @@ class FfnPruning(PerLayerPruning):
             magnitude = expand.weight.norm(dim=1)
         importance = magnitude * project.weight.norm(dim=0)
         count = kept_count(expand.out_features, config.amount, config.multiple_of)
-        keep = torch.sort(torch.topk(importance, count).indices).values
+        keep = strongest(importance, count)
         _keep(layer, keep)
         if activations is not None and config.reconstruct:
-            refit_projection(linear(layer, PROJECTION), activations[:, keep], activations @ project.weight.T)
+            refit_projection(linear(layer, PROJECTION), activations, keep, project.weight)
         return count
 
     def shape_layer(self, layer: nn.Module, count: int) -> None:

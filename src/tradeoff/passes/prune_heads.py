@@ -28,6 +28,7 @@ from tradeoff.encoder_structure import (
     refit_projection,
     replace_linear,
     sliced,
+    strongest,
 )
 from tradeoff.passes.base import register
 from tradeoff.passes.encoder_pruning import PerLayerPruning, PerLayerPruningConfig
@@ -71,11 +72,10 @@ class HeadPruning(PerLayerPruning):
         project = linear(layer, ATTENTION_OUTPUT)
         context = projection_inputs(module, project, samples)
         count = max(1, round(heads * (1 - config.amount)))
-        keep = torch.sort(torch.topk(_head_importance(context, project, heads, size), count).indices).values
+        keep = strongest(_head_importance(context, project, heads, size), count)
         _shrink(layer, keep, size)
         if config.reconstruct:
-            refit_projection(linear(layer, ATTENTION_OUTPUT), context[:, _columns(keep, size)],
-                             context @ project.weight.T)
+            refit_projection(linear(layer, ATTENTION_OUTPUT), context, _columns(keep, size), project.weight)
         return count
 
     def shape_layer(self, layer: nn.Module, count: int) -> None:

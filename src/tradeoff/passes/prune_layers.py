@@ -20,7 +20,8 @@ from tradeoff.encoder_structure import SOURCE_LAYER, layer_output, real_tokens, 
 from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_tensors
 from tradeoff.model import ModelHandle
-from tradeoff.passes.base import Context, Pass, TransformerPruningConfig, register
+from tradeoff.passes.base import Context, Pass, register
+from tradeoff.passes.encoder_pruning import TransformerPruningConfig
 
 
 class LayerDroppingConfig(TransformerPruningConfig):

@@ -25,13 +25,15 @@ from pydantic import Field
 
 from tradeoff.data import Split
 from tradeoff.errors import ModelError
+from tradeoff.evaluation import predict
 from tradeoff.huggingface import is_transformer, keep_transformer_facts
 from tradeoff.inputs import as_feeds
 from tradeoff.metrics import row_cosines
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.fuse_transformer import has_ort_fused_operators
-from tradeoff.runtimes.onnxruntime import create_session
+from tradeoff.runtimes.base import InferenceFn
+from tradeoff.runtimes.onnxruntime import OnnxRuntime
 
 
 class NncfConfig(PassConfig):
@@ -79,7 +81,7 @@ class NncfQuantization(Pass):
             if config.max_drop is None:
                 quantized = nncf.quantize(graph, calibration, **options)
             else:
-                holdout, validate = _holdout_check(ctx, names)
+                holdout, validate = _holdout_check(ctx)
                 restorer = nncf.AdvancedAccuracyRestorerParameters(
                     ranking_subset_size=min(config.ranking_texts, len(holdout)),
                     max_num_iterations=config.max_iterations)
@@ -90,7 +92,7 @@ class NncfQuantization(Pass):
         return model.with_onnx(quantized)
 
 
-def _holdout_check(ctx: Context, names: list[str]) -> tuple[Split, Callable[[onnx.ModelProto, Iterable[int]], Any]]:
+def _holdout_check(ctx: Context) -> tuple[Split, Callable[[onnx.ModelProto, Iterable[int]], Any]]:
     """The training holdout and NNCF's validation function over it: the task's metric (made higher-is-better) of an
     ONNX graph on the holdout rows NNCF names, and per row the cosine to the original's output, which NNCF ranks
     operators by (set metrics such as Spearman or F1 have no per-row value)."""
@@ -99,15 +101,14 @@ def _holdout_check(ctx: Context, names: list[str]) -> tuple[Split, Callable[[onn
     metric = ctx.metric
     holdout = ctx.data.train_holdout()[1]
     reference = ctx.teacher_outputs(holdout, "quantize.nncf with max_drop")
-    sessions: dict[int, Any] = {}  # NNCF asks about one graph many times, one row at a time
+    loaded: dict[int, InferenceFn] = {}  # NNCF asks about one graph many times, one row at a time
 
     def validate(graph: onnx.ModelProto, rows: Iterable[int]) -> tuple[float, list[float]]:
-        if id(graph) not in sessions:
-            sessions.clear()
-            sessions[id(graph)] = create_session(graph.SerializeToString(), ctx.threads)
-        session, index = sessions[id(graph)], np.fromiter(rows, dtype=np.int64)
-        outputs = np.concatenate([session.run(None, as_feeds(holdout.x[index[i : i + 64]], names))[0]
-                                  for i in range(0, len(index), 64)])
+        if id(graph) not in loaded:
+            loaded.clear()
+            loaded[id(graph)] = OnnxRuntime().load(ModelHandle(onnx_bytes=graph.SerializeToString()), ctx.threads)
+        index = np.fromiter(rows, dtype=np.int64)
+        outputs = predict(loaded[id(graph)], Split(holdout.x[index], holdout.y[index]))
         sign = 1.0 if metric.higher_is_better else -1.0
         score = sign * metric(outputs, holdout.y[index], reference[index])
         return score, row_cosines(outputs, reference[index]).tolist()
