@@ -106,12 +106,12 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
     bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, ctx) if get_pass("quantize.bf16").available() else None
     with tempfile.TemporaryDirectory() as out:
         best = to.optimize(model=model, data=data, out=out, quiet=True, name="minilm", metric="cosine",
-                           objectives=["latency"], constraints={"max_metric_drop": 0.01},
+                           objectives=["latency", "size"], constraints={"max_metric_drop": 0.01},
                            runtime={"threads": THREADS, "batch_sizes": [1, 32]},
-                           search={"trials": 6 if quick else 12, "storage": "memory",
+                           search={"trials": 14 if quick else 20, "storage": "memory",
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
                                               "quantize.static", "quantize.nncf", "quantize.fp16",
-                                              "quantize.bf16"]}).best
+                                              "quantize.bf16", "quantize.embedding"]}).best
     found = " -> ".join(s["pass"] for s in best.recipe.steps) + f" (on {best.recipe.runtime or 'default runtime'})"
     rows = rows_for([
         ("torch FP32 (SDPA)", model, "baseline"),

@@ -63,3 +63,17 @@ def test_finalists_come_front_by_front() -> None:
     points = {0: (1.0, 1.0), 1: (2.0, 2.0), 2: (3.0, 1.5), 3: (4.0, 4.0)}
     assert pareto_layers(points, 1) == [0]
     assert pareto_layers(points, 3) == [0, 1, 2]
+
+
+def test_the_best_single_pass_is_then_tried_with_one_more_step_after_it() -> None:
+    from tradeoff.config import SIZE_PASSES
+    from tradeoff.search.space import NONE
+
+    space = default_space(SIZE_PASSES, "auto", "torch", transformer=True)
+    nncf = {**{slot: NONE for slot in space.slots}, "export": "export.onnx", "quantize": "quantize.nncf"}
+    assert space.extensions(nncf, "torch") == [{**nncf, "embedding": "quantize.embedding"}]
+    assert space.extensions({**nncf, "embedding": "quantize.embedding"}, "torch") == []
+    pruned = {**{slot: NONE for slot in space.slots}, "prune": "prune.ffn", "prune__amount": 0.3}
+    added = [(slot, p[slot]) for p in space.extensions(pruned, "torch") for slot in p if p[slot] != pruned.get(slot)]
+    assert ("export", "export.onnx") in added and ("quantize", "quantize.dynamic") in added  # torch.ao int8
+    assert ("embedding", "quantize.embedding") not in added  # it needs an exported graph first

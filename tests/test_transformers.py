@@ -310,6 +310,31 @@ def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_sa
     assert_reloads_alike(bf16, tmp_path, batch, atol=1e-6)
 
 
+def test_token_table_in_4_bits_shrinks_float_qdq_and_qoperator_graphs_on_both_runtimes(
+        exported: ModelHandle, minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
+    ctx = Context(data=text)
+    evaluator = Evaluator(minilm, text, get_metric("cosine"), 2, (1,))
+    qdq = build_pass({"pass": "quantize.static", "operators": ["Gather"]}).apply(exported, ctx)  # int8 table
+    qoperator = build_pass({"pass": "quantize.dynamic"}).apply(exported, ctx)  # int8 rows gathered, then DQ
+    table_bytes = 30522 * 384  # MiniLM's vocabulary x width; 4 bits and a float scale per 32 cost 0.625 byte a value
+    for source, saved_at_least in ((exported, 3.3 * table_bytes), (qdq, 0.35 * table_bytes),
+                                   (qoperator, 0.35 * table_bytes)):
+        int4 = build_pass({"pass": "quantize.embedding"}).apply(source, ctx)
+        graph = int4.onnx_model().graph
+        assert [node.op_type for node in graph.node].count("GatherBlockQuantized") == 1
+        assert sorted(list(t.dims) for t in graph.initializer if t.dims[:1] == [30522]) == [[30522, 12], [30522, 192]]
+        assert len(source.onnx_bytes) - len(int4.onnx_bytes) > saved_at_least  # type: ignore[arg-type]
+        for runtime in ("onnxruntime", "openvino"):
+            assert evaluator.score(int4.with_runtime(runtime), "test") > evaluator.score(source, "test") - 0.004
+    fine, coarse = (build_pass({"pass": "quantize.embedding", "block_size": size}).apply(exported, ctx)
+                    for size in (32, 128))
+    assert len(coarse.onnx_bytes) < len(fine.onnx_bytes)  # type: ignore[arg-type]
+    assert_reloads_alike(fine.with_runtime("openvino"), tmp_path, text.val.x[:4])
+    with pytest.raises(ModelError, match="before fuse.transformer"):
+        build_pass({"pass": "quantize.embedding"}).apply(build_pass({"pass": "fuse.transformer"}).apply(
+            exported, ctx), ctx)
+
+
 # --- transformer pruning ----------------------------------------------------------------------------------------
 
 

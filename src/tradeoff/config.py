@@ -134,7 +134,8 @@ QUANTIZATION_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "q
                        "quantize.fp16", "quantize.bf16")
 SPEED_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
                 "prune.structured", "prune.ffn", "prune.heads", "prune.layers")
-SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "prune.magnitude", "prune.structured", "cluster.weights")
+SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "quantize.embedding", "prune.magnitude",
+               "prune.structured", "cluster.weights")
 
 # What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work
 # gets only the passes that need no retraining; the others may fine-tune (pruning, weight sharing).

@@ -14,6 +14,7 @@ from tradeoff.passes import (  # noqa: F401 - imported for their registration
     prune_structured,
     quantize_bf16,
     quantize_dynamic,
+    quantize_embedding,
     quantize_fp16,
     quantize_nncf,
     quantize_qat,
