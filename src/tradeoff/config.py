@@ -81,7 +81,7 @@ class Constraints(StrictModel):
 
 
 class RuntimeSpec(StrictModel):
-    target: Literal["auto", "torch", "torch.compile", "onnxruntime", "openvino"] = "auto"
+    target: Literal["auto", "torch", "torch.cuda", "torch.compile", "onnxruntime", "openvino"] = "auto"
     threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1)
     batch_sizes: tuple[int, ...] = (1,)
 

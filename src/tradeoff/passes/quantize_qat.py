@@ -34,7 +34,7 @@ def int8_grid(weight: torch.Tensor) -> torch.Tensor:
     """Per-output-channel symmetric int8 fake quantization of a weight."""
     reduce = tuple(range(1, weight.dim()))
     scale = (weight.detach().abs().amax(dim=reduce) / INT8_MAX).clamp(min=1e-12)
-    zero = torch.zeros(scale.shape, dtype=torch.int32)
+    zero = torch.zeros(scale.shape, dtype=torch.int32, device=weight.device)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -INT8_MAX, INT8_MAX)
 
 

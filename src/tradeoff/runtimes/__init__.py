@@ -8,9 +8,9 @@ from tradeoff.runtimes.base import InferenceFn, Runtime
 from tradeoff.runtimes.onnxruntime import OnnxRuntime
 from tradeoff.runtimes.openvino import OpenVino
 from tradeoff.runtimes.torch_compile import TorchCompile
-from tradeoff.runtimes.torch_eager import TorchEager
+from tradeoff.runtimes.torch_eager import TorchCuda, TorchEager
 
-RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, TorchCompile, OnnxRuntime, OpenVino)}
+RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (TorchEager, TorchCuda, TorchCompile, OnnxRuntime, OpenVino)}
 
 
 def runtimes_for(format: Format, auto_only: bool = False) -> list[str]:
@@ -27,8 +27,8 @@ def runtime_for(model: ModelHandle) -> Runtime:
         raise RuntimeBackendError(f"runtime '{model.runtime}' cannot run a {model.format} model",
                                   f"use one of {', '.join(runtimes_for(model.format))}")
     if not cls.available():
-        raise RuntimeBackendError(f"this model was tuned for {model.runtime}, which is not installed",
-                                  f"pip install {model.runtime}, or replay the recipe with another runtime")
+        raise RuntimeBackendError(f"this model was tuned for {model.runtime}, which needs {cls.needs}",
+                                  "run it where that is, or replay the recipe with another runtime")
     return cls()
 
 

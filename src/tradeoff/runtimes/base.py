@@ -17,6 +17,7 @@ class Runtime(ABC):
     name: ClassVar[str]
     format: ClassVar[Format]
     in_auto: ClassVar[bool] = True  # whether `runtime: auto` times candidates on it
+    needs: ClassVar[str] = ""  # what a machine must have to run it, for the error where it is missing
 
     @classmethod
     def available(cls) -> bool:

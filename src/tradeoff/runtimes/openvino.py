@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,6 +45,7 @@ def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
 class OpenVino(Runtime):
     name = "openvino"
     format = "onnx"
+    needs: ClassVar[str] = "the openvino package (pip install 'tradeoff[openvino]')"
 
     @classmethod
     def available(cls) -> bool:

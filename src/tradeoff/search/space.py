@@ -181,7 +181,7 @@ def default_space(menu: tuple[str, ...], target: str, start: Format, transformer
     if not transformer:
         allowed -= TRANSFORMER_ONLY
     allowed = {p for p in allowed if get_pass(p).runs_only_on in (None, target) or target == "auto"}
-    torch_target = target in ("torch", "torch.compile")
+    torch_target = target in ("torch", "torch.cuda", "torch.compile")
     if torch_target or start == "onnx":
         allowed.discard("export.onnx")
     if torch_target:

@@ -46,11 +46,12 @@ class HiddenStateDistillation:
                  trace: TracebackType | None) -> None:
         for hook in self.hooks:
             hook.remove()
+        self.teacher.to("cpu")  # it followed the student onto the training device; it is the caller's model
 
     def __call__(self, batch: np.ndarray, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The loss for the student forward that just ran on `inputs` (`batch` as tensors)."""
         with torch.no_grad():
-            self.teacher(*inputs)
+            self.teacher.to(inputs[0].device)(*inputs)
         mask = real_tokens(batch, inputs)
         terms = []
         for index, source in enumerate(self.sources):

@@ -27,10 +27,21 @@ def task_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(outputs.reshape(targets.shape), targets)
 
 
-def _val_loss(module: nn.Module, split: Split) -> float:
+def training_device() -> torch.device:
+    """A CUDA GPU when torch sees one: fine-tuning and distillation are most of an optimization's time, and the
+    artifacts and runtimes stay on the CPU, so only training moves."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _on(device: torch.device, x: np.ndarray, y: np.ndarray) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    return tuple(t.to(device) for t in as_tensors(x)), torch.from_numpy(y).to(device)
+
+
+def _val_loss(module: nn.Module, split: Split, device: torch.device) -> float:
     module.eval()
     with torch.inference_mode():
-        return float(task_loss(module(*as_tensors(split.x)), torch.from_numpy(split.y)))
+        inputs, targets = _on(device, split.x, split.y)
+        return float(task_loss(module(*inputs), targets))
 
 
 def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
@@ -43,37 +54,42 @@ def fit(module: nn.Module, train: Split, val: Split, epochs: int = 20, lr: float
     `after_step` runs after every optimizer step (compression passes re-apply masks or shared weights there);
     `on_epoch(epoch)` runs before each epoch (gradual pruning raises sparsity there); `extra_loss(batch, inputs)`,
     called after each training forward, adds a term to the task loss (hidden-state distillation); early stopping
-    still judges the task loss alone.
+    still judges the task loss alone. Training runs on `training_device()`; the module comes back on the CPU.
     """
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    # Where training starts counts as a candidate: tuning that only makes the holdout worse is undone.
-    best_loss, best_state, stale, epoch = _val_loss(module, val), copy.deepcopy(module.state_dict()), 0, 0
-    for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
-        if on_epoch is not None:
-            on_epoch(epoch)
-        module.train()
-        for batch in torch.randperm(len(train), generator=generator).split(batch_size):
-            rows = batch.numpy()
-            optimizer.zero_grad()
-            inputs = as_tensors(train.x[rows])
-            loss = task_loss(module(*inputs), torch.from_numpy(train.y[rows]))
-            if extra_loss is not None:
-                loss = loss + extra_loss(train.x[rows], inputs)
-            loss.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
-            optimizer.step()
-            if after_step is not None:
-                after_step()
-        val_loss = _val_loss(module, val)
-        if val_loss < best_loss:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    module.load_state_dict(best_state)
-    module.eval()
+    device = training_device()
+    module.to(device)
+    try:
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+        # Where training starts counts as a candidate: tuning that only makes the holdout worse is undone.
+        best_loss, best_state, stale, epoch = _val_loss(module, val, device), copy.deepcopy(module.state_dict()), 0, 0
+        for epoch in range(1, epochs + 1):  # noqa: B007 - the last epoch run is reported after the loop
+            if on_epoch is not None:
+                on_epoch(epoch)
+            module.train()
+            for batch in torch.randperm(len(train), generator=generator).split(batch_size):
+                rows = batch.numpy()
+                optimizer.zero_grad()
+                inputs, targets = _on(device, train.x[rows], train.y[rows])
+                loss = task_loss(module(*inputs), targets)
+                if extra_loss is not None:
+                    loss = loss + extra_loss(train.x[rows], inputs)
+                loss.backward()
+                if max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+                optimizer.step()
+                if after_step is not None:
+                    after_step()
+            val_loss = _val_loss(module, val, device)
+            if val_loss < best_loss:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+        module.load_state_dict(best_state)
+        module.eval()
+    finally:
+        module.to("cpu")
     return TrainResult(epochs_run=epoch, best_val_loss=best_loss)
