@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from onnxruntime.quantization.onnx_model import ONNXModel
 
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
@@ -99,13 +100,6 @@ def pack_int4(values: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarr
     return nibbles[:, 0::2] | (nibbles[:, 1::2] << 4), scales.astype(np.float32)
 
 
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-
-
 @register
 class EmbeddingQuantization(Pass):
     name = "quantize.embedding"
@@ -139,5 +133,5 @@ class EmbeddingQuantization(Pass):
             graph.node.insert(min(position, len(graph.node)), node)
         if not any(o.domain == "com.microsoft" for o in onnx_model.opset_import):
             onnx_model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        _drop_unused_initializers(graph)
+        ONNXModel(onnx_model).remove_unused_constant()  # the int8 or float table and its scales
         return model.with_onnx(onnx_model)
