@@ -112,7 +112,9 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
                                               "quantize.static", "quantize.nncf", "quantize.fp16",
                                               "quantize.bf16", "quantize.embedding"]}).best
-    found = " -> ".join(s["pass"] for s in best.recipe.steps) + f" (on {best.recipe.runtime or 'default runtime'})"
+    found = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items()  # the options searched
+                                               if k != "pass" and v != get_pass(step["pass"]).Config().model_dump()[k])
+                        for step in best.recipe.steps) + f" (on {best.recipe.runtime or 'default runtime'})"
     rows = rows_for([
         ("torch FP32 (SDPA)", model, "baseline"),
         ("ONNX Runtime FP32", exported, "export.onnx"),

@@ -120,3 +120,11 @@ def test_an_onnx_file_is_optimized_without_torch(mlp, digits, task_file, tmp_pat
     assert report.baseline.runtime == "onnxruntime" and report.baseline.format == "onnx"
     assert all("export.onnx" not in t.passes for t in report.trials)
     assert report.best.size_bytes < report.baseline.size_bytes
+
+
+def test_baseline_and_finalists_are_timed_in_interleaved_rounds(optimized_run: tuple[OptimizeResult, Path]) -> None:
+    """Compared figures come from the same moments: each is the median of 3 rounds of at least 20 calls."""
+    result, _ = optimized_run
+    report = json.loads((result.run_dir / "report.json").read_text())
+    for measured in (report["baseline"], report["best"], *(f["measured"] for f in report["finalists"])):
+        assert measured["latency_ms"]["runs"] >= 3 * 20

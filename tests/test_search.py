@@ -77,3 +77,11 @@ def test_the_best_single_pass_is_then_tried_with_one_more_step_after_it() -> Non
     added = [(slot, p[slot]) for p in space.extensions(pruned, "torch") for slot in p if p[slot] != pruned.get(slot)]
     assert ("export", "export.onnx") in added and ("quantize", "quantize.dynamic") in added  # torch.ao int8
     assert ("embedding", "quantize.embedding") not in added  # it needs an exported graph first
+
+
+def test_passes_that_cannot_read_fused_graphs_are_never_paired_with_fusion() -> None:
+    space = default_space(QUANTIZATION_PASSES, "auto", "torch", transformer=True)
+    recipes = [space.recipe_at(p, "torch").passes for p in space.grid("torch")]  # type: ignore[union-attr]
+    assert ["export.onnx", "fuse.transformer", "quantize.dynamic"] in recipes
+    assert ["export.onnx", "quantize.nncf"] in recipes
+    assert not any("fuse.transformer" in r and ("quantize.nncf" in r or "quantize.bf16" in r) for r in recipes)

@@ -11,13 +11,23 @@ import numpy as np
 
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
-from tradeoff.measure import Latency, Size, artifact_size, count_macs, count_parameters, measure_latency, peak_memory
+from tradeoff.measure import (
+    Latency,
+    Size,
+    artifact_size,
+    count_macs,
+    count_parameters,
+    measure_latency,
+    median_latency,
+    peak_memory,
+)
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
 from tradeoff.report.schema import LatencyMs, Measured
 from tradeoff.runtimes import RUNTIMES, InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
+TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up
 
 
 @dataclass(frozen=True)
@@ -95,11 +105,26 @@ class Evaluator:
     def score(self, model: ModelHandle, split: str) -> float:
         return self.metric(self.outputs(model, split), self._splits()[split].y, self.reference[split])
 
-    def latency(self, model: ModelHandle, split: str) -> dict[int, Latency]:
+    def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S) -> dict[int, Latency]:
         """Latency at each of the task's batch sizes, on real inputs from `split`."""
         run = runtime_for(model).load(model, self.threads)
         data = self._splits()[split]
-        return {b: measure_latency(run, _timing_batch(data, b), self.threads) for b in self.batch_sizes}
+        return {b: measure_latency(run, _timing_batch(data, b), self.threads, budget_s=budget_s)
+                for b in self.batch_sizes}
+
+    def interleaved_latency(self, models: list[ModelHandle], split: str,
+                            rounds: int = 3) -> list[dict[int, Latency]]:
+        """Latency of models that will be compared, timed in rounds that take each model in turn, medians kept.
+
+        A shared machine drifts by 10-20% over seconds (and ONNX Runtime switches between a fast and a slow
+        mode at batch 1), so models timed one after another compare the moments as much as the models. The
+        rounds share the time budget of one plain measurement.
+        """
+        timed: list[list[dict[int, Latency]]] = [[] for _ in models]
+        for _ in range(rounds):
+            for times, model in zip(timed, models, strict=True):
+                times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds))
+        return [{b: median_latency([t[b] for t in times]) for b in self.batch_sizes} for times in timed]
 
     def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
         """`model` pinned to the runtime that runs it fastest at the first batch size, and each runtime's p50 ms.

@@ -56,6 +56,13 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, thre
                    batch_size=len(batch), threads=threads, runs=len(times), input_shape=as_arrays(batch)[0].shape)
 
 
+def median_latency(rounds: list[Latency]) -> Latency:
+    """One figure from timing rounds of the same model and batch: the median of their percentiles."""
+    return Latency(p50_ms=float(np.median([r.p50_ms for r in rounds])),
+                   p95_ms=float(np.median([r.p95_ms for r in rounds])), batch_size=rounds[0].batch_size,
+                   threads=rounds[0].threads, runs=sum(r.runs for r in rounds), input_shape=rounds[0].input_shape)
+
+
 @dataclass(frozen=True)
 class Size:
     bytes: int

@@ -7,7 +7,7 @@ import json
 import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +143,9 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
                 for t in trials if t.state == "complete" and t.feasible}
     front = pareto_front(feasible)
 
-    baseline_test = evaluator.measure(model, "test")
-    finalists = [_finalist(number, trials, builder, evaluator, settings, metric, baseline_test)
-                 for number in pareto_layers(feasible, settings.search.finalists)]
+    baseline_test, candidates = _measure_on_test(model, pareto_layers(feasible, settings.search.finalists), trials,
+                                                 builder, evaluator)
+    finalists = [_finalist(number, candidate, settings, metric, baseline_test) for number, candidate in candidates]
     shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
     if shipped:
         entry, best = shipped[pick_best({n: _test_objectives(c.measured, settings, metric)
@@ -231,19 +231,30 @@ def _ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ra
                   metric_drop=metric.drop(baseline.metric, candidate.metric))
 
 
-def _finalist(number: int, trials: list[Trial], builder: RecipeBuilder, evaluator: Evaluator, settings: Settings,
-              metric: Metric, baseline_test: Measurement) -> tuple[Finalist, Candidate]:
-    """Rebuild a front trial's recipe and measure it on test, in the same process as the baseline."""
-    recipe = Recipe.from_dict(next(t.recipe for t in trials if t.number == number))
-    model = builder.build(recipe)
-    measured = evaluator.measure(model, "test")
+def _measure_on_test(model: ModelHandle, numbers: list[int], trials: list[Trial], builder: RecipeBuilder,
+                     evaluator: Evaluator) -> tuple[Measurement, list[tuple[int, Candidate]]]:
+    """The baseline and each front trial's recipe, rebuilt, measured on test in the same process, their latencies
+    timed in interleaved rounds so that the speed-ups and the choice between finalists compare models, not
+    moments of a drifting machine."""
+    recipes = [Recipe.from_dict(next(t.recipe for t in trials if t.number == number)) for number in numbers]
+    models = [model, *(builder.build(recipe) for recipe in recipes)]
+    measured = [evaluator.measure(m, "test", timing=False) for m in models]
+    timed = [replace(m, latency=latency) for m, latency in
+             zip(measured, evaluator.interleaved_latency(models, "test"), strict=True)]
+    return timed[0], [(number, Candidate(m, recipe, measurement)) for number, m, recipe, measurement
+                      in zip(numbers, models[1:], recipes, timed[1:], strict=True)]
+
+
+def _finalist(number: int, candidate: Candidate, settings: Settings, metric: Metric,
+              baseline_test: Measurement) -> tuple[Finalist, Candidate]:
+    measured = candidate.measured
     ratios = _ratios(baseline_test, measured, metric)
     latency = measured.primary_latency
     broken = violations(settings.constraints, ratios.metric_drop, latency.p50_ms if latency else None,
                         measured.size.bytes)
-    finalist = Finalist(trial=number, recipe=recipe.model_dump(mode="json"), measured=measured.as_report(),
+    finalist = Finalist(trial=number, recipe=candidate.recipe.model_dump(mode="json"), measured=measured.as_report(),
                         ratios=ratios, meets_constraints=not broken, violations=broken)
-    return finalist, Candidate(model, recipe, measured)
+    return finalist, candidate
 
 
 def _binding(trials: list[Trial], finalists: list[Finalist]) -> Binding:

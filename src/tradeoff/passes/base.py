@@ -90,6 +90,7 @@ class Pass(ABC):
     Config: ClassVar[type[PassConfig]]
     accepts: ClassVar[frozenset[Format]]
     runs_only_on: ClassVar[str | None] = None  # the one runtime that can run what the pass makes, if only one
+    refuses_after: ClassVar[frozenset[str]] = frozenset()  # passes whose output it cannot take: never paired
 
     def __init__(self, config: PassConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -35,6 +35,7 @@ class Bf16Precision(Pass):
     Config = PassConfig
     accepts = frozenset({"onnx"})
     runs_only_on = "openvino"
+    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
 
     @classmethod
     def available(cls) -> bool:

@@ -105,6 +105,7 @@ class EmbeddingQuantization(Pass):
     name = "quantize.embedding"
     Config = EmbeddingConfig
     accepts = frozenset({"onnx"})
+    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
 
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         self.check_input(model)

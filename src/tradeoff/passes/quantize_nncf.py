@@ -51,6 +51,7 @@ class NncfQuantization(Pass):
     name = "quantize.nncf"
     Config = NncfConfig
     accepts = frozenset({"onnx"})
+    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
 
     @classmethod
     def available(cls) -> bool:

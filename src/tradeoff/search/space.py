@@ -138,10 +138,12 @@ class Space:
 
 
 def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
-    current = start
+    current, earlier = start, set[str]()
     for step in steps:
-        if current not in get_pass(step["pass"]).accepts:
+        kind = get_pass(step["pass"])
+        if current not in kind.accepts or kind.refuses_after & earlier:
             return False
+        earlier.add(step["pass"])
         if step["pass"] == "export.onnx":
             current = "onnx"
     return True
