@@ -108,7 +108,7 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
         best = to.optimize(model=model, data=data, out=out, quiet=True, name="minilm", metric="cosine",
                            objectives=["latency", "size"], constraints={"max_metric_drop": 0.01},
                            runtime={"threads": THREADS, "batch_sizes": [1, 32]},
-                           search={"trials": 14 if quick else 20, "storage": "memory",
+                           search={"trials": 12 if quick else 20, "storage": "memory",
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
                                               "quantize.static", "quantize.nncf", "quantize.fp16",
                                               "quantize.bf16", "quantize.embedding"]}).best

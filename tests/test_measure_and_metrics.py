@@ -8,7 +8,7 @@ import pytest
 from tradeoff.config import MetricSpec
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator
-from tradeoff.measure import artifact_size, count_macs, count_parameters, measure_latency
+from tradeoff.measure import Latency, artifact_size, count_macs, count_parameters, measure_latency, paired_latency
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
@@ -121,3 +121,16 @@ def test_packed_four_bit_weights_count_as_full_layers(mlp: ModelHandle, digits) 
     assert count_parameters(packed)[0] >= count_parameters(mlp)[0] - 10 * 64  # all weights, plus scales
     assert [(layer.shape, layer.bits) for layer in layer_stats(packed)] == [((128, 64), 4), ((64, 128), 4),
                                                                             ((10, 64), 4)]
+
+
+def test_interleaved_rounds_compare_models_round_by_round() -> None:
+    """Speed-ups come from ratios within a round: drift that hits one round moves neither model's figure apart."""
+
+    def rounds(*ms: float) -> list[Latency]:
+        return [Latency(p50_ms=m, p95_ms=m * 1.2, batch_size=1, threads=2, runs=20) for m in ms]
+
+    clock = rounds(10.0, 20.0, 20.0)  # the reference: the machine was busy in rounds 2 and 3
+    twice_as_fast = rounds(5.0, 5.0, 10.0)  # its round 2 ran in a quiet moment the reference did not get
+    paired = paired_latency(twice_as_fast, clock)
+    assert 20.0 / paired.p50_ms == pytest.approx(2.0)  # not 4x, as the medians 20 and 5 would say
+    assert paired_latency(clock, clock).p50_ms == pytest.approx(20.0) and paired.runs == 60

@@ -18,7 +18,7 @@ from tradeoff.measure import (
     count_macs,
     count_parameters,
     measure_latency,
-    median_latency,
+    paired_latency,
     peak_memory,
 )
 from tradeoff.metrics import Metric
@@ -114,17 +114,20 @@ class Evaluator:
 
     def interleaved_latency(self, models: list[ModelHandle], split: str,
                             rounds: int = 3) -> list[dict[int, Latency]]:
-        """Latency of models that will be compared, timed in rounds that take each model in turn, medians kept.
+        """Latency of models that will be compared, timed in rounds that take each model in turn.
 
-        A shared machine drifts by 10-20% over seconds (and ONNX Runtime switches between a fast and a slow
-        mode at batch 1), so models timed one after another compare the moments as much as the models. The
-        rounds share the time budget of one plain measurement.
+        A shared machine drifts by 10-20% between seconds (and ONNX Runtime switches between a fast and a slow
+        mode at batch 1), so models timed one after another compare the moments as much as the models. The first
+        model is the clock: each other model's figure is its median ratio to the first in the same round, times
+        the first's median, so a round that was slow for all counts for none. The rounds share the time budget
+        of one plain measurement.
         """
         timed: list[list[dict[int, Latency]]] = [[] for _ in models]
         for _ in range(rounds):
             for times, model in zip(timed, models, strict=True):
                 times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds))
-        return [{b: median_latency([t[b] for t in times]) for b in self.batch_sizes} for times in timed]
+        return [{b: paired_latency([t[b] for t in times], [t[b] for t in timed[0]]) for b in self.batch_sizes}
+                for times in timed]
 
     def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
         """`model` pinned to the runtime that runs it fastest at the first batch size, and each runtime's p50 ms.

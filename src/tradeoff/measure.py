@@ -56,9 +56,11 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, thre
                    batch_size=len(batch), threads=threads, runs=len(times), input_shape=as_arrays(batch)[0].shape)
 
 
-def median_latency(rounds: list[Latency]) -> Latency:
-    """One figure from timing rounds of the same model and batch: the median of their percentiles."""
-    return Latency(p50_ms=float(np.median([r.p50_ms for r in rounds])),
+def paired_latency(rounds: list[Latency], clock: list[Latency]) -> Latency:
+    """One figure from interleaved timing rounds of a model, drift-corrected by a reference model timed in the
+    same rounds: the median of the per-round ratios to the reference, times the reference's median."""
+    ratio = float(np.median([r.p50_ms / c.p50_ms for r, c in zip(rounds, clock, strict=True)]))
+    return Latency(p50_ms=ratio * float(np.median([c.p50_ms for c in clock])),
                    p95_ms=float(np.median([r.p95_ms for r in rounds])), batch_size=rounds[0].batch_size,
                    threads=rounds[0].threads, runs=sum(r.runs for r in rounds), input_shape=rounds[0].input_shape)
 
