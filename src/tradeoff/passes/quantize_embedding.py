@@ -61,14 +61,11 @@ def _dequantized(integers: str, node: onnx.NodeProto, inits: dict[str, onnx.Tens
     return (values - zero) * scale
 
 
-def token_tables(graph: onnx.GraphProto) -> list[EmbeddingTable]:
+def token_tables(model: ONNXModel) -> list[EmbeddingTable]:
     """Every rank-2 constant table gathered along rows by a graph input, in float, whatever int8 form it is in."""
+    graph = model.graph()
     inits = {t.name: t for t in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producers, consumers = model.output_name_to_node(), model.input_name_to_nodes()
     graph_inputs = {i.name for i in graph.input}
     tables = []
     for gather in graph.node:
@@ -110,9 +107,9 @@ class EmbeddingQuantization(Pass):
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         self.check_input(model)
         block_size = self.config.block_size  # type: ignore[attr-defined]
-        onnx_model = model.onnx_model()
-        graph = onnx_model.graph
-        tables = [t for t in token_tables(graph) if t.values.shape[1] % block_size == 0]
+        onnx_model = ONNXModel(model.onnx_model())
+        graph = onnx_model.graph()
+        tables = [t for t in token_tables(onnx_model) if t.values.shape[1] % block_size == 0]
         if not tables:
             raise ModelError(f"quantize.embedding found no token embedding table (a Gather of a graph input) whose "
                              f"rows divide into blocks of {block_size}",
@@ -132,7 +129,6 @@ class EmbeddingQuantization(Pass):
             if table.dequantize is not None:
                 graph.node.remove(table.dequantize)
             graph.node.insert(min(position, len(graph.node)), node)
-        if not any(o.domain == "com.microsoft" for o in onnx_model.opset_import):
-            onnx_model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-        ONNXModel(onnx_model).remove_unused_constant()  # the int8 or float table and its scales
-        return model.with_onnx(onnx_model)
+        onnx_model.set_opset_import("com.microsoft", 1)
+        onnx_model.remove_unused_constant()  # the int8 or float table and its scales
+        return model.with_onnx(onnx_model.model)
