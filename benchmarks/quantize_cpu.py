@@ -22,9 +22,12 @@ from rich.table import Table  # noqa: E402
 
 from benchmarks.common import report_targets, target, write_results  # noqa: E402
 from examples.mnist import HERE, LeNet300, SmallCNN, train  # noqa: E402
-from tradeoff.config import QUANTIZATION_PASSES, load_task  # noqa: E402
+from tradeoff.config import load_task  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
 
+# post-training passes only (no retraining): each run takes minutes, not hours
+PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16",
+          "quantize.bf16", "quantize.weight_only")
 # label: (model class, input shape, weights, task file, objectives in priority order)
 MODELS = {
     "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", ("latency", "size")),
@@ -43,7 +46,7 @@ def run(quick: bool) -> dict[str, list[dict[str, object]]]:
             "constraints": task.constraints.model_copy(update={"max_metric_drop": 0.005}),
             "runtime": task.runtime.model_copy(update={"threads": 2, "batch_sizes": (1, 32)}),
             "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory",
-                                                     "passes": (*QUANTIZATION_PASSES, "quantize.weight_only")}),
+                                                     "passes": PASSES}),
         })
         with tempfile.TemporaryDirectory() as out:
             report = optimize(task, out=out, quiet=True).report.data

@@ -98,8 +98,9 @@ def test_informational_commands_run(command: str) -> None:
 
 
 def test_a_torch_artifact_without_factory_is_refused_with_the_way_out(mlp, tmp_path: Path) -> None:
+    from tradeoff.artifact import load_artifact
     from tradeoff.errors import ModelError
-    from tradeoff.model import ModelHandle, load_artifact
+    from tradeoff.model import ModelHandle
 
     ModelHandle(module=mlp.module).save(tmp_path)
     with pytest.raises(ModelError, match="no factory"):

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 
 import tradeoff as to
+from tradeoff.artifact import load_artifact
 from tradeoff.config import load_task
-from tradeoff.model import load_artifact
 from tradeoff.optimize import OptimizeResult, optimize
 from tradeoff.replay import evaluate, replay
 from tradeoff.runtimes import runtime_for
@@ -84,19 +83,6 @@ def test_unmeetable_constraint_ships_the_baseline_and_names_the_binding_constrai
     assert report.binding is not None and report.binding.constraint == "max_size_bytes"
     assert report.binding.nearest_trial is not None and report.binding.missed_by > 0
     assert (tmp_path / "digits" / "best" / "MANIFEST").is_file()
-
-
-def test_killed_run_resumes_without_losing_or_repeating_trials(task_file, tmp_path: Path) -> None:
-    optimize(task_file(search={"trials": 2, "seed": 0}), out=tmp_path, quiet=True)
-    storage = f"sqlite:///{tmp_path / 'digits' / 'study.db'}"
-    study = optuna.load_study(study_name="digits", storage=storage)
-    cut_off = study.ask()  # a trial the kill interrupted: RUNNING forever in storage
-    cut_off.suggest_categorical("export", ["none", "export.onnx"])
-    report = optimize(task_file(search={"trials": 4, "seed": 0}), out=tmp_path, quiet=True).report.data
-    measured = [t for t in report.trials
-                if t.state in ("complete", "pruned", "failed") and "interrupted" not in (t.note or "")]
-    assert len({json.dumps(t.recipe, sort_keys=True) for t in measured}) == len(measured) == 4
-    assert any(t.number == cut_off.number and "interrupted" in (t.note or "") for t in report.trials)
 
 
 def test_python_api_takes_a_module_and_a_data_bundle(mlp, digits, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 import tradeoff as to
+from tradeoff.artifact import load_artifact
 from tradeoff.config import ModelSpec, task_from_dict
 from tradeoff.data import DataBundle, load_data
 from tradeoff.encoder_structure import attention_heads, encoder_layers, source_layers
@@ -23,7 +24,7 @@ from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_artifact, load_model
+from tradeoff.model import ModelHandle, load_model
 from tradeoff.passes import Context, build_pass, get_pass
 from tradeoff.passes.prune_ffn import kept_count
 from tradeoff.runtimes import runtime_for

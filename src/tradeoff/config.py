@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tradeoff.errors import ConfigError
+from tradeoff.objectives import OBJECTIVES
 from tradeoff.validation import read_yaml, validate
 
 
@@ -91,11 +92,15 @@ class SearchSpec(StrictModel):
     storage: str = "sqlite"
     timeout_s: float | None = Field(default=None, gt=0)
     seed: int = 0
-    passes: tuple[str, ...] | None = None
+    passes: tuple[str, ...] | None = None  # the menu by name; None: the passes `tags` select
+    tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ("opt-in",)
+    plugins: tuple[str, ...] = ()  # modules to import for the passes they register
+    space: dict[str, Any] = Field(default_factory=dict)  # `stage__field` ranges replacing the passes' own
+    heartbeat_s: int = Field(default=5, ge=1)  # how often a worker marks its trial alive (RDB storages)
     finalists: int = Field(default=4, ge=1)
 
 
-Objective = Literal["latency", "size", "metric"]
 PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
 
 
@@ -106,7 +111,14 @@ class Settings(StrictModel):
     metric: str | MetricSpec = "accuracy"
     preset: PresetName = "balanced"
     constraints: Constraints = Constraints()
-    objectives: tuple[Objective, ...] = ("latency", "size")
+    objectives: tuple[str, ...] = ("latency", "size")
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+        if unknown := [o for o in objectives if o not in OBJECTIVES]:
+            raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
+        return objectives
     runtime: RuntimeSpec = RuntimeSpec()
     search: SearchSpec = SearchSpec()
 
@@ -130,35 +142,30 @@ class Task(Settings):
         return raw
 
 
-QUANTIZATION_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
-                       "quantize.fp16", "quantize.bf16")
-SPEED_PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf",
-                "prune.structured", "prune.ffn", "prune.heads", "prune.layers")
-SIZE_PASSES = (*QUANTIZATION_PASSES, "quantize.weight_only", "quantize.embedding", "prune.magnitude",
-               "prune.structured", "cluster.weights")
-
-# What each use case optimizes for; anything the task file states wins over these. Accuracy-critical work
-# gets only the passes that need no retraining; the others may fine-tune (pruning, weight sharing).
+# What each use case optimizes for, and the passes it searches, selected by the tags passes declare (a pass is
+# in the menu when it has one of `tags` and none of `exclude_tags`); anything the task file states wins over these.
+# Accuracy-critical work gets only the passes that need no retraining and keep 8 bits or more; the others may
+# fine-tune (pruning, weight sharing). Passes tagged opt-in are searched only where a task names them.
 PRESETS: dict[str, dict[str, Any]] = {
     "realtime": {
         "objectives": ["latency"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": list(SPEED_PASSES)},
+        "search": {"tags": ["speed", "export"], "exclude_tags": ["opt-in"]},
     },
     "accuracy-critical": {
         "objectives": ["latency", "size"],
         "constraints": {"max_metric_drop": 0.002},
-        "search": {"passes": list(QUANTIZATION_PASSES)},
+        "search": {"tags": ["speed", "size", "export"], "exclude_tags": ["retrains", "low-bit", "opt-in"]},
     },
     "mobile": {
         "objectives": ["size", "latency"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": list(SIZE_PASSES)},
+        "search": {"tags": ["size", "export", "lossless"], "exclude_tags": ["opt-in"]},
     },
     "balanced": {
         "objectives": ["latency", "size"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"passes": list(dict.fromkeys(SPEED_PASSES + SIZE_PASSES))},
+        "search": {"tags": ["speed", "size", "export", "lossless"], "exclude_tags": ["opt-in"]},
     },
 }
 

@@ -47,6 +47,17 @@ class Measurement:
     def primary_latency(self) -> Latency | None:
         return next(iter(self.latency.values()), None)
 
+    def values(self) -> dict[str, float | None]:
+        """Every measured value by name, units in the name: what objectives and constraints look up."""
+        values: dict[str, float | None] = {
+            "metric": self.metric, "size_bytes": self.size.bytes, "size_zstd_bytes": self.size.zstd_bytes,
+            "params": self.params, "nonzero_params": self.nonzero_params, "macs": self.macs,
+            "peak_memory_bytes": self.peak_memory_bytes}
+        for batch, latency in self.latency.items():
+            values[f"latency_ms.p50@b{batch}"] = latency.p50_ms
+            values[f"latency_ms.p95@b{batch}"] = latency.p95_ms
+        return values
+
     def as_report(self) -> Measured:
         by_batch = {b: latency_entry(lat) for b, lat in self.latency.items()}
         return Measured(metric=self.metric, split=self.split, runtime=self.runtime, format=self.format,  # type: ignore[arg-type]

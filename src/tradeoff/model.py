@@ -156,7 +156,7 @@ def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
     return module
 
 
-def _build(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
+def build_module(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
     if factory.startswith(huggingface.FACTORY_PREFIX):
         return huggingface.build_from_factory(factory)
     module = import_object(factory, "model.factory", search_dirs)()
@@ -165,7 +165,7 @@ def _build(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
     return module
 
 
-def _read_onnx(path: Path) -> bytes:
+def read_onnx(path: Path) -> bytes:
     if not path.is_file():
         raise ModelError(f"ONNX file not found: {path}", "check model.path")
     data = path.read_bytes()
@@ -178,33 +178,11 @@ def _read_onnx(path: Path) -> bytes:
 
 def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHandle:
     if spec.source == "onnx":
-        return ModelHandle(onnx_bytes=_read_onnx(Path(spec.path)))  # type: ignore[arg-type]
+        return ModelHandle(onnx_bytes=read_onnx(Path(spec.path)))  # type: ignore[arg-type]
     if spec.source == "huggingface":
         factory = huggingface.hf_factory(Path(spec.path), spec.task)  # type: ignore[arg-type]
         return ModelHandle(module=huggingface.build_from_factory(factory), factory=factory)
-    module = _build(spec.factory, search_dirs)  # type: ignore[arg-type]
+    module = build_module(spec.factory, search_dirs)  # type: ignore[arg-type]
     if spec.weights is not None:
         module = load_state(module, read_weights(Path(spec.weights), spec.allow_pickle), str(spec.weights))
     return ModelHandle(module=module.eval(), factory=spec.factory)
-
-
-def load_artifact(directory: Path) -> ModelHandle:
-    """Load what ModelHandle.save wrote; a torch artifact rebuilds its structure from factory and steps."""
-    from tradeoff.passes import build_pass  # passes import this module
-
-    meta_path = directory / ARTIFACT_META
-    if not meta_path.is_file():
-        raise ModelError(f"{directory} is not a tradeoff artifact (no {ARTIFACT_META})", "point to a best/ folder")
-    meta = json.loads(meta_path.read_text())
-    artifact = directory / meta["artifact"]
-    if meta["format"] == "onnx":
-        return ModelHandle(onnx_bytes=_read_onnx(artifact), runtime=meta.get("runtime"))
-    if meta["factory"] is None:
-        raise ModelError(f"{directory} holds a torch state dict made from an in-memory module, with no factory "
-                         "to rebuild it", "build your module, then load_state_dict(read_weights(artifact))")
-    module = _build(meta["factory"]).eval()
-    for structure in meta["structure_steps"]:
-        module = build_pass(structure["step"]).restructure(module, structure["state"])
-    module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
-    return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]),
-                       runtime=meta.get("runtime"))

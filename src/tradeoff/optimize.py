@@ -7,42 +7,34 @@ import json
 import webbrowser
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import optuna
-from optuna.trial import TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from tradeoff.config import QUANTIZATION_PASSES, ModelSpec, Settings, Task, load_task, task_from_dict
+from tradeoff.config import ModelSpec, Settings, Task, load_task, task_from_dict
 from tradeoff.data import DataBundle, load_data
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement, latency_entry
 from tradeoff.huggingface import is_transformer
-from tradeoff.measure import Latency, layer_stats
+from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle, load_model
-from tradeoff.passes import Context
+from tradeoff.objectives import Violation, minimized, violations
+from tradeoff.passes import Context, load_plugins
 from tradeoff.recipe import Recipe
 from tradeoff.report.html import render_html
-from tradeoff.report.schema import (
-    Best,
-    Binding,
-    Finalist,
-    LayerStat,
-    Ratios,
-    Report,
-    Trial,
-    Violation,
-)
+from tradeoff.report.schema import Best, Finalist, LayerStat, Ratios, Report, Trial, TrialState
+from tradeoff.report.schema import Binding as BindingEntry
+from tradeoff.report.schema import Violation as ViolationEntry
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
-from tradeoff.search.constraints import relative_miss, violations
-from tradeoff.search.pareto import minimized, pareto_front, pareto_layers, pick_best
-from tradeoff.search.space import default_space
-from tradeoff.search.study import RecipeBuilder, counted_trials, open_study, run_study
+from tradeoff.search.record import TrialRecord, records
+from tradeoff.search.select import binding, feasible_points, pareto_front, pareto_layers, pick_best
+from tradeoff.search.space import RecipeSpace, default_space, select_passes
+from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study
 
 INT8_PASSES = {"quantize.dynamic", "quantize.static"}
 
@@ -96,7 +88,7 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
         search_dirs = (Path(task).resolve().parent,) if isinstance(task, (str, Path)) else ()
         task = load_task(task) if isinstance(task, (str, Path)) else task
         handle = load_model(task.model, search_dirs)
-        return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet)
+        return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet, search_dirs)
     if model is None or data is None:
         raise ConfigError("optimize() needs a task, or both model= and data=")
     resolved = task_from_dict(settings, where="optimize()", model=Settings)
@@ -113,62 +105,67 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
 
 
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
-         quiet: bool) -> OptimizeResult:
+         quiet: bool, search_dirs: tuple[Path, ...] = ()) -> OptimizeResult:
     threads, metric = settings.runtime.threads, get_metric(settings.metric)
-    space = default_space(settings.search.passes or QUANTIZATION_PASSES, settings.runtime.target, model.format,
-                          is_transformer(model))
+    first_batch = settings.runtime.batch_sizes[0]
+    load_plugins(settings.search.plugins, search_dirs)
+    search = settings.search
+    start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
+    space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
+                          start, search.space)
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target)
     run_dir = RunDir(out / settings.name)
-    env = {**collect_env(threads), "seeds": {"search": settings.search.seed, "data": data.spec.seed}}
+    env = {**collect_env(threads), "seeds": {"search": search.seed, "data": data.spec.seed}}
     write_yaml(run_dir.task, record)
     write_json(run_dir.env, env)
 
     baseline_val = evaluator.measure(model, "val")
-    ctx = Context(data=data, seed=settings.search.seed, threads=threads, teacher=model, metric=metric)
-    storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(settings.search.storage, settings.search.storage)
+    storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
     study = open_study(settings, storage, _task_key(record))
-    builder = RecipeBuilder(model, ctx)
-    with _progress(settings.search.trials, counted_trials(study), quiet) as on_trial:
-        run_study(study, settings, space, builder, evaluator, baseline_val, on_trial)
+    ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric)
+    with _progress(search.trials, counted_trials(study), quiet) as (on_trial, on_status):
+        StudyRun(study, space, replace(ctx, progress=on_status),
+                 lambda built: measure_on_validation(built, evaluator, baseline_val,
+                                                     settings.constraints.max_metric_drop),
+                 settings, metric.higher_is_better, on_trial).run()
 
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # not queued ones a resume will run
-    trials = [_trial_entry(t, settings) for t in study.get_trials(deepcopy=False, states=finished)]
-    for trial in trials:
+    limits = settings.constraints.model_dump()
+    trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
+    entries = [_trial_entry(r, limits, first_batch) for r in trials]
+    for trial in entries:
         if trial.state != "skipped":
             write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
             write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
-    feasible = {t.number: minimized(settings.objectives, metric.higher_is_better,
-                                    t.latency_ms.p50 if t.latency_ms else None, t.size_bytes,
-                                    t.metric)  # type: ignore[arg-type]
-                for t in trials if t.state == "complete" and t.feasible}
-    front = pareto_front(feasible)
-
-    baseline_test, candidates = _measure_on_test(model, pareto_layers(feasible, settings.search.finalists), trials,
-                                                 builder, evaluator)
-    finalists = [_finalist(number, candidate, settings, metric, baseline_test) for number, candidate in candidates]
+    points = feasible_points(trials)
+    baseline_test, candidates = _measure_on_test(model, space, ctx, pareto_layers(points, search.finalists), trials,
+                                                 evaluator)
+    finalists = [_finalist(number, candidate, limits, first_batch, metric, baseline_test)
+                 for number, candidate in candidates]
     shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
     if shipped:
-        entry, best = shipped[pick_best({n: _test_objectives(c.measured, settings, metric)
+        entry, best = shipped[pick_best({n: minimized(settings.objectives, _values(c.measured, baseline_test, metric),
+                                                      first_batch, metric.higher_is_better)
                                          for n, (_, c) in shipped.items()})]
-        binding = None
+        bound = None
     else:
         entry, best = None, Candidate(model, Recipe(), baseline_test)
-        binding = _binding(trials, [f for f, _ in finalists])
+        bound = binding(trials, [(f.trial, [Violation(**v.model_dump()) for v in f.violations]) for f, _ in finalists],
+                        limits, first_batch)
     best_dir = best.save(run_dir.best)
 
     warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
-        objectives=list(settings.objectives), constraints=settings.constraints.model_dump(),
+        objectives=list(settings.objectives), constraints=limits,
         baseline=baseline_test.as_report(), baseline_val=baseline_val.as_report(),
-        best=Best(**best.measured.as_report().model_dump(), recipe=best.recipe.model_dump(mode="json"),
+        best=Best(**best.measured.as_report().model_dump(), recipe=best.recipe.as_dict(),
                   layers=[LayerStat(name=s.name, shape=list(s.shape), bits=s.bits, sparsity=s.sparsity)
                           for s in layer_stats(best.model)],
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,
                   ratios=_ratios(baseline_test, best.measured, metric)),
-        finalists=[f for f, _ in finalists], trials=trials, pareto=front, binding=binding, warnings=warnings,
-        env=env, task=record,
+        finalists=[f for f, _ in finalists], trials=entries, pareto=pareto_front(points),
+        binding=BindingEntry(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
     write_atomic(run_dir.report_html, render_html(report))
@@ -183,44 +180,51 @@ def _task_key(record: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _progress(total: int, done: int, quiet: bool) -> Iterator[Callable[[optuna.trial.FrozenTrial], None]]:
+def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[TrialRecord], None],
+                                                                     Callable[[str], None]]]:
+    """A callback per finished trial (the bar advances) and one for what the current trial is doing."""
     if quiet:
-        yield lambda trial: None
+        yield (lambda record: None), (lambda status: None)
         return
     columns = (TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns, transient=False) as progress:
         bar = progress.add_task("", total=total, completed=done)
 
-        def on_trial(trial: optuna.trial.FrozenTrial) -> None:
-            recipe = " → ".join(s["pass"] for s in trial.user_attrs.get("recipe", {}).get("steps", [])) or "as is"
-            progress.update(bar, advance=1, description=f"trial {trial.number}: {recipe} "
-                                                        f"({trial.user_attrs.get('status')})")
+        def on_trial(record: TrialRecord) -> None:
+            progress.update(bar, advance=1, description=f"trial {record.number}: {_passes(record)} ({record.state})")
 
-        yield on_trial
+        def on_status(status: str) -> None:
+            progress.update(bar, description=status)
 
-
-def _trial_entry(trial: optuna.trial.FrozenTrial, settings: Settings) -> Trial:
-    attrs = trial.user_attrs
-    recipe = attrs.get("recipe", {"version": 1, "steps": []})
-    status = attrs.get("status", "failed")
-    latency = attrs.get("latency")
-    latency_ms = latency_entry(Latency(**latency)) if latency else None  # the trial stored asdict(Latency)
-    broken = (violations(settings.constraints, attrs["metric_drop"], latency_ms.p50 if latency_ms else None,
-                         attrs.get("size_bytes")) if "metric_drop" in attrs else [])
-    note = attrs.get("note") or ("interrupted; its parameters were queued again" if trial.state == TrialState.FAIL
-                                 else None)
-    return Trial(number=trial.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]], state=status,
-                 note=note, metric=attrs.get("metric"), metric_drop=attrs.get("metric_drop"), latency_ms=latency_ms,
-                 size_bytes=attrs.get("size_bytes"), size_zstd_bytes=attrs.get("size_zstd_bytes"),
-                 params=attrs.get("params"), nonzero_params=attrs.get("nonzero_params"), macs=attrs.get("macs"),
-                 runtimes=attrs.get("runtimes", {}), feasible=status == "complete" and not broken, violations=broken)
+        yield on_trial, on_status
 
 
-def _test_objectives(measured: Measurement, settings: Settings, metric: Metric) -> tuple[float, ...]:
-    latency = measured.primary_latency
-    return minimized(settings.objectives, metric.higher_is_better, latency.p50_ms if latency else None,
-                     measured.size.bytes, measured.metric)
+def _passes(record: TrialRecord) -> str:
+    return " → ".join(s["pass"] for s in (record.candidate or {}).get("steps", [])) or "as is"
+
+
+def _trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int) -> Trial:
+    recipe = {**(record.candidate or Recipe().as_dict()), **({"runtime": record.runtime} if record.runtime else {})}
+    values = record.values
+    broken = violations(limits, values, first_batch) if "metric_drop" in values else []
+    state = cast(TrialState, record.state)  # a live trial of another worker is not reported
+    note = record.note or ("its worker stopped mid-measurement; its parameters were queued again"
+                           if record.state == "interrupted" else None)
+    counts = {key: int(v) if (v := values.get(key)) is not None else None
+              for key in ("size_bytes", "size_zstd_bytes", "params", "nonzero_params", "macs")}
+    return Trial(number=record.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]], state=state,
+                 note=note, metric=values.get("metric"), metric_drop=values.get("metric_drop"),
+                 latency_ms=latency_entry(record.latency) if record.latency else None, **counts,
+                 runtimes=record.runtimes, feasible=record.feasible, violations=[_violation(v) for v in broken])
+
+
+def _violation(violation: Violation) -> ViolationEntry:
+    return ViolationEntry(**asdict(violation))
+
+
+def _values(measured: Measurement, baseline: Measurement, metric: Metric) -> dict[str, float | None]:
+    return {**measured.values(), "metric_drop": metric.drop(baseline.metric, measured.metric)}
 
 
 def _ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ratios:
@@ -231,13 +235,16 @@ def _ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ra
                   metric_drop=metric.drop(baseline.metric, candidate.metric))
 
 
-def _measure_on_test(model: ModelHandle, numbers: list[int], trials: list[Trial], builder: RecipeBuilder,
+def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbers: list[int],
+                     trials: list[TrialRecord],
                      evaluator: Evaluator) -> tuple[Measurement, list[tuple[int, Candidate]]]:
     """The baseline and each front trial's recipe, rebuilt, measured on test in the same process, their latencies
     timed in interleaved rounds so that the speed-ups and the choice between finalists compare models, not
     moments of a drifting machine."""
-    recipes = [Recipe.from_dict(next(t.recipe for t in trials if t.number == number)) for number in numbers]
-    models = [model, *(builder.build(recipe) for recipe in recipes)]
+    by_number = {r.number: r for r in trials}
+    recipes = [Recipe.from_dict({**(by_number[n].candidate or {}), "runtime": by_number[n].runtime})
+               for n in numbers]
+    models = [model, *(space.build(recipe, ctx) for recipe in recipes)]
     measured = [evaluator.measure(m, "test", timing=False) for m in models]
     timed = [replace(m, latency=latency) for m, latency in
              zip(measured, evaluator.interleaved_latency(models, "test"), strict=True)]
@@ -245,28 +252,10 @@ def _measure_on_test(model: ModelHandle, numbers: list[int], trials: list[Trial]
                       in zip(numbers, models[1:], recipes, timed[1:], strict=True)]
 
 
-def _finalist(number: int, candidate: Candidate, settings: Settings, metric: Metric,
+def _finalist(number: int, candidate: Candidate, limits: dict[str, float | None], first_batch: int, metric: Metric,
               baseline_test: Measurement) -> tuple[Finalist, Candidate]:
-    measured = candidate.measured
-    ratios = _ratios(baseline_test, measured, metric)
-    latency = measured.primary_latency
-    broken = violations(settings.constraints, ratios.metric_drop, latency.p50_ms if latency else None,
-                        measured.size.bytes)
-    finalist = Finalist(trial=number, recipe=candidate.recipe.model_dump(mode="json"), measured=measured.as_report(),
-                        ratios=ratios, meets_constraints=not broken, violations=broken)
+    broken = violations(limits, _values(candidate.measured, baseline_test, metric), first_batch)
+    finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=candidate.measured.as_report(),
+                        ratios=_ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
+                        violations=[_violation(v) for v in broken])
     return finalist, candidate
-
-
-def _binding(trials: list[Trial], finalists: list[Finalist]) -> Binding:
-    """The constraint that stopped every candidate, and the candidate that came nearest to meeting it."""
-    if finalists:
-        split, missed = "test", [(f.trial, f.violations) for f in finalists]
-    else:
-        split, missed = "val", [(t.number, t.violations) for t in trials if t.violations]
-    if not missed:
-        return Binding(constraint="no candidate could be built or measured", limit=0.0, nearest_trial=None,
-                       nearest_value=None, missed_by=None, split="val")
-    number, broken = min(missed, key=lambda item: max(relative_miss(v) for v in item[1]))
-    worst: Violation = max(broken, key=relative_miss)
-    return Binding(constraint=worst.constraint, limit=worst.limit, nearest_trial=number, nearest_value=worst.value,
-                   missed_by=worst.missed_by, split=split)  # type: ignore[arg-type]

@@ -43,12 +43,20 @@ class Recipe(BaseModel):
         return [step["pass"] for step in self.steps]
 
     def key(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
     def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         for step in self.steps:
             model = build_pass(step).apply(model, ctx)
-        return model.with_runtime(self.runtime)
+        return self.on_its_runtime(model)
+
+    def on_its_runtime(self, model: ModelHandle) -> ModelHandle:
+        """The built model on the runtime the recipe names; where it names none, on the one its last pass chose
+        (quantize.bf16 runs only on OpenVINO), else its format's default."""
+        return model.with_runtime(self.runtime) if self.runtime is not None else model
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

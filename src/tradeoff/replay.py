@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tradeoff.artifact import load_artifact
 from tradeoff.config import Task
 from tradeoff.data import load_data
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_artifact, load_model
+from tradeoff.model import ModelHandle, load_model
 from tradeoff.optimize import Candidate
 from tradeoff.passes import Context
 from tradeoff.recipe import Recipe

@@ -1,32 +1,44 @@
-"""The Pass contract and the one registry that recipes resolve pass names through."""
+"""The Pass contract and the one registry that recipes, presets and the search resolve passes through.
+
+A pass declares facts about itself (its stage in a recipe, the formats it takes and makes, the traits its output
+gains or its input must not have, tags that presets select by, where its options are worth searching); everything
+that needs a catalogue of passes derives it from these declarations, never from a list of names.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import importlib
+import importlib.metadata
+import pkgutil
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from tradeoff.data import DataBundle, Split
+from tradeoff.context import Context
+from tradeoff.distributions import Distribution
 from tradeoff.errors import ConfigError, ModelError
-from tradeoff.evaluation import predict
-from tradeoff.metrics import Metric
 from tradeoff.model import Format, ModelHandle
-from tradeoff.runtimes import runtime_for
-from tradeoff.training import HiddenStateDistillation, fit
 from tradeoff.validation import validate
+
+# The order passes compose in: torch-side compression first, then export, then graph rewrites and quantization.
+STAGES = ("fuse", "prune", "lowrank", "qat", "cluster", "export", "graph", "quantize", "embedding")
+# What presets select by; "opt-in" passes are searched only where a task names them.
+TAGS = frozenset({"speed", "size", "retrains", "low-bit", "lossless", "export", "opt-in"})
+ENTRY_POINT_GROUP = "tradeoff.passes"
 
 
 class PassConfig(BaseModel):
-    """A pass's options: frozen, unknown keys rejected, every field with a default."""
+    """A pass's options: frozen, unknown keys rejected, every field with a default, versioned for old recipes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 1
 
 
 class FinetuneConfig(PassConfig):
@@ -36,72 +48,51 @@ class FinetuneConfig(PassConfig):
     lr: float = Field(default=1e-3, gt=0.0)
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a pass may use besides its input model; passes never reach for globals."""
-
-    data: DataBundle
-    seed: int = 0
-    threads: int = 1
-    teacher: ModelHandle | None = None
-    progress: Callable[[str], None] | None = None
-    metric: Metric | None = None  # the task's metric, for passes that check it while they work
-
-    def finetune(self, module: nn.Module, config: FinetuneConfig, after_step: Callable[[], None] | None = None,
-                 hidden_state_weight: float = 0.0) -> None:
-        """Recover accuracy on the training split; no-op for 0 epochs.
-
-        Early stopping watches a seeded tenth of the training split, never the validation split: the search
-        decides on validation, so a candidate must not have been tuned against it. A positive
-        `hidden_state_weight` adds the distance of every encoder layer's hidden states to the teacher's.
-        """
-        if not config.finetune_epochs:
-            return
-        train, holdout = self.data.train_holdout()
-        if not self.data.labelled:  # no labels (embeddings): learn the original model's outputs instead
-            train, holdout = self.with_teacher_targets(train), self.with_teacher_targets(holdout)
-        distillation: contextlib.AbstractContextManager[HiddenStateDistillation | None] = contextlib.nullcontext()
-        if hidden_state_weight > 0:
-            teacher = self._require_teacher("distilling hidden states").torch_module()
-            distillation = HiddenStateDistillation(module, teacher, hidden_state_weight)
-        with distillation as extra_loss:
-            fit(module, train, holdout, epochs=config.finetune_epochs, lr=config.lr,
-                patience=config.finetune_epochs, seed=self.seed, after_step=after_step, extra_loss=extra_loss)
-
-    def _require_teacher(self, purpose: str) -> ModelHandle:
-        if self.teacher is None:
-            raise ModelError(f"{purpose} needs the original model as teacher",
-                             "pass Context(teacher=the original model)")
-        return self.teacher
-
-    def teacher_outputs(self, split: Split, purpose: str) -> np.ndarray:
-        teacher = self._require_teacher(purpose)
-        return predict(runtime_for(teacher).load(teacher, self.threads), split).astype(np.float32)
-
-    def with_teacher_targets(self, split: Split) -> Split:
-        """The split with the teacher's outputs as regression targets: distillation through the same loop."""
-        return Split(split.x, self.teacher_outputs(split, "fine-tuning on unlabelled data"))
+C = TypeVar("C", bound=PassConfig)
 
 
-class Pass(ABC):
-    """Turns a model into a cheaper model. `apply` never mutates its input handle."""
+class Pass(ABC, Generic[C]):
+    """Turns a model into a cheaper model. `apply` checks the input, then calls `transform`; neither mutates it.
+
+    Subclasses name their config as the generic argument (`class MyPass(Pass[MyConfig])`) and `Config` follows.
+    """
 
     name: ClassVar[str]
-    Config: ClassVar[type[PassConfig]]
+    Config: ClassVar[type[PassConfig]] = PassConfig
+    stage: ClassVar[str]  # its slot in a recipe, one of STAGES
     accepts: ClassVar[frozenset[Format]]
+    produces: ClassVar[Format | None] = None  # the format of its output; None: the format it was given
+    tags: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[frozenset[str]] = frozenset()  # traits its input must have ("transformer")
+    refuses: ClassVar[frozenset[str]] = frozenset()  # traits its input must not have ("ort_fused")
+    provides: ClassVar[frozenset[str]] = frozenset()  # traits its output gains
     runs_only_on: ClassVar[str | None] = None  # the one runtime that can run what the pass makes, if only one
-    refuses_after: ClassVar[frozenset[str]] = frozenset()  # passes whose output it cannot take: never paired
+    space: ClassVar[Mapping[str, Distribution]] = {}  # config fields worth searching, and over what
 
-    def __init__(self, config: PassConfig | None = None) -> None:
-        self.config = config if config is not None else self.Config()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            config = next((a for a in get_args(base) if isinstance(a, type) and issubclass(a, PassConfig)), None)
+            if config is not None:
+                cls.Config = config
+
+    def __init__(self, config: C | None = None) -> None:
+        self.config: C = config if config is not None else cast(C, self.Config())
 
     @classmethod
     def available(cls) -> bool:
         """False where an optional package the pass needs is not installed; the search then leaves it out."""
         return True
 
+    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        if model.format not in self.accepts:
+            fix = "put export.onnx before it" if "onnx" in self.accepts else "put it before export.onnx"
+            raise ModelError(f"pass '{self.name}' cannot handle a {model.format} model", fix)
+        return self.transform(model, ctx)
+
     @abstractmethod
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle: ...
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        """The pass itself, on a model of a format it accepts."""
 
     def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
         """Rebuild the module structure this pass produced, so a saved state dict can be loaded into it.
@@ -114,28 +105,64 @@ class Pass(ABC):
     def step(self) -> dict[str, Any]:
         return {"pass": self.name, **self.config.model_dump(mode="json")}
 
-    def check_input(self, model: ModelHandle) -> None:
-        if model.format not in self.accepts:
-            fix = "put export.onnx before it" if "onnx" in self.accepts else "put it before export.onnx"
-            raise ModelError(f"pass '{self.name}' cannot handle a {model.format} model", fix)
 
-
-P = TypeVar("P", bound=type[Pass])
-_REGISTRY: dict[str, type[Pass]] = {}
+P = TypeVar("P", bound=type[Pass[Any]])
+_REGISTRY: dict[str, type[Pass[Any]]] = {}
+_discovered = False
 
 
 def register(cls: P) -> P:
-    if cls.name in _REGISTRY:
+    """Class decorator: make a pass known by its name, after checking the facts it declares."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise RuntimeError(f"pass '{cls.name}' registered twice")
+    if getattr(cls, "stage", None) not in STAGES:
+        raise RuntimeError(f"pass '{cls.name}' declares stage {getattr(cls, 'stage', None)!r}; "
+                           f"stages: {', '.join(STAGES)}")
+    if unknown := cls.tags - TAGS:
+        raise RuntimeError(f"pass '{cls.name}' declares unknown tags {sorted(unknown)}; "
+                           f"tags: {', '.join(sorted(TAGS))}")
+    if not_fields := set(cls.space) - set(cls.Config.model_fields):
+        raise RuntimeError(f"pass '{cls.name}' declares a search space for {sorted(not_fields)}, not config fields")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-def registered_passes() -> dict[str, type[Pass]]:
+def _discover() -> None:
+    """Import every module of this package, then every module the `tradeoff.passes` entry point group names:
+    each pass registers itself on import, so adding a pass is adding a file (or installing a package)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    package = importlib.import_module("tradeoff.passes")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"tradeoff.passes.{module.name}")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
+def load_plugins(modules: tuple[str, ...], search_dirs: tuple[Path, ...] = ()) -> None:
+    """Import the modules a task file's `search.plugins` names (found beside the task file too), registering the
+    passes they define."""
+    _discover()
+    for directory in search_dirs:
+        if modules and str(directory) not in sys.path:
+            sys.path.insert(0, str(directory))
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import plugin module '{name}': {exc}",
+                              "check search.plugins and that the module is on the import path") from None
+
+
+def registered_passes() -> dict[str, type[Pass[Any]]]:
+    _discover()
     return dict(sorted(_REGISTRY.items()))
 
 
-def get_pass(name: str) -> type[Pass]:
+def get_pass(name: str) -> type[Pass[Any]]:
+    _discover()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known passes: {', '.join(sorted(_REGISTRY))}"
@@ -143,11 +170,15 @@ def get_pass(name: str) -> type[Pass]:
     return _REGISTRY[name]
 
 
-def build_pass(step: dict[str, Any]) -> Pass:
+def build_pass(step: dict[str, Any]) -> Pass[Any]:
     """Instantiate a pass from a recipe step such as {'pass': 'quantize.static', 'calibration': 'entropy'}."""
     options = dict(step)
     name = options.pop("pass", None)
     if not isinstance(name, str):
         raise ConfigError(f"recipe step {step} has no 'pass' name", "write it as {pass: NAME, ...options}")
     cls = get_pass(name)
+    current = cls.Config.model_fields["version"].default
+    if options.get("version", current) != current:
+        raise ConfigError(f"recipe step for pass '{name}' has config version {options['version']}; this tradeoff "
+                          f"reads version {current}", "re-run the search, or install the tradeoff that wrote it")
     return cls(validate(cls.Config, options, f"pass '{name}'"))

@@ -16,6 +16,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 from torch.nn.utils import parametrize
 
+from tradeoff.distributions import Int
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
@@ -64,14 +65,15 @@ def _kmeans(weight: np.ndarray, clusters: int, keep_zeros: bool, seed: int) -> t
 
 
 @register
-class WeightClustering(Pass):
+class WeightClustering(Pass[ClusterConfig]):
     name = "cluster.weights"
-    Config = ClusterConfig
+    stage = "cluster"
+    tags = frozenset({"size", "retrains"})
     accepts = frozenset({"torch"})
+    space = {"bits": Int(3, 6)}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: ClusterConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         layers = {name: m for name, m in module.named_modules() if any(m is t for t, _ in prunable_weights(module))}
         if not layers or any(parametrize.is_parametrized(m, "weight") for m in layers.values()):
@@ -88,7 +90,7 @@ class WeightClustering(Pass):
                 for codebook in codebooks:
                     codebook[0] = 0.0
 
-        ctx.finetune(module, config, after_step=pin_zero_centroid if config.keep_zeros else None)
+        ctx.trainer.finetune(module, ctx, config, after_step=pin_zero_centroid if config.keep_zeros else None)
         state = {name: 2**config.bits for name in layers}
         return model.with_module(module, structure_step=self.step(), structure_state={"layers": state})
 

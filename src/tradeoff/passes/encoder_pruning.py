@@ -8,7 +8,7 @@ refit see the errors of the layers before it and absorb them.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -35,8 +35,13 @@ class PerLayerPruningConfig(TransformerPruningConfig):
     reconstruct: bool = True  # refit each layer's cut projection by least squares on real tokens
 
 
-class PerLayerPruning(Pass):
+PC = TypeVar("PC", bound=PerLayerPruningConfig)
+
+
+class PerLayerPruning(Pass[PC]):
+    tags = frozenset({"speed", "size", "retrains"})
     accepts = frozenset({"torch"})
+    requires = frozenset({"transformer"})
 
     @abstractmethod
     def prune_layer(self, module: nn.Module, layer: nn.Module, samples: np.ndarray) -> int:
@@ -46,14 +51,13 @@ class PerLayerPruning(Pass):
     def shape_layer(self, layer: nn.Module, count: int) -> None:
         """Give `layer` the shapes of one that keeps `count` units, so a saved state dict loads into it."""
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: PerLayerPruningConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         samples = ctx.data.calibration()[: config.calibration_texts]
         kept = {str(index): self.prune_layer(module, layer, samples)
                 for index, layer in enumerate(require_encoder_layers(module, self.name))}
-        ctx.finetune(module, config, hidden_state_weight=config.hidden_state_weight)
+        ctx.trainer.finetune(module, ctx, config, hidden_state_weight=config.hidden_state_weight)
         return model.with_module(module, structure_step=self.step(), structure_state={"kept": kept})
 
     def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:

@@ -52,14 +52,15 @@ def _export(module: torch.nn.Module, sample: np.ndarray, opset: int | None) -> o
 
 
 @register
-class OnnxExport(Pass):
+class OnnxExport(Pass[ExportConfig]):
     name = "export.onnx"
-    Config = ExportConfig
+    stage = "export"
+    tags = frozenset({"export"})
     accepts = frozenset({"torch"})
+    produces = "onnx"
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: ExportConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         inputs = ctx.data.val.x[: config.verify_samples]
         try:

@@ -21,18 +21,18 @@ def _batchnorms(module: nn.Module) -> int:
 
 
 @register
-class BatchNormFolding(Pass):
+class BatchNormFolding(Pass[FuseConfig]):
     """Uses torch.fx's fuser, which folds the Conv/BN and Linear/BN pairs a symbolic trace finds.
 
     A model without such pairs comes back unchanged; a model fx cannot trace is refused by name.
     """
 
     name = "fuse.batchnorm"
-    Config = FuseConfig
+    stage = "fuse"
+    tags = frozenset({"speed", "lossless", "opt-in"})
     accepts = frozenset({"torch"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         module = model.torch_module()
         if _batchnorms(module) == 0:
             return model

@@ -40,14 +40,16 @@ def _optimizer_family(model_type: str) -> str:
 
 
 @register
-class TransformerFusion(Pass):
+class TransformerFusion(Pass[TransformerFusionConfig]):
     name = "fuse.transformer"
-    Config = TransformerFusionConfig
+    stage = "graph"
+    tags = frozenset({"speed", "lossless"})
     accepts = frozenset({"onnx"})
+    provides = frozenset({"ort_fused"})
+    requires = frozenset({"transformer"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: TransformerFusionConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         graph = model.onnx_model()
         facts = transformer_facts(graph)
         if "num_heads" not in facts:

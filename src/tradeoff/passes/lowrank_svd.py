@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tradeoff.distributions import Float
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
@@ -63,14 +64,15 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 
 @register
-class LowRankFactorization(Pass):
+class LowRankFactorization(Pass[LowRankConfig]):
     name = "lowrank.svd"
-    Config = LowRankConfig
+    stage = "lowrank"
+    tags = frozenset({"speed", "size", "retrains", "opt-in"})
     accepts = frozenset({"torch"})
+    space = {"energy": Float(0.6, 0.99)}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: LowRankConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         ranks: dict[str, int] = {}
         for name, layer in list(module.named_modules()):
@@ -95,7 +97,7 @@ class LowRankFactorization(Pass):
         if not ranks:
             raise ModelError(f"lowrank.svd found no Linear or 1x1 Conv layer of at least {config.min_features} "
                              "features that factoring would shrink", "lower min_features or energy")
-        ctx.finetune(module, config)
+        ctx.trainer.finetune(module, ctx, config)
         return model.with_module(module, structure_step=self.step(), structure_state={"ranks": ranks})
 
     def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tradeoff.distributions import Float
 from tradeoff.encoder_structure import (
     EXPANSION,
     PROJECTION,
@@ -54,12 +55,13 @@ def _keep(layer: nn.Module, neurons: torch.Tensor | int) -> None:
 
 
 @register
-class FfnPruning(PerLayerPruning):
+class FfnPruning(PerLayerPruning[FfnPruningConfig]):
     name = "prune.ffn"
-    Config = FfnPruningConfig
+    stage = "prune"
+    space = {"amount": Float(0.2, 0.7)}
 
     def prune_layer(self, module: nn.Module, layer: nn.Module, samples: np.ndarray) -> int:
-        config: FfnPruningConfig = self.config  # type: ignore[assignment]
+        config = self.config
         expand, project = linear(layer, EXPANSION), linear(layer, PROJECTION)
         activations = projection_inputs(module, project, samples) \
             if config.importance == "activation" or config.reconstruct else None

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tradeoff.distributions import Float
 from tradeoff.encoder_structure import (
     ATTENTION_OUTPUT,
     QUERY_KEY_VALUE,
@@ -62,12 +63,13 @@ def _shrink(layer: nn.Module, keep: torch.Tensor | int, size: int) -> None:
 
 
 @register
-class HeadPruning(PerLayerPruning):
+class HeadPruning(PerLayerPruning[HeadPruningConfig]):
     name = "prune.heads"
-    Config = HeadPruningConfig
+    stage = "prune"
+    space = {"amount": Float(0.2, 0.7)}
 
     def prune_layer(self, module: nn.Module, layer: nn.Module, samples: np.ndarray) -> int:
-        config: HeadPruningConfig = self.config  # type: ignore[assignment]
+        config = self.config
         heads, size = attention_heads(layer)
         project = linear(layer, ATTENTION_OUTPUT)
         context = projection_inputs(module, project, samples)

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tradeoff.distributions import Float
 from tradeoff.encoder_structure import SOURCE_LAYER, layer_output, real_tokens, require_encoder_layers, source_layers
 from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_tensors
@@ -69,14 +70,16 @@ def _keep_layers(module: nn.Module, layers: nn.ModuleList, keep: list[int]) -> N
 
 
 @register
-class LayerDropping(Pass):
+class LayerDropping(Pass[LayerDroppingConfig]):
     name = "prune.layers"
-    Config = LayerDroppingConfig
+    stage = "prune"
+    tags = frozenset({"speed", "size", "retrains"})
     accepts = frozenset({"torch"})
+    requires = frozenset({"transformer"})
+    space = {"amount": Float(0.2, 0.7)}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: LayerDroppingConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         layers = require_encoder_layers(module, self.name)
         samples = ctx.data.calibration()[: config.calibration_texts]
@@ -86,7 +89,7 @@ class LayerDropping(Pass):
             weakest = int(torch.argmin(block_influence(module, layers, samples)))
             _keep_layers(module, layers, [i for i in range(len(layers)) if i != weakest])
             del positions[weakest]
-        ctx.finetune(module, config, hidden_state_weight=config.hidden_state_weight)
+        ctx.trainer.finetune(module, ctx, config, hidden_state_weight=config.hidden_state_weight)
         return model.with_module(module, structure_step=self.step(), structure_state={"kept": positions})
 
     def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:

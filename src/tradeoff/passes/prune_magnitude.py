@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
+from tradeoff.distributions import Choice, Float
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
@@ -47,14 +48,15 @@ def _prune_to(targets: list[tuple[nn.Module, str]], previous: float, target: flo
 
 
 @register
-class MagnitudePruning(Pass):
+class MagnitudePruning(Pass[MagnitudeConfig]):
     name = "prune.magnitude"
-    Config = MagnitudeConfig
+    stage = "prune"
+    tags = frozenset({"size", "retrains"})
     accepts = frozenset({"torch"})
+    space = {"sparsity": Float(0.5, 0.98), "schedule": Choice(("one_shot", "gradual"))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: MagnitudeConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         targets = prunable_weights(module)
         if not targets:
@@ -65,7 +67,7 @@ class MagnitudePruning(Pass):
         for level in levels:
             _prune_to(targets, previous, level, config.scope)
             previous = level
-            ctx.finetune(module, config)
+            ctx.trainer.finetune(module, ctx, config)
         for layer, name in targets:
             prune.remove(layer, name)
         return model.with_module(module)

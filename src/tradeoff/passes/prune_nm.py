@@ -41,14 +41,14 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 @register
-class NMPruning(Pass):
+class NMPruning(Pass[NMConfig]):
     name = "prune.nm"
-    Config = NMConfig
+    stage = "prune"
+    tags = frozenset({"size", "retrains", "opt-in"})
     accepts = frozenset({"torch"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: NMConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         # Layers whose input size is not a multiple of m stay dense; the report's per-layer sparsity shows them.
         targets = [(layer, attr) for layer, attr in prunable_weights(module)
@@ -58,7 +58,7 @@ class NMPruning(Pass):
                              "choose an m that divides the layers' input sizes")
         for layer, attr in targets:
             prune.custom_from_mask(layer, attr, nm_mask(_weight(layer), config.n, config.m))
-        ctx.finetune(module, config)
+        ctx.trainer.finetune(module, ctx, config)
         for layer, attr in targets:
             prune.remove(layer, attr)
         return model.with_module(module)

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from tradeoff.data import Split
+from tradeoff.distributions import Choice, Float
 from tradeoff.errors import ModelError
 from tradeoff.inputs import as_tensors
 from tradeoff.model import ModelHandle
@@ -104,14 +105,15 @@ def _accumulate_gradients(module: nn.Module, train: Split, seed: int) -> None:
 
 
 @register
-class StructuredPruning(Pass):
+class StructuredPruning(Pass[StructuredConfig]):
     name = "prune.structured"
-    Config = StructuredConfig
+    stage = "prune"
+    tags = frozenset({"speed", "size", "retrains"})
     accepts = frozenset({"torch"})
+    space = {"amount": Float(0.2, 0.7), "criterion": Choice(("l1", "l2", "taylor"))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: StructuredConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         if config.criterion == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                       for m in module.modules()):
@@ -135,7 +137,7 @@ class StructuredPruning(Pass):
             if pruned_shape != output_shape:
                 raise ModelError(f"structured pruning changed the output shape from {tuple(output_shape)} to "
                                  f"{tuple(pruned_shape)}", "report this model: its output layer was not detected")
-            ctx.finetune(module, config)  # after each step
+            ctx.trainer.finetune(module, ctx, config)  # after each step
         removed = [[name, bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.pruning_history()]
         state = {"sample_shape": list(ctx.data.sample_shape), "removed": removed}
         return model.with_module(module, structure_step=self.step(), structure_state=state)

@@ -30,19 +30,19 @@ def cpu_has_bf16() -> bool:
 
 
 @register
-class Bf16Precision(Pass):
+class Bf16Precision(Pass[PassConfig]):
     name = "quantize.bf16"
-    Config = PassConfig
+    stage = "quantize"
+    tags = frozenset({"speed"})
     accepts = frozenset({"onnx"})
     runs_only_on = "openvino"
-    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
+    refuses = frozenset({"ort_fused"})  # fused operators are ONNX Runtime's own
 
     @classmethod
     def available(cls) -> bool:
         return cpu_has_bf16()
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         graph = model.onnx_model()
         if has_ort_fused_operators(graph):
             raise ModelError("quantize.bf16 runs on OpenVINO, which cannot load ONNX Runtime's fused operators",

@@ -14,6 +14,7 @@ from onnxruntime.quantization.registry import IntegerOpsRegistry
 from pydantic import field_validator
 from torch import nn
 
+from tradeoff.distributions import Choice
 from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.ort_quantizer import known_operators, prepared, quiet_quantizer
@@ -45,14 +46,15 @@ def quantize_torch_dynamic(module: nn.Module, per_channel: bool) -> nn.Module:
 
 
 @register
-class DynamicQuantization(Pass):
+class DynamicQuantization(Pass[DynamicConfig]):
     name = "quantize.dynamic"
-    Config = DynamicConfig
+    stage = "quantize"
+    tags = frozenset({"speed", "size"})
     accepts = frozenset({"torch", "onnx"})
+    space = {"per_channel": Choice((False, True))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: DynamicConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         if model.format == "torch":
             return model.with_module(self.restructure(model.torch_module(), {}), structure_step=self.step())
         weight_type = QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8
@@ -65,4 +67,4 @@ class DynamicQuantization(Pass):
             return model.with_onnx(output.read_bytes())
 
     def restructure(self, module: nn.Module, state: dict[str, object]) -> nn.Module:
-        return quantize_torch_dynamic(module, self.config.per_channel)  # type: ignore[attr-defined]
+        return quantize_torch_dynamic(module, self.config.per_channel)

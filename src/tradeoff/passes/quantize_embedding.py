@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnxruntime.quantization.onnx_model import ONNXModel
 
+from tradeoff.distributions import Choice
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -98,15 +99,17 @@ def pack_int4(values: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarr
 
 
 @register
-class EmbeddingQuantization(Pass):
+class EmbeddingQuantization(Pass[EmbeddingConfig]):
     name = "quantize.embedding"
-    Config = EmbeddingConfig
+    stage = "embedding"
+    tags = frozenset({"size", "low-bit"})
     accepts = frozenset({"onnx"})
-    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
+    requires = frozenset({"transformer"})
+    refuses = frozenset({"ort_fused"})  # fused operators are ONNX Runtime's own
+    space = {"block_size": Choice((32, 64))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        block_size = self.config.block_size  # type: ignore[attr-defined]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        block_size = self.config.block_size
         onnx_model = ONNXModel(model.onnx_model())
         graph = onnx_model.graph()
         tables = [t for t in token_tables(onnx_model) if t.values.shape[1] % block_size == 0]

@@ -14,13 +14,13 @@ class Fp16Config(PassConfig):
 
 
 @register
-class Fp16Conversion(Pass):
+class Fp16Conversion(Pass[Fp16Config]):
     name = "quantize.fp16"
-    Config = Fp16Config
+    stage = "quantize"
+    tags = frozenset({"size"})
     accepts = frozenset({"onnx"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        converted = OnnxModel(convert_float_to_float16(model.onnx_model(), keep_io_types=self.config.keep_io_types))  # type: ignore[attr-defined]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        converted = OnnxModel(convert_float_to_float16(model.onnx_model(), keep_io_types=self.config.keep_io_types))
         converted.topological_sort()  # the converter appends its input casts last; the ONNX spec wants them first
         return model.with_onnx(converted.model)

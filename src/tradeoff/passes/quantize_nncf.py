@@ -47,19 +47,19 @@ class NncfConfig(PassConfig):
 
 
 @register
-class NncfQuantization(Pass):
+class NncfQuantization(Pass[NncfConfig]):
     name = "quantize.nncf"
-    Config = NncfConfig
+    stage = "quantize"
+    tags = frozenset({"speed", "size"})
     accepts = frozenset({"onnx"})
-    refuses_after = frozenset({"fuse.transformer"})  # fused operators are ONNX Runtime's own
+    refuses = frozenset({"ort_fused"})  # fused operators are ONNX Runtime's own
 
     @classmethod
     def available(cls) -> bool:
         return importlib.util.find_spec("nncf") is not None
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: NncfConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         if not self.available():
             raise ModelError("quantize.nncf needs the nncf package", "pip install 'tradeoff[openvino]'")
         graph = model.onnx_model()
@@ -101,7 +101,7 @@ def _holdout_check(ctx: Context) -> tuple[Split, Callable[[onnx.ModelProto, Iter
         raise ModelError("quantize.nncf with max_drop needs the task's metric", "pass Context(metric=...)")
     metric = ctx.metric
     holdout = ctx.data.train_holdout()[1]
-    reference = ctx.teacher_outputs(holdout, "quantize.nncf with max_drop")
+    reference = ctx.trainer.teacher_outputs(ctx, holdout, "quantize.nncf with max_drop")
     loaded: dict[int, InferenceFn] = {}  # NNCF asks about one graph many times, one row at a time
 
     def validate(graph: onnx.ModelProto, rows: Iterable[int]) -> tuple[float, list[float]]:

@@ -66,14 +66,14 @@ class _ActivationRange:
 
 
 @register
-class QuantizationAwareTraining(Pass):
+class QuantizationAwareTraining(Pass[QATConfig]):
     name = "quantize.qat"
-    Config = QATConfig
+    stage = "qat"
+    tags = frozenset({"retrains", "opt-in"})
     accepts = frozenset({"torch"})
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: QATConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         module = model.torch_module()
         layers = [layer for layer, _ in prunable_weights(module)]
         if not layers or any(parametrize.is_parametrized(layer) for layer in layers):
@@ -84,7 +84,7 @@ class QuantizationAwareTraining(Pass):
         hooks = [layer.register_forward_pre_hook(_ActivationRange(config.momentum)) for layer in layers
                  if config.activations]
         try:
-            ctx.finetune(module, config)
+            ctx.trainer.finetune(module, ctx, config)
         finally:
             for hook in hooks:
                 hook.remove()

@@ -11,6 +11,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.registry import QDQRegistry
 from pydantic import field_validator
 
+from tradeoff.distributions import Choice
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -44,14 +45,15 @@ class _Batches(CalibrationDataReader):
 
 
 @register
-class StaticQuantization(Pass):
+class StaticQuantization(Pass[StaticConfig]):
     name = "quantize.static"
-    Config = StaticConfig
+    stage = "quantize"
+    tags = frozenset({"speed", "size"})
     accepts = frozenset({"onnx"})
+    space = {"per_channel": Choice((False, True)), "calibration": Choice(("minmax", "entropy", "percentile"))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: StaticConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         graph = model.onnx_model()
         batches = _Batches([i.name for i in graph.graph.input], ctx.data.calibration(), config.batch_size)
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():

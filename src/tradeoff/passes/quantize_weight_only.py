@@ -16,6 +16,7 @@ from typing import Literal
 from onnxruntime.quantization.onnx_model import ONNXModel
 from pydantic import Field, model_validator
 
+from tradeoff.distributions import Choice
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
@@ -62,14 +63,15 @@ def _nbits() -> ModuleType:
 
 
 @register
-class WeightOnlyQuantization(Pass):
+class WeightOnlyQuantization(Pass[WeightOnlyConfig]):
     name = "quantize.weight_only"
-    Config = WeightOnlyConfig
+    stage = "quantize"
+    tags = frozenset({"size", "low-bit"})
     accepts = frozenset({"onnx"})
+    space = {"bits": Choice((4, 8))}
 
-    def apply(self, model: ModelHandle, ctx: Context) -> ModelHandle:
-        self.check_input(model)
-        config: WeightOnlyConfig = self.config  # type: ignore[assignment]
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
         nbits = _nbits()
         if config.algorithm == "hqq":
             algo = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits)

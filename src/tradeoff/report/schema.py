@@ -76,13 +76,16 @@ class Violation(_Frozen):
     missed_by: float
 
 
+TrialState = Literal["complete", "pruned", "failed", "duplicate", "skipped", "interrupted"]
+
+
 class Trial(_Frozen):
     """A trial of the search, measured on the validation split (latency absent when pruned before timing)."""
 
     number: int
     recipe: dict[str, Any]
     passes: list[str]
-    state: Literal["complete", "pruned", "failed", "duplicate", "skipped"]
+    state: TrialState
     note: str | None = None
     metric: float | None = None
     metric_drop: float | None = None

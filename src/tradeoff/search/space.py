@@ -1,72 +1,57 @@
-"""Recipe spaces: ordered slots of candidate passes plus `slot__field` distributions.
+"""Recipe spaces: ordered slots of candidate passes plus `slot__field` distributions, all derived from the registry.
 
 A parameter is sampled exactly when the pass chosen for its slot has a config field of that name; no other
 rule decides whether something is searched. The flat dict of a trial's params is the recipe's address. The
 empty recipe is never a candidate: it is the baseline, measured apart.
+
+Slots are the stages passes declare, in STAGES order; which passes can follow one another is decided by the
+formats and traits they declare. A space also brings its strategy: the points worth measuring before the sampler
+explores (each quantization pass alone) and after them (the best one with one more step).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 
-from tradeoff.model import Format
-from tradeoff.passes import get_pass
+from tradeoff.context import Context
+from tradeoff.distributions import Choice, Distribution, Float, Int
+from tradeoff.errors import ConfigError
+from tradeoff.model import ModelHandle
+from tradeoff.passes import STAGES, TAGS, Pass, build_pass, get_pass, registered_passes
 from tradeoff.recipe import Recipe
+from tradeoff.search.record import TrialRecord
 
 NONE = "none"
+FORMATS = frozenset({"torch", "onnx"})
+PREFIX_CACHE = 8  # built recipe prefixes kept in memory
+SEEDED_STAGE = "quantize"  # measured pass by pass first: cheap, interpretable, and what most recipes end with
 
 
 @dataclass(frozen=True)
-class Choice:
-    values: tuple[Any, ...]
+class RecipeSpace:
+    """Recipes for a model with traits `start` (its format, and "transformer" for one)."""
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_categorical(name, list(self.values))
-
-
-@dataclass(frozen=True)
-class Float:
-    low: float
-    high: float
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class Int:
-    low: int
-    high: int
-    log: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_int(name, self.low, self.high, log=self.log)
-
-
-Distribution = Choice | Float | Int
-
-
-@dataclass(frozen=True)
-class Space:
     slots: dict[str, tuple[str, ...]]
+    start: frozenset[str]
     params: dict[str, Distribution] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
+    _built: OrderedDict[str, ModelHandle] = field(default_factory=OrderedDict, init=False, compare=False, repr=False)
 
     @property
     def passes(self) -> set[str]:
         return {p for passes in self.slots.values() for p in passes}
 
-    def sample(self, trial: optuna.Trial, start: Format) -> Recipe | None:
+    def sample(self, trial: optuna.Trial) -> Recipe | None:
         """The recipe a trial's suggestions spell; None when it is empty or its passes cannot follow one another."""
-        return self._recipe(lambda name, distribution: distribution.suggest(trial, name), start)
+        return self._recipe(lambda name, distribution: distribution.suggest(trial, name))
 
-    def grid(self, start: Format) -> list[dict[str, Any]] | None:
+    def grid(self) -> list[dict[str, Any]] | None:
         """Every valid point of a finite space as trial params; None when a parameter is continuous."""
         active = {k for slot in self.slots for chosen in self.slots[slot] for k in self._keys(slot, chosen)}
         if not all(isinstance(self.params[k], Choice) for k in active):
@@ -78,28 +63,59 @@ class Space:
                       for point in points for chosen in choices
                       for keys in [self._keys(slot, chosen)]
                       for values in itertools.product(*(self.params[k].values for k in keys))]  # type: ignore[union-attr]
-        return [p for p in points if self.recipe_at(p, start) is not None]
+        return [p for p in points if self.at(p) is not None]
 
-    def recipe_at(self, params: dict[str, Any], start: Format) -> Recipe | None:
-        return self._recipe(lambda name, _: params[name], start)
+    def at(self, params: Mapping[str, Any]) -> Recipe | None:
+        return self._recipe(lambda name, _: params[name])
 
-    def single_pass_points(self, slot: str, start: Format) -> list[dict[str, Any]]:
-        """Trial params for each pass of `slot` alone, with and without export and graph fusion where those can
-        run: the cheap, interpretable candidates a search should measure before it explores compositions.
-        Their options are left to the sampler."""
-        companions = [[(other, choice) for choice in self._choices(other)] for other in ("export", "graph")
-                      if other in self.slots and len(self._choices(other)) > 1]
+    def build(self, recipe: Recipe, ctx: Context) -> ModelHandle:
+        """Apply `recipe` to `ctx.teacher`, reusing the results of shared prefixes (an export costs seconds and
+        many trials share it)."""
+        if ctx.teacher is None:
+            raise ValueError("a recipe space builds from ctx.teacher, the model the search starts from")
+        model = ctx.teacher
+        for depth in range(1, len(recipe.steps) + 1):
+            key = Recipe(steps=recipe.steps[:depth]).key()
+            if key in self._built:
+                self._built.move_to_end(key)
+            else:
+                self._built[key] = build_pass(recipe.steps[depth - 1]).apply(model, ctx)
+                if len(self._built) > PREFIX_CACHE:
+                    self._built.popitem(last=False)
+            model = self._built[key]
+        return recipe.on_its_runtime(model)
+
+    def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
+        """Points (with the strategy that chose them) to measure before the sampler's next suggestion: each pass of
+        the seeded stage alone, first; then, once, the best feasible seed with one more step after it (an embedding
+        table in 4 bits after int8, say): TPE alone rarely lands on a two-pass recipe in a short search."""
+        records = list(finished)
+        if not records:
+            return [(point, "seed") for point in self.single_pass_points(SEEDED_STAGE)]
+        if any(r.strategy == "extension" for r in records):
+            return []
+        feasible = [r for r in records if r.state == "complete" and r.feasible and r.strategy == "seed"]
+        if not feasible:
+            return []
+        best = min(feasible, key=lambda r: r.objectives or ())
+        return [(point, "extension") for point in self.extensions(best.params)]
+
+    def single_pass_points(self, slot: str) -> list[dict[str, Any]]:
+        """Trial params for each pass of `slot` alone, with and without the lossless stages (export, graph fusion)
+        where those can run. Their options are left to the sampler."""
+        companions = [[(other, choice) for choice in self._choices(other)] for other in self._lossless_slots()
+                      if len(self._choices(other)) > 1]
         points = []
         for chosen in self.slots.get(slot, ()):
             for extra in itertools.product(*companions):
                 point = {other: chosen if other == slot else NONE
                          for other in self.slots if len(self._choices(other)) > 1}
                 point.update(dict(extra))
-                if self.recipe_at({**point, **self._defaults(slot, chosen)}, start) is not None:
+                if self.at({**point, **self._defaults(slot, chosen)}) is not None:
                     points.append(point)
         return points
 
-    def extensions(self, params: dict[str, Any], start: Format) -> list[dict[str, Any]]:
+    def extensions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """`params` with one more pass in a slot after its last chosen one: the next steps worth trying on a
         recipe that already did well (the new pass's options are left to the sampler)."""
         slots = list(self.slots)
@@ -108,9 +124,14 @@ class Space:
         for slot in slots[last + 1:]:
             for name in self.slots[slot] if len(self._choices(slot)) > 1 else ():
                 point = {**params, slot: name}
-                if self.recipe_at({**point, **self._defaults(slot, name)}, start) is not None:
+                if self.at({**point, **self._defaults(slot, name)}) is not None:
                     points.append(point)
         return points
+
+    def _lossless_slots(self) -> list[str]:
+        """Slots whose every pass changes no output (export, graph fusion): free companions of any other step."""
+        return [slot for slot, passes in self.slots.items()
+                if all(get_pass(p).tags & {"export", "lossless"} for p in passes)]
 
     def _defaults(self, slot: str, chosen: str) -> dict[str, Any]:
         fields = get_pass(chosen).Config.model_fields
@@ -126,7 +147,7 @@ class Space:
         fields = get_pass(chosen).Config.model_fields
         return [k for k in self.params if k.partition("__")[0] == slot and k.partition("__")[2] in fields]
 
-    def _recipe(self, value: Callable[[str, Distribution], Any], start: Format) -> Recipe | None:
+    def _recipe(self, value: Callable[[str, Distribution], Any]) -> Recipe | None:
         steps: list[dict[str, Any]] = []
         for slot in self.slots:
             choices = self._choices(slot)
@@ -134,62 +155,77 @@ class Space:
             if chosen != NONE:
                 steps.append({"pass": chosen, **{k.partition("__")[2]: value(k, self.params[k])
                                                  for k in self._keys(slot, chosen)}})
-        return Recipe(steps=tuple(steps)) if steps and _compatible(steps, start) else None
+        return Recipe(steps=tuple(steps)) if steps and compatible([get_pass(s["pass"]) for s in steps],
+                                                                  self.start) else None
 
 
-def _compatible(steps: list[dict[str, Any]], start: Format) -> bool:
-    current, earlier = start, set[str]()
-    for step in steps:
-        kind = get_pass(step["pass"])
-        if current not in kind.accepts or kind.refuses_after & earlier:
+def compatible(passes: list[type[Pass[Any]]], start: frozenset[str]) -> bool:
+    """Whether each pass can take what the ones before it made, by the formats and traits they declare."""
+    traits = set(start)
+    for kind in passes:
+        if not (traits & kind.accepts) or kind.refuses & traits or not kind.requires <= traits:
             return False
-        earlier.add(step["pass"])
-        if step["pass"] == "export.onnx":
-            current = "onnx"
+        traits |= kind.provides
+        if kind.produces is not None:
+            traits = (traits - FORMATS) | {kind.produces}
     return True
 
 
-# The order passes compose in: torch-side compression first, then export, then quantization.
-DEFAULT_SLOTS: dict[str, tuple[str, ...]] = {
-    "fuse": ("fuse.batchnorm",),
-    "prune": ("prune.magnitude", "prune.structured", "prune.nm", "prune.ffn", "prune.heads", "prune.layers"),
-    "lowrank": ("lowrank.svd",),
-    "qat": ("quantize.qat",),
-    "cluster": ("cluster.weights",),
-    "export": ("export.onnx",),
-    "graph": ("fuse.transformer",),
-    "quantize": ("quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16", "quantize.bf16",
-                 "quantize.weight_only"),
-    "embedding": ("quantize.embedding",),
-}
-TRANSFORMER_ONLY = frozenset({"fuse.transformer", "prune.ffn", "prune.heads", "prune.layers", "quantize.embedding"})
-DEFAULT_PARAMS: dict[str, Distribution] = {
-    "prune__sparsity": Float(0.5, 0.98),
-    "prune__schedule": Choice(("one_shot", "gradual")),
-    "prune__amount": Float(0.2, 0.7),
-    "prune__criterion": Choice(("l1", "l2", "taylor")),
-    "lowrank__energy": Float(0.6, 0.99),
-    "cluster__bits": Int(3, 6),
-    "quantize__per_channel": Choice((False, True)),
-    "quantize__calibration": Choice(("minmax", "entropy", "percentile")),
-    "quantize__bits": Choice((4, 8)),
-    "embedding__block_size": Choice((32, 64)),  # 128 saves 0.4 MB more on MiniLM but costs min cosine 0.99 -> 0.97
-}
+def select_passes(names: tuple[str, ...] | None, tags: tuple[str, ...], exclude_tags: tuple[str, ...]) -> list[str]:
+    """The pass menu: the passes named, or else those with one of `tags` and none of `exclude_tags`."""
+    if names is not None:
+        return [get_pass(name).name for name in names]  # unknown names fail here, with the closest one
+    if unknown := (set(tags) | set(exclude_tags)) - TAGS:
+        raise ConfigError(f"unknown pass tags {sorted(unknown)} in search", f"tags: {', '.join(sorted(TAGS))}")
+    return [name for name, kind in registered_passes().items()
+            if kind.tags & set(tags) and not kind.tags & set(exclude_tags)]
 
 
-def default_space(menu: tuple[str, ...], target: str, start: Format, transformer: bool = False) -> Space:
-    """The default space restricted to the task's pass menu, runtime target and kind of model."""
-    allowed = {get_pass(name).name for name in menu if get_pass(name).available()}  # unknown names fail here
-    if not transformer:
-        allowed -= TRANSFORMER_ONLY
-    allowed = {p for p in allowed if get_pass(p).runs_only_on in (None, target) or target == "auto"}
+def _distribution(name: str, raw: Any) -> Distribution:
+    """A task file's range: {low, high[, log]} (ints give an Int), a list of choices, or one fixed value."""
+    if isinstance(raw, Mapping):
+        if set(raw) - {"low", "high", "log"} or not {"low", "high"} <= set(raw):
+            raise ConfigError(f"search.space.{name} must be {{low, high}} (optionally log: true), a list of "
+                              f"choices or one value, got {dict(raw)}")
+        low, high, log = raw["low"], raw["high"], bool(raw.get("log", False))
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low > high:
+            raise ConfigError(f"search.space.{name} needs numbers with low <= high, got {low} and {high}")
+        return Int(low, high, log) if isinstance(low, int) and isinstance(high, int) else Float(low, high, log)
+    if isinstance(raw, list | tuple):
+        if not raw:
+            raise ConfigError(f"search.space.{name} lists no choices", "give at least one value")
+        return Choice(tuple(raw))
+    return Choice((raw,))
+
+
+def default_space(menu: list[str], target: str, start: frozenset[str],
+                  user_space: Mapping[str, Any] | None = None) -> RecipeSpace:
+    """The space of the menu's passes that suit the runtime target and the model (by the traits it starts with),
+    with each pass's declared ranges, overridden by the task's own `search.space`."""
     torch_target = target in ("torch", "torch.cuda", "torch.compile")
-    if torch_target or start == "onnx":
-        allowed.discard("export.onnx")
-    if torch_target:
-        allowed = {p for p in allowed if "torch" in get_pass(p).accepts}
-    slots = {slot: tuple(p for p in passes if p in allowed) for slot, passes in DEFAULT_SLOTS.items()}
-    slots = {slot: passes for slot, passes in slots.items() if passes}
+    allowed = {get_pass(name) for name in menu if get_pass(name).available()}
+    allowed = {kind for kind in allowed if kind.requires <= start
+               and (kind.runs_only_on in (None, target) or target == "auto")
+               and not (kind.produces is not None and (torch_target or kind.produces in start))
+               and not (torch_target and "torch" not in kind.accepts)}
+    slots = {stage: tuple(sorted(kind.name for kind in allowed if kind.stage == stage)) for stage in STAGES}
+    slots = {stage: passes for stage, passes in slots.items() if passes}
+    params: dict[str, Distribution] = {}
+    for stage, names in slots.items():
+        for name in names:
+            for option, distribution in get_pass(name).space.items():
+                key = f"{stage}__{option}"
+                if params.setdefault(key, distribution) != distribution:
+                    raise RuntimeError(f"passes of stage '{stage}' declare different ranges for '{option}'")
+    for key, raw in (user_space or {}).items():
+        stage, _, option = key.partition("__")
+        if not any(option in get_pass(p).Config.model_fields and option != "version" for p in slots.get(stage, ())):
+            known = sorted({f"{s}__{f}" for s, names in slots.items() for p in names
+                            for f in get_pass(p).Config.model_fields if f != "version"})
+            raise ConfigError(f"search.space names '{key}', which no pass in this search has",
+                              f"names that exist: {', '.join(known)}")
+        params[key] = _distribution(key, raw)
     onnx_target = target in ("onnxruntime", "openvino")
-    required = frozenset({"export"} if onnx_target and start == "torch" and "export" in slots else ())
-    return Space(slots=slots, params=DEFAULT_PARAMS, required=required)
+    required = frozenset(stage for stage, names in slots.items()
+                         if onnx_target and "torch" in start and all(get_pass(p).produces == "onnx" for p in names))
+    return RecipeSpace(slots=slots, start=start, params=params, required=required)

@@ -1,211 +1,238 @@
-"""The Optuna study: each trial samples a recipe, builds it, measures it on validation, reports objectives.
+"""The Optuna study: each trial samples a candidate from a space, builds it, measures it, reports objectives.
 
-Everything a report needs is stored in the trial's user attributes, so a killed run resumes from its
-storage and the report is rebuilt from it with no trial lost or repeated.
+The loop knows candidates only through the CandidateSpace protocol and trial results only as TrialRecords, so
+a space of recipes, of training hyperparameters or of architectures runs through the same code. Everything a
+report needs is in the storage: a killed run resumes from it with no finished trial lost or repeated, and
+several workers share one study through an RDB storage, where heartbeats tell a dead worker's trial (retried)
+from a live one's (left alone).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from tradeoff.config import Settings
+from tradeoff.context import Context
 from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.evaluation import Evaluator, Measurement
-from tradeoff.model import Format, ModelHandle
-from tradeoff.passes import Context, build_pass
-from tradeoff.recipe import Recipe
-from tradeoff.search.constraints import violations
-from tradeoff.search.pareto import minimized, pick_best
-from tradeoff.search.space import Space
+from tradeoff.measure import Latency
+from tradeoff.model import ModelHandle
+from tradeoff.objectives import CONSTRAINTS, minimized, violations
+from tradeoff.search.record import State, TrialRecord, mark_candidate, queue, records, write_result
 
-# Consecutive samples that yield no new recipe before the space counts as exhausted.
+# Consecutive samples that yield no new candidate before the space counts as exhausted.
 EXHAUSTED_AFTER = 40
 
 
-class RecipeBuilder:
-    """Applies recipes, reusing the results of shared prefixes (an export costs seconds; many trials share it)."""
+class Candidate(Protocol):
+    def key(self) -> str: ...
 
-    def __init__(self, baseline: ModelHandle, ctx: Context, capacity: int = 8) -> None:
-        self.baseline, self.ctx, self.capacity = baseline, ctx, capacity
-        self._cache: OrderedDict[str, ModelHandle] = OrderedDict()
-
-    def build(self, recipe: Recipe) -> ModelHandle:
-        model = self.baseline
-        for depth in range(1, len(recipe.steps) + 1):
-            key = Recipe(steps=recipe.steps[:depth]).key()
-            if key in self._cache:
-                self._cache.move_to_end(key)
-            else:
-                self._cache[key] = build_pass(recipe.steps[depth - 1]).apply(model, self.ctx)
-                if len(self._cache) > self.capacity:
-                    self._cache.popitem(last=False)
-            model = self._cache[key]
-        return model.with_runtime(recipe.runtime)
+    def as_dict(self) -> dict[str, Any]: ...
 
 
-def measurement_attrs(measured: Measurement) -> dict[str, object]:
-    latency = measured.primary_latency
-    return {"metric": measured.metric, "size_bytes": measured.size.bytes, "size_zstd_bytes": measured.size.zstd_bytes,
-            "params": measured.params, "nonzero_params": measured.nonzero_params, "macs": measured.macs,
-            "latency": asdict(latency) if latency else None}
+class CandidateSpace(Protocol):
+    """What the study needs of a space: define-by-run sampling, building, and the space's own strategy."""
+
+    def sample(self, trial: optuna.Trial) -> Candidate | None:
+        """The candidate the trial's suggestions spell (it may suggest as it goes); None where they spell none."""
+
+    def at(self, params: Mapping[str, Any]) -> Candidate | None:
+        """The candidate at a point of the space."""
+
+    def grid(self) -> list[dict[str, Any]] | None:
+        """Every point of a finite space; None where the space is continuous."""
+
+    def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
+        """Points the space wants measured next, each with the name of the strategy that chose it."""
+
+    def build(self, candidate: Any, ctx: Context) -> ModelHandle:
+        """The model the candidate describes, made from `ctx.teacher` (the model the search starts from)."""
 
 
-def set_constraints(trial: optuna.Trial, settings: Settings, drop: float, latency_ms: float | None,
-                    size_bytes: int) -> None:
-    """Tell the sampler how far past each constraint the trial is (zero or less is feasible)."""
-    broken = {v.constraint: v.missed_by for v in violations(settings.constraints, drop, latency_ms, size_bytes)}
-    for name in ("max_metric_drop", "max_latency_ms", "max_size_bytes"):
-        trial.set_constraint(name, broken.get(name, 0.0))
+@dataclass(frozen=True)
+class Outcome:
+    """What measuring one candidate found, before it is judged against the constraints."""
+
+    values: dict[str, float | None]
+    latency: Latency | None = None
+    runtime: str | None = None
+    runtimes: dict[str, float] = field(default_factory=dict)
+    note: str | None = None  # why it was not timed
 
 
-def open_study(settings: Settings, storage: str | None, task_key: str) -> optuna.Study:
-    """Create the study, or resume it when its storage holds one for this same task (budgets may differ)."""
+def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val: Measurement,
+                          max_metric_drop: float | None) -> Outcome:
+    """Metric on validation first; a candidate that already breaks the metric constraint is hopeless and is not
+    timed. The others run on the fastest runtime (where the target is auto), metric included, then are timed."""
+    measured = evaluator.measure(model, "val", timing=False)
+    drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
+    if max_metric_drop is not None and drop > max_metric_drop:
+        return Outcome(values={**measured.values(), "metric_drop": drop},
+                       note="metric drop over the limit on validation; latency not timed")
+    model, runtimes = evaluator.with_fastest_runtime(model, "val")
+    if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
+        measured = evaluator.measure(model, "val", timing=False)
+        drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
+    measured = replace(measured, latency=evaluator.latency(model, "val"))
+    return Outcome(values={**measured.values(), "metric_drop": drop}, latency=measured.primary_latency,
+                   runtime=model.runtime, runtimes=runtimes)
+
+
+def _storage(url: str | None, heartbeat_s: int) -> RDBStorage | None:
+    """An RDB storage with heartbeats: a trial whose worker stopped beating for three intervals is failed and
+    queued again (once); a live worker's trial is never touched."""
+    if url is None:
+        return None
+    try:
+        return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
+        raise ConfigError(f"cannot open the study storage {url}: {str(exc).splitlines()[0]}",
+                          "check search.storage (sqlite, memory, or an RDB URL such as postgresql+psycopg://...)"
+                          ) from None
+
+
+def open_study(settings: Settings, url: str | None, task_key: str) -> optuna.Study:
+    """Create the study, or join it when its storage holds one for this same task (budgets may differ)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
                                              n_startup_trials=6)
-    study = optuna.create_study(study_name=settings.name, storage=storage, sampler=sampler, load_if_exists=True,
-                                directions=["minimize"] * len(settings.objectives))
+        study = optuna.create_study(study_name=settings.name, storage=_storage(url, settings.search.heartbeat_s),
+                                    sampler=sampler, load_if_exists=True,
+                                    directions=["minimize"] * len(settings.objectives))
     stored_key = study.user_attrs.get("task_key")
     if stored_key is None:
         study.set_user_attr("task_key", task_key)
     elif stored_key != task_key:
-        raise ConfigError(f"the study '{settings.name}' in {storage} was run for a different task",
+        raise ConfigError(f"the study '{settings.name}' in {url} was run for a different task",
                           "give this task another name, or delete the old run directory to start over")
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # A trial cut off by a kill: fail it and queue its parameters so it is measured again, not lost.
-        study.tell(stale.number, state=TrialState.FAIL)
-        study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     return study
 
 
 def counted_trials(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("counted"))
+    return sum(1 for r in records(study) if r.counted)
 
 
-def run_study(study: optuna.Study, settings: Settings, space: Space, builder: RecipeBuilder, evaluator: Evaluator,
-              baseline_val: Measurement, on_trial: Callable[[optuna.trial.FrozenTrial], None]) -> None:
-    """Measure new recipes until the trial budget, the time budget or the space is used up.
-
-    A sample that repeats a measured recipe (or spells none) costs no budget; in a finite space it is followed
-    by an unseen point of the grid, so small spaces are covered instead of resampled.
-    """
-    deadline = time.monotonic() + settings.search.timeout_s if settings.search.timeout_s else float("inf")
-    start = builder.baseline.format
-    seen = {t.user_attrs["recipe_key"]: t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("counted") and t.state != TrialState.FAIL}
-    grid = space.grid(start)
-    unmeasured = {space.recipe_at(p, start).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
-    rng = random.Random(settings.search.seed + len(seen))
-    if not study.trials:
-        for point in space.single_pass_points("quantize", start):
-            study.enqueue_trial(point)
-    fruitless = 0
-    while counted_trials(study) < settings.search.trials and time.monotonic() < deadline:
-        _extend_the_best_once(study, space, start)
-        if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
-            return
-        trial = study.ask()
-        recipe = space.sample(trial, start)
-        earlier = seen.get(recipe.key()) if recipe is not None else None
-        if recipe is None or earlier is not None:
-            _tell_unmeasured(study, trial, recipe, earlier)
-            if unmeasured is not None:
-                study.enqueue_trial(unmeasured[rng.choice(sorted(unmeasured.keys() - seen.keys()))])
-            fruitless += 1
-            continue
-        fruitless = 0
-        trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
-        trial.set_user_attr("recipe_key", recipe.key())
-        trial.set_user_attr("counted", True)
-        finished = _measure_trial(study, trial, settings, recipe, builder, evaluator, baseline_val)
-        seen[recipe.key()] = finished
-        on_trial(finished)
-
-
-def _extend_the_best_once(study: optuna.Study, space: Space, start: Format) -> None:
-    """When the queued single-pass candidates are measured, queue the best feasible one with one more step after
-    it (an embedding table in 4 bits after int8, say): TPE alone rarely lands on a two-pass recipe in a short
-    search. Once per study, so a resumed search does not queue the same points again."""
-    if study.user_attrs.get("extended") or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+@contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Beat for the trial while it is measured (Optuna beats only inside study.optimize, not for ask and tell)."""
+    storage: Any = study._storage  # noqa: SLF001 - Optuna's cache around an RDBStorage, which beats through it
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if interval is None:
+        yield
         return
-    feasible = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if all(value <= 0 for value in t.constraints.values())}
-    if not feasible:
-        return
-    best = feasible[pick_best({n: t.values for n, t in feasible.items()})]
-    for point in space.extensions(best.params, start):
-        study.enqueue_trial(point, skip_if_exists=True)
-    study.set_user_attr("extended", True)
+    stop = threading.Event()
 
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - ask/tell trials expose no public id
+            if stop.wait(interval):
+                return
 
-def _tell_unmeasured(study: optuna.Study, trial: optuna.Trial, recipe: Recipe | None,
-                     earlier: optuna.trial.FrozenTrial | None) -> None:
-    """Close a trial that measures nothing: repeat an earlier result so the sampler learns, or skip it."""
-    if recipe is None or earlier is None:
-        trial.set_user_attr("status", "skipped")
-        trial.set_user_attr("note", "no passes, or passes that cannot follow one another")
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    trial.set_user_attr("recipe", recipe.model_dump(mode="json"))
-    _tell_duplicate(study, trial, earlier)
-
-
-def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> None:
-    """Repeat the earlier trial's result so the sampler learns, without spending budget on it again."""
-    trial.set_user_attr("status", "duplicate")
-    trial.set_user_attr("note", f"same recipe as trial {earlier.number}")
-    for name, value in earlier.constraints.items():
-        trial.set_constraint(name, value)
-    if earlier.state == TrialState.COMPLETE:
-        study.tell(trial, earlier.values)
-    else:
-        study.tell(trial, state=TrialState.PRUNED)
-
-
-def _measure_trial(study: optuna.Study, trial: optuna.Trial, settings: Settings, recipe: Recipe,
-                   builder: RecipeBuilder, evaluator: Evaluator,
-                   baseline_val: Measurement) -> optuna.trial.FrozenTrial:
-    limits = settings.constraints
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
     try:
-        model = builder.build(recipe)
-        measured = evaluator.measure(model, "val", timing=False)
-        drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
-        trial.set_user_attr("metric_drop", drop)
-        if limits.max_metric_drop is None or drop <= limits.max_metric_drop:
-            # A candidate that already breaks the metric constraint is hopeless: its latency is not timed.
-            model, runtimes = evaluator.with_fastest_runtime(model, "val")
-            trial.set_user_attr("runtimes", runtimes)
-            if model.runtime != recipe.runtime:  # finalists are rebuilt from the recipe: it names the runtime
-                chosen = recipe.model_copy(update={"runtime": model.runtime})
-                trial.set_user_attr("recipe", chosen.model_dump(mode="json"))
-            if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
-                measured = evaluator.measure(model, "val", timing=False)
-                drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
-                trial.set_user_attr("metric_drop", drop)
-            measured = replace(measured, latency=evaluator.latency(model, "val"))
-    except Exception as exc:  # one broken combination of passes must not end a long search; the trial says why
-        note = str(exc) if isinstance(exc, TradeoffError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-        trial.set_user_attr("status", "failed")
-        trial.set_user_attr("note", note)
-        return study.tell(trial, state=TrialState.FAIL)
-    for key, value in measurement_attrs(measured).items():
-        trial.set_user_attr(key, value)
-    latency = measured.primary_latency
-    set_constraints(trial, settings, drop, latency.p50_ms if latency else None, measured.size.bytes)
-    if latency is None:
-        trial.set_user_attr("status", "pruned")
-        trial.set_user_attr("note", "metric drop over the limit on validation; latency not timed")
-        return study.tell(trial, state=TrialState.PRUNED)
-    trial.set_user_attr("status", "complete")
-    return study.tell(trial, list(minimized(settings.objectives, evaluator.metric.higher_is_better,
-                                            latency.p50_ms, measured.size.bytes, measured.metric)))
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class StudyRun:
+    """One worker's part of a study: the space, how a built candidate is measured, the task's limits."""
+
+    study: optuna.Study
+    space: CandidateSpace
+    ctx: Context
+    measure: Callable[[ModelHandle], Outcome]
+    settings: Settings
+    higher_is_better: bool
+    on_trial: Callable[[TrialRecord], None] = lambda record: None
+
+    def run(self) -> None:
+        """Measure new candidates until the trial budget, the time budget or the space is used up.
+
+        A sample that repeats a measured candidate (or spells none) costs no budget; in a finite space it is
+        followed by an unseen point of the grid, so small spaces are covered instead of resampled.
+        """
+        search = self.settings.search
+        deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
+        finished = records(self.study)
+        seen = {r.key: r for r in finished if r.key and r.state in ("complete", "pruned")}
+        grid = self.space.grid()
+        unmeasured = {self.space.at(p).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
+        rng = random.Random(search.seed + len(seen))
+        fruitless = 0
+        while counted_trials(self.study) < search.trials and time.monotonic() < deadline:
+            if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                for params, strategy in self.space.queued(r for r in records(self.study) if r.counted):
+                    queue(self.study, params, strategy)
+            if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
+                return
+            with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask()
+            candidate = self.space.sample(trial)
+            earlier = seen.get(candidate.key()) if candidate is not None else None
+            if candidate is None or earlier is not None:
+                self._tell_unmeasured(trial, candidate, earlier)
+                if unmeasured is not None:
+                    queue(self.study, unmeasured[rng.choice(sorted(unmeasured.keys() - seen.keys()))], "grid")
+                fruitless += 1
+                continue
+            fruitless = 0
+            mark_candidate(trial, candidate.as_dict(), candidate.key())
+            record = self._measure(trial, candidate)
+            seen[candidate.key()] = record
+            self.on_trial(record)
+
+    def _tell_unmeasured(self, trial: optuna.Trial, candidate: Candidate | None, earlier: TrialRecord | None) -> None:
+        """Close a trial that measures nothing: repeat an earlier result so the sampler learns, or skip it."""
+        if candidate is None or earlier is None:
+            write_result(trial, "skipped", note="no passes, or passes that cannot follow one another")
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return
+        mark_candidate(trial, candidate.as_dict(), candidate.key())
+        write_result(trial, "duplicate", note=f"same candidate as trial {earlier.number}",
+                     violations=earlier.violations, constraint_names=tuple(CONSTRAINTS))
+        if earlier.state == "complete":
+            self.study.tell(trial, list(earlier.objectives or ()))
+        else:
+            self.study.tell(trial, state=TrialState.PRUNED)
+
+    def _measure(self, trial: optuna.Trial, candidate: Candidate) -> TrialRecord:
+        try:
+            with _heartbeat(self.study, trial):
+                outcome = self.measure(self.space.build(candidate, self.ctx))
+        except Exception as exc:  # one broken candidate must not end a long search; the trial says why
+            note = str(exc) if isinstance(exc, TradeoffError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            write_result(trial, "failed", note=note)
+            return TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
+        first_batch = self.settings.runtime.batch_sizes[0]
+        broken = {v.constraint: v.missed_by
+                  for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}
+        state: State = "complete" if outcome.latency is not None else "pruned"
+        write_result(trial, state, note=outcome.note, values=outcome.values, latency=outcome.latency,
+                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken,
+                     constraint_names=tuple(CONSTRAINTS))
+        if state == "pruned":
+            return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
+        return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,
+                                                                      first_batch, self.higher_is_better))))

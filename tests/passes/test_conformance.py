@@ -1,34 +1,26 @@
-"""The conformance suite every registered pass runs, plus what users rely on from each pass."""
+"""Every registered pass through the shipped conformance suite, plus what users rely on from the catalogue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
-import yaml
 
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.passes import Context, build_pass, get_pass, registered_passes
+from tradeoff.passes import STAGES, TAGS, Context, build_pass, get_pass, registered_passes
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
-from tradeoff.search.space import TRANSFORMER_ONLY
+from tradeoff.testing import PassCase, conformance_checks
 
-ALL_PASSES = sorted(registered_passes())
-MLP_PASSES = [n for n in ALL_PASSES if n not in TRANSFORMER_ONLY]  # those run on MiniLM in test_transformers
-
-
-def _input_for(name: str, mlp: ModelHandle, ctx: Context) -> ModelHandle:
-    """A model in a format the pass accepts: torch if it can, else the exported graph."""
-    return mlp if "torch" in get_pass(name).accepts else build_pass({"pass": "export.onnx"}).apply(mlp, ctx)
-
-
-def _fingerprint(model: ModelHandle) -> bytes:
-    if model.onnx_bytes is not None:
-        return model.onnx_bytes
-    return b"".join(v.numpy().tobytes() for v in model.module.state_dict().values())
+MLP_PASSES = [n for n, kind in registered_passes().items() if "transformer" not in kind.requires]
+CHECKS = conformance_checks()
 
 
 @pytest.fixture(scope="module")
@@ -36,47 +28,44 @@ def ctx(digits: DataBundle) -> Context:
     return Context(data=digits, seed=0, threads=2)
 
 
-@pytest.mark.parametrize("name", ALL_PASSES)
-def test_pass_config_round_trips_through_yaml(name: str) -> None:
-    step = build_pass({"pass": name}).step()
-    assert build_pass(yaml.safe_load(yaml.safe_dump(step))).step() == step
+@pytest.fixture(scope="module")
+def exported_mlp(mlp: ModelHandle, ctx: Context) -> ModelHandle:
+    return build_pass({"pass": "export.onnx"}).apply(mlp, ctx)
 
 
-@pytest.mark.parametrize("name", ALL_PASSES)
-def test_pass_rejects_unknown_option_naming_it(name: str) -> None:
-    with pytest.raises(ConfigError, match="unknown key 'no_such_option'"):
-        build_pass({"pass": name, "no_such_option": 1})
+@pytest.fixture(scope="module")
+def mlp_cases(mlp: ModelHandle, exported_mlp: ModelHandle, ctx: Context) -> dict[str, PassCase]:
+    """One case per pass, shared by the checks so each pass is applied as few times as the checks need."""
+    cases = {}
+    for name in MLP_PASSES:
+        accepts = get_pass(name).accepts
+        model = mlp if "torch" in accepts else exported_mlp
+        wrong = None if accepts == {"torch", "onnx"} else (exported_mlp if "torch" in accepts else mlp)
+        cases[name] = PassCase(name, model=model, ctx=ctx, wrong=wrong)
+    return cases
 
 
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 @pytest.mark.parametrize("name", MLP_PASSES)
-def test_pass_leaves_its_input_untouched_and_is_deterministic(name: str, mlp: ModelHandle, ctx: Context) -> None:
-    model = _input_for(name, mlp, ctx)
-    before = _fingerprint(model)
-    first = build_pass({"pass": name}).apply(model, ctx)
-    second = build_pass({"pass": name}).apply(model, ctx)
-    assert _fingerprint(model) == before
-    batch = ctx.data.val.x[:16]
-    np.testing.assert_array_equal(runtime_for(first).load(first, 2)(batch), runtime_for(second).load(second, 2)(batch))
+def test_pass_conforms(name: str, check: Callable[[PassCase, Path], None], mlp_cases: dict[str, PassCase],
+                       tmp_path: Path) -> None:
+    check(mlp_cases[name], tmp_path)
 
 
-@pytest.mark.parametrize("name", MLP_PASSES)
-def test_pass_output_runs_and_saves(name: str, mlp: ModelHandle, ctx: Context, tmp_path) -> None:
-    out = build_pass({"pass": name}).apply(_input_for(name, mlp, ctx), ctx)
-    outputs = runtime_for(out).load(out, 2)(ctx.data.val.x[:8])
-    assert outputs.shape == (8, 10) and np.all(np.isfinite(outputs))
-    assert out.save(tmp_path).stat().st_size > 0
-
-
-@pytest.mark.parametrize("name", [n for n in ALL_PASSES if get_pass(n).accepts != {"torch", "onnx"}])
-def test_pass_refuses_a_format_it_cannot_handle_with_the_fix(name: str, mlp: ModelHandle, ctx: Context) -> None:
-    wrong = mlp if "torch" not in get_pass(name).accepts else build_pass({"pass": "export.onnx"}).apply(mlp, ctx)
-    with pytest.raises(ModelError, match="export.onnx"):
-        build_pass({"pass": name}).apply(wrong, ctx)
+def test_every_pass_declares_a_known_stage_and_tags() -> None:
+    for name, kind in registered_passes().items():
+        assert kind.stage in STAGES and kind.tags <= TAGS, name
+        assert set(kind.space) <= set(kind.Config.model_fields), name
 
 
 def test_unknown_pass_suggests_the_closest_name() -> None:
     with pytest.raises(ConfigError, match="did you mean 'quantize.static'"):
         Recipe(steps=({"pass": "quantize.statc"},))
+
+
+def test_a_recipe_step_of_another_config_version_is_refused() -> None:
+    with pytest.raises(ConfigError, match="config version 2"):
+        build_pass({"pass": "quantize.static", "version": 2})
 
 
 def test_export_verifies_against_torch_and_fails_clearly_on_mismatch(mlp: ModelHandle, ctx: Context) -> None:
@@ -110,8 +99,6 @@ def test_int8_artifacts_are_at_least_two_and_a_half_times_smaller(mlp: ModelHand
 
 def test_torch_dynamic_quantization_artifact_reloads_with_same_outputs(mlp: ModelHandle, ctx: Context,
                                                                          tmp_path) -> None:
-    from tradeoff.model import load_artifact
-
     quantized = Recipe(steps=({"pass": "quantize.dynamic"},)).apply(mlp, ctx)
     quantized.save(tmp_path)
     reloaded = load_artifact(tmp_path)

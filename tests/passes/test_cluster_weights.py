@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.measure import artifact_size
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for

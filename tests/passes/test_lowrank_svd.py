@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.runtimes import runtime_for
 

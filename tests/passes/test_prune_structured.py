@@ -11,10 +11,11 @@ from torch import nn
 
 import tradeoff as to
 import tradeoff.passes.prune_structured  # noqa: F401 - registers the pass until passes/__init__ imports it
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.measure import count_macs, count_parameters
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 
 

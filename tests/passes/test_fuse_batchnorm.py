@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 import tradeoff as to
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.runtimes import runtime_for
 

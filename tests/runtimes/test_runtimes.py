@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tradeoff.config import QUANTIZATION_PASSES
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, RuntimeBackendError
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for, runtimes_for
-from tradeoff.search.space import default_space
+from tradeoff.search.space import default_space, select_passes
 
 
 def test_torch_compile_runs_the_model_like_eager(mlp: ModelHandle, digits: DataBundle) -> None:
@@ -30,7 +30,8 @@ def test_a_torch_artifact_remembers_its_runtime(mlp: ModelHandle, tmp_path: Path
 
 
 def test_a_torch_compile_target_searches_torch_side_passes_only() -> None:
-    space = default_space(QUANTIZATION_PASSES, "torch.compile", "torch")
+    menu = select_passes(None, ("speed", "size", "export"), ("retrains", "low-bit", "opt-in"))  # accuracy-critical
+    space = default_space(menu, "torch.compile", frozenset({"torch"}))
     assert space.passes == {"quantize.dynamic"}
 
 

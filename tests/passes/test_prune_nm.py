@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_artifact
+from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.passes.prune_magnitude import prunable_weights
 from tradeoff.passes.prune_nm import is_nm_sparse

@@ -1,0 +1,68 @@
+"""Objectives and constraints by the name of the measured value they read: the one table to extend when a new
+quantity (cost per prediction, energy) becomes something to minimize or to bound.
+
+Measured values are keyed like `latency_ms.p50@b1`, `size_bytes`, `macs`, `metric`, `metric_drop`; a latency
+objective or constraint reads the task's first batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# objective name in a task file -> measured value it minimizes ("metric" is negated where higher is better)
+OBJECTIVES: dict[str, str] = {
+    "latency": "latency_ms.p50@b{batch}",
+    "size": "size_bytes",
+    "metric": "metric",
+    "macs": "macs",
+    "peak_memory": "peak_memory_bytes",
+}
+# constraint name in a task file -> measured value it bounds from above
+CONSTRAINTS: dict[str, str] = {
+    "max_metric_drop": "metric_drop",
+    "max_latency_ms": "latency_ms.p50@b{batch}",
+    "max_size_bytes": "size_bytes",
+}
+
+Values = Mapping[str, float | None]
+
+
+def value_key(template: str, first_batch: int) -> str:
+    return template.format(batch=first_batch)
+
+
+def minimized(objectives: Sequence[str], values: Values, first_batch: int, higher_is_better: bool) -> tuple[float, ...]:
+    """The objective vector with every entry to be minimized; what was not measured counts as worst."""
+    vector = []
+    for objective in objectives:
+        value = values.get(value_key(OBJECTIVES[objective], first_batch))
+        if value is None:
+            vector.append(float("inf"))
+        else:
+            vector.append(-value if objective == "metric" and higher_is_better else float(value))
+    return tuple(vector)
+
+
+@dataclass(frozen=True)
+class Violation:
+    constraint: str
+    limit: float
+    value: float
+    missed_by: float
+
+    @property
+    def relative_miss(self) -> float:
+        """How far past its limit the value is, as a fraction of the limit (for picking the nearest miss)."""
+        return self.missed_by / max(abs(self.limit), 1e-12)
+
+
+def violations(limits: Mapping[str, float | None], values: Values, first_batch: int) -> list[Violation]:
+    """Each constraint the values break; a value not measured (None) cannot break its constraint."""
+    broken = []
+    for name, limit in limits.items():
+        value = values.get(value_key(CONSTRAINTS[name], first_batch))
+        if limit is not None and value is not None and value > limit:
+            broken.append(Violation(constraint=name, limit=float(limit), value=float(value),
+                                    missed_by=float(value) - float(limit)))
+    return broken

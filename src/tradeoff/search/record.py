@@ -1,0 +1,97 @@
+"""TrialRecord: what one trial of a study measured, as the rest of tradeoff reads it.
+
+This module is the only code that reads or writes Optuna user attributes, so the storage's layout can change
+in one place and a killed or shared study is read back exactly as it was written.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from tradeoff.measure import Latency
+
+State = Literal["complete", "pruned", "failed", "duplicate", "skipped", "running", "interrupted"]
+_CANDIDATE, _KEY, _STRATEGY, _RESULT = "candidate", "candidate_key", "strategy", "result"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: State
+    params: dict[str, Any]  # the trial's suggestions: the candidate's address in its space
+    candidate: dict[str, Any] | None = None  # what the space builds, as a dict (a recipe)
+    key: str | None = None  # the candidate's identity, to spend no budget on a repeat
+    strategy: str | None = None  # what queued it ("seed", "extension"); None: the sampler
+    note: str | None = None
+    values: dict[str, float | None] = field(default_factory=dict)  # measured on validation, by name
+    latency: Latency | None = None  # at the first batch size, with how it was timed
+    runtime: str | None = None  # the runtime it was measured fastest on
+    runtimes: dict[str, float] = field(default_factory=dict)  # p50 ms per runtime tried, where auto chose
+    objectives: tuple[float, ...] | None = None  # what the sampler was told, all minimized
+    violations: dict[str, float] = field(default_factory=dict)  # constraint -> amount past its limit
+    retry_of: int | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Whether it spent budget: a measurement that finished (one cut off by a kill is measured again)."""
+        return self.state in ("complete", "pruned", "failed")
+
+    @property
+    def feasible(self) -> bool:
+        return self.state == "complete" and not self.violations
+
+    @classmethod
+    def read(cls, trial: FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        result = attrs.get(_RESULT, {})
+        if trial.state == TrialState.RUNNING:
+            state: State = "running"
+        elif _RESULT in attrs:
+            state = result["state"]
+        elif trial.state == TrialState.FAIL:
+            state = "interrupted"  # its worker died mid-measurement; heartbeats had it queued again
+        else:
+            state = "skipped"
+        latency = result.get("latency")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry_of = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+        return cls(number=trial.number, state=state, params=dict(trial.params), candidate=attrs.get(_CANDIDATE),
+                   key=attrs.get(_KEY), strategy=attrs.get(_STRATEGY), note=result.get("note"),
+                   values=result.get("values", {}), runtime=result.get("runtime"),
+                   latency=Latency(**{**latency, "input_shape": tuple(latency["input_shape"])}) if latency else None,
+                   runtimes=result.get("runtimes", {}),
+                   objectives=tuple(trial.values) if trial.values is not None else None,
+                   violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of)
+
+
+def records(study: optuna.Study) -> list[TrialRecord]:
+    return [TrialRecord.read(t) for t in study.get_trials(deepcopy=False)
+            if t.state != TrialState.WAITING]
+
+
+def queue(study: optuna.Study, params: dict[str, Any], strategy: str) -> None:
+    study.enqueue_trial(params, user_attrs={_STRATEGY: strategy}, skip_if_exists=True)
+
+
+def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> None:
+    """Written before the candidate is built, so a trial cut off by a kill still says what it was measuring."""
+    trial.set_user_attr(_CANDIDATE, candidate)
+    trial.set_user_attr(_KEY, key)
+
+
+def write_result(trial: optuna.Trial, state: State, note: str | None = None,
+                 values: dict[str, float | None] | None = None, latency: Latency | None = None,
+                 runtime: str | None = None, runtimes: dict[str, float] | None = None,
+                 violations: dict[str, float] | None = None, constraint_names: tuple[str, ...] = ()) -> None:
+    """Store what the trial found; the caller then tells the study its state and objectives."""
+    for name in constraint_names:
+        trial.set_constraint(name, (violations or {}).get(name, 0.0))
+    trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
+                                  "latency": asdict(latency) if latency else None, "runtimes": runtimes or {}})

@@ -1,0 +1,76 @@
+"""The study loop against a real storage: a run killed with SIGKILL resumes, and workers share one study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tradeoff.search.record import records
+
+TESTS = Path(__file__).resolve().parents[1]
+TRADEOFF = Path(sys.executable).with_name("tradeoff")
+
+
+def _optimize(task: Path, out: Path) -> subprocess.Popen[bytes]:
+    """`tradeoff optimize` as a user runs it, from the folder its factory (conftest:DigitsMLP) imports from."""
+    return subprocess.Popen([str(TRADEOFF), "optimize", str(task), "--out", str(out), "--quiet"], cwd=TESTS,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, process: subprocess.Popen[bytes], timeout_s: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"optimize ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("optimize did not reach the point to kill it at")
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not TRADEOFF.is_file(), reason="the tradeoff command is not installed beside this Python")
+def test_a_run_killed_mid_trial_resumes_without_losing_or_repeating_a_finished_trial(task_file, tmp_path: Path) -> None:
+    heartbeat_s, budget = 1, 10  # more than the seeds, so the retried trial runs
+    task = task_file(search={"trials": budget, "seed": 0, "heartbeat_s": heartbeat_s})
+    out = tmp_path / "runs"
+    storage = f"sqlite:///{out / 'digits' / 'study.db'}"
+
+    def finished_and_one_running() -> bool:
+        try:
+            found = records(optuna.load_study(study_name="digits", storage=storage))
+        except (KeyError, optuna.exceptions.OptunaError, Exception):  # no study or no tables yet
+            return False
+        return sum(r.counted for r in found) >= 2 and any(r.state == "running" and r.key for r in found)
+
+    first = _optimize(task, out)
+    _wait_for(finished_and_one_running, first)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {r.number: r for r in records(optuna.load_study(study_name="digits", storage=storage)) if r.counted}
+    killed = [r for r in records(optuna.load_study(study_name="digits", storage=storage)) if r.state == "running"]
+    assert killed and before
+    time.sleep(3 * heartbeat_s + 1)  # the dead worker's heartbeat goes stale
+
+    resumed = subprocess.run([str(TRADEOFF), "optimize", str(task), "--out", str(out), "--quiet"], cwd=TESTS,
+                             capture_output=True, timeout=600, env={**os.environ})
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    report = json.loads((out / "digits" / "report.json").read_text())
+    trials = {t["number"]: t for t in report["trials"]}
+    for number, record in before.items():  # nothing finished before the kill was lost or measured anew
+        assert trials[number]["metric"] == record.values.get("metric")
+        assert trials[number]["state"] == record.state
+    measured = [t for t in trials.values() if t["state"] in ("complete", "pruned", "failed")]
+    assert len(measured) == budget  # the cut-off trial cost no budget
+    assert len({json.dumps(t["recipe"]["steps"], sort_keys=True) for t in measured}) == budget
+    assert trials[killed[0].number]["state"] == "interrupted"
+    retried = [r for r in records(optuna.load_study(study_name="digits", storage=storage))
+               if r.retry_of == killed[0].number]
+    assert len(retried) == 1 and retried[0].counted and retried[0].key == killed[0].key
