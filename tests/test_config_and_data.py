@@ -12,6 +12,7 @@ import tradeoff as to
 from tradeoff.config import DataSpec, task_from_dict
 from tradeoff.data import load_data
 from tradeoff.errors import ConfigError, DataError
+from tradeoff.search.space import select_passes
 
 MINIMAL = {"name": "t", "model": {"source": "onnx", "path": "m.onnx"}, "data": {"source": "builtin", "name": "wine"}}
 
@@ -30,7 +31,10 @@ def test_task_file_overrides_its_preset() -> None:
                            "constraints": {"max_latency_ms": 5}})
     assert task.objectives == ("latency",)
     assert task.constraints.max_latency_ms == 5 and task.constraints.max_metric_drop == 0.01
-    assert "quantize.fp16" in task.search.passes
+    search = task.search
+    assert "quantize.fp16" in select_passes(search.passes, search.tags, search.exclude_tags)  # by the preset's tags
+    named = task_from_dict({**MINIMAL, "preset": "mobile", "search": {"passes": ["quantize.dynamic"]}}).search
+    assert select_passes(named.passes, named.tags, named.exclude_tags) == ["quantize.dynamic"]
 
 
 def test_unknown_preset_lists_the_known_ones() -> None:

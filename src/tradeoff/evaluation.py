@@ -23,7 +23,6 @@ from tradeoff.measure import (
 )
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
-from tradeoff.report.schema import LatencyMs, Measured
 from tradeoff.runtimes import RUNTIMES, InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
@@ -57,18 +56,6 @@ class Measurement:
             values[f"latency_ms.p50@b{batch}"] = latency.p50_ms
             values[f"latency_ms.p95@b{batch}"] = latency.p95_ms
         return values
-
-    def as_report(self) -> Measured:
-        by_batch = {b: latency_entry(lat) for b, lat in self.latency.items()}
-        return Measured(metric=self.metric, split=self.split, runtime=self.runtime, format=self.format,  # type: ignore[arg-type]
-                        latency_ms=next(iter(by_batch.values())), latency_by_batch=by_batch,
-                        size_bytes=self.size.bytes, size_zstd_bytes=self.size.zstd_bytes, params=self.params,
-                        nonzero_params=self.nonzero_params, macs=self.macs, peak_memory_bytes=self.peak_memory_bytes)
-
-
-def latency_entry(latency: Latency) -> LatencyMs:
-    return LatencyMs(p50=latency.p50_ms, p95=latency.p95_ms, batch_size=latency.batch_size,
-                     threads=latency.threads, runs=latency.runs, input_shape=list(latency.input_shape))
 
 
 def predict(run: InferenceFn, split: Split) -> np.ndarray:

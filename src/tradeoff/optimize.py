@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -18,7 +18,7 @@ from tradeoff.config import ModelSpec, Settings, Task, load_task, task_from_dict
 from tradeoff.data import DataBundle, load_data
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.errors import ConfigError
-from tradeoff.evaluation import Evaluator, Measurement, latency_entry
+from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric
@@ -26,10 +26,9 @@ from tradeoff.model import ModelHandle, load_model
 from tradeoff.objectives import Violation, minimized, violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.recipe import Recipe
+from tradeoff.report.build import measured, ratios, trial_entry, violation_entry
 from tradeoff.report.html import render_html
-from tradeoff.report.schema import Best, Finalist, LayerStat, Ratios, Report, Trial, TrialState
-from tradeoff.report.schema import Binding as BindingEntry
-from tradeoff.report.schema import Violation as ViolationEntry
+from tradeoff.report.schema import Best, Binding, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, feasible_points, pareto_front, pareto_layers, pick_best
@@ -51,7 +50,7 @@ class Candidate:
         def fill(tmp: Path) -> None:
             self.model.save(tmp)
             (tmp / "recipe.yaml").write_text(self.recipe.to_yaml())
-            write_json(tmp / "metrics.json", self.measured.as_report().model_dump(mode="json"))
+            write_json(tmp / "metrics.json", measured(self.measured).model_dump(mode="json"))
 
         return write_directory(Path(directory), fill)
 
@@ -76,21 +75,26 @@ class OptimizeResult:
 
 def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelHandle | str | Path | None = None,
              data: DataBundle | None = None, out: str | Path = "runs", quiet: bool = False,
-             **settings: Any) -> OptimizeResult:
+             space: Mapping[str, Any] | None = None, **settings: Any) -> OptimizeResult:
     """Search for the cheapest model that keeps the metric within the constraints.
 
     Either a task (file path or `Task`), or a model (nn.Module, ModelHandle or .onnx path) with a `DataBundle`
     and the task file's settings as keywords (metric, preset, constraints, objectives, runtime, search, name).
+    `space` is the task file's `search.space`: ranges that replace the passes' own, by `stage__option`.
     """
     if task is not None:
         if model is not None or data is not None or settings:
             raise ConfigError("optimize() takes either a task or model/data/settings, not both")
         search_dirs = (Path(task).resolve().parent,) if isinstance(task, (str, Path)) else ()
         task = load_task(task) if isinstance(task, (str, Path)) else task
+        if space is not None:
+            task = task.model_copy(update={"search": task.search.model_copy(update={"space": dict(space)})})
         handle = load_model(task.model, search_dirs)
         return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet, search_dirs)
     if model is None or data is None:
         raise ConfigError("optimize() needs a task, or both model= and data=")
+    if space is not None:
+        settings = {**settings, "search": {**settings.get("search", {}), "space": dict(space)}}
     resolved = task_from_dict(settings, where="optimize()", model=Settings)
     if isinstance(model, nn.Module):
         handle = ModelHandle(module=model.eval())
@@ -131,7 +135,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
 
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
-    entries = [_trial_entry(r, limits, first_batch) for r in trials]
+    entries = [trial_entry(r, limits, first_batch) for r in trials]
     for trial in entries:
         if trial.state != "skipped":
             write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
@@ -143,29 +147,28 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
                  for number, candidate in candidates]
     shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
     if shipped:
-        entry, best = shipped[pick_best({n: minimized(settings.objectives, _values(c.measured, baseline_test, metric),
-                                                      first_batch, metric.higher_is_better)
+        entry, best = shipped[pick_best({n: _test_objectives(c.measured, baseline_test, settings, metric)
                                          for n, (_, c) in shipped.items()})]
         bound = None
     else:
         entry, best = None, Candidate(model, Recipe(), baseline_test)
-        bound = binding(trials, [(f.trial, [Violation(**v.model_dump()) for v in f.violations]) for f, _ in finalists],
-                        limits, first_batch)
+        bound = binding(trials, [(f.trial, [Violation(**v.model_dump()) for v in f.violations])
+                                 for f, _ in finalists], limits, first_batch)
     best_dir = best.save(run_dir.best)
 
     warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
         objectives=list(settings.objectives), constraints=limits,
-        baseline=baseline_test.as_report(), baseline_val=baseline_val.as_report(),
-        best=Best(**best.measured.as_report().model_dump(), recipe=best.recipe.as_dict(),
+        baseline=measured(baseline_test), baseline_val=measured(baseline_val),
+        best=Best(**measured(best.measured).model_dump(), recipe=best.recipe.as_dict(),
                   layers=[LayerStat(name=s.name, shape=list(s.shape), bits=s.bits, sparsity=s.sparsity)
                           for s in layer_stats(best.model)],
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,
-                  ratios=_ratios(baseline_test, best.measured, metric)),
+                  ratios=ratios(baseline_test, best.measured, metric)),
         finalists=[f for f, _ in finalists], trials=entries, pareto=pareto_front(points),
-        binding=BindingEntry(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
+        binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
     write_atomic(run_dir.report_html, render_html(report))
@@ -204,35 +207,10 @@ def _passes(record: TrialRecord) -> str:
     return " → ".join(s["pass"] for s in (record.candidate or {}).get("steps", [])) or "as is"
 
 
-def _trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int) -> Trial:
-    recipe = {**(record.candidate or Recipe().as_dict()), **({"runtime": record.runtime} if record.runtime else {})}
-    values = record.values
-    broken = violations(limits, values, first_batch) if "metric_drop" in values else []
-    state = cast(TrialState, record.state)  # a live trial of another worker is not reported
-    note = record.note or ("its worker stopped mid-measurement; its parameters were queued again"
-                           if record.state == "interrupted" else None)
-    counts = {key: int(v) if (v := values.get(key)) is not None else None
-              for key in ("size_bytes", "size_zstd_bytes", "params", "nonzero_params", "macs")}
-    return Trial(number=record.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]], state=state,
-                 note=note, metric=values.get("metric"), metric_drop=values.get("metric_drop"),
-                 latency_ms=latency_entry(record.latency) if record.latency else None, **counts,
-                 runtimes=record.runtimes, feasible=record.feasible, violations=[_violation(v) for v in broken])
-
-
-def _violation(violation: Violation) -> ViolationEntry:
-    return ViolationEntry(**asdict(violation))
-
-
-def _values(measured: Measurement, baseline: Measurement, metric: Metric) -> dict[str, float | None]:
-    return {**measured.values(), "metric_drop": metric.drop(baseline.metric, measured.metric)}
-
-
-def _ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ratios:
-    base, cand = baseline.primary_latency, candidate.primary_latency
-    return Ratios(speedup=base.p50_ms / cand.p50_ms if base and cand else 1.0,
-                  size_reduction=baseline.size.bytes / candidate.size.bytes,
-                  size_zstd_reduction=baseline.size.zstd_bytes / candidate.size.zstd_bytes,
-                  metric_drop=metric.drop(baseline.metric, candidate.metric))
+def _test_objectives(candidate: Measurement, baseline: Measurement, settings: Settings,
+                     metric: Metric) -> tuple[float, ...]:
+    values = {**candidate.values(), "metric_drop": metric.drop(baseline.metric, candidate.metric)}
+    return minimized(settings.objectives, values, settings.runtime.batch_sizes[0], metric.higher_is_better)
 
 
 def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbers: list[int],
@@ -254,8 +232,9 @@ def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbe
 
 def _finalist(number: int, candidate: Candidate, limits: dict[str, float | None], first_batch: int, metric: Metric,
               baseline_test: Measurement) -> tuple[Finalist, Candidate]:
-    broken = violations(limits, _values(candidate.measured, baseline_test, metric), first_batch)
-    finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=candidate.measured.as_report(),
-                        ratios=_ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
-                        violations=[_violation(v) for v in broken])
+    drop = metric.drop(baseline_test.metric, candidate.measured.metric)
+    broken = violations(limits, {**candidate.measured.values(), "metric_drop": drop}, first_batch)
+    finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=measured(candidate.measured),
+                        ratios=ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
+                        violations=[violation_entry(v) for v in broken])
     return finalist, candidate

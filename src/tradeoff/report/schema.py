@@ -25,13 +25,17 @@ class LatencyMs(_Frozen):
         return f"batch {self.batch_size}{shape}, {self.threads} threads"
 
 
+Split = Literal["val", "test"]
+Format = Literal["torch", "onnx"]
+
+
 class Measured(_Frozen):
     """One model measured on one split, on one runtime."""
 
     metric: float
-    split: Literal["val", "test"]
+    split: Split
     runtime: str
-    format: Literal["torch", "onnx"]
+    format: Format
     latency_ms: LatencyMs
     latency_by_batch: dict[int, LatencyMs] = Field(default_factory=dict)
     size_bytes: int

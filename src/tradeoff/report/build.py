@@ -1,0 +1,60 @@
+"""report.json's entries built from what was measured: measurements and trial records in, schema out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import cast
+
+from tradeoff.evaluation import Measurement
+from tradeoff.measure import Latency
+from tradeoff.metrics import Metric
+from tradeoff.objectives import Violation, violations
+from tradeoff.report.schema import Format, LatencyMs, Measured, Ratios, Split, Trial, TrialState
+from tradeoff.report.schema import Violation as ViolationEntry
+from tradeoff.search.record import TrialRecord
+
+COUNTS = ("size_bytes", "size_zstd_bytes", "params", "nonzero_params", "macs")
+
+
+def latency_entry(latency: Latency) -> LatencyMs:
+    return LatencyMs(p50=latency.p50_ms, p95=latency.p95_ms, batch_size=latency.batch_size,
+                     threads=latency.threads, runs=latency.runs, input_shape=list(latency.input_shape))
+
+
+def measured(measurement: Measurement) -> Measured:
+    by_batch = {b: latency_entry(lat) for b, lat in measurement.latency.items()}
+    return Measured(metric=measurement.metric, split=cast(Split, measurement.split), runtime=measurement.runtime,
+                    format=cast(Format, measurement.format), latency_ms=next(iter(by_batch.values())),
+                    latency_by_batch=by_batch, size_bytes=measurement.size.bytes,
+                    size_zstd_bytes=measurement.size.zstd_bytes, params=measurement.params,
+                    nonzero_params=measurement.nonzero_params, macs=measurement.macs,
+                    peak_memory_bytes=measurement.peak_memory_bytes)
+
+
+def ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ratios:
+    base, cand = baseline.primary_latency, candidate.primary_latency
+    return Ratios(speedup=base.p50_ms / cand.p50_ms if base and cand else 1.0,
+                  size_reduction=baseline.size.bytes / candidate.size.bytes,
+                  size_zstd_reduction=baseline.size.zstd_bytes / candidate.size.zstd_bytes,
+                  metric_drop=metric.drop(baseline.metric, candidate.metric))
+
+
+def violation_entry(violation: Violation) -> ViolationEntry:
+    return ViolationEntry(**asdict(violation))
+
+
+def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int) -> Trial:
+    """A trial as report.json shows it: the recipe on the runtime it was measured on, its values on validation
+    and the constraints they break (a live trial of another worker is not reported)."""
+    recipe = {**(record.candidate or {"version": 1, "steps": []}),
+              **({"runtime": record.runtime} if record.runtime else {})}
+    values = record.values
+    broken = violations(limits, values, first_batch) if "metric_drop" in values else []
+    note = record.note or ("its worker stopped mid-measurement; its parameters were queued again"
+                           if record.state == "interrupted" else None)
+    counts = {key: int(v) if (v := values.get(key)) is not None else None for key in COUNTS}
+    return Trial(number=record.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]],
+                 state=cast(TrialState, record.state), note=note, metric=values.get("metric"),
+                 metric_drop=values.get("metric_drop"),
+                 latency_ms=latency_entry(record.latency) if record.latency else None, **counts,
+                 runtimes=record.runtimes, feasible=record.feasible, violations=[violation_entry(v) for v in broken])
