@@ -31,13 +31,11 @@ class Float:
 
 
 @dataclass(frozen=True)
-class Int:
-    low: int
-    high: int
-    log: bool = False
+class Int(Float):
+    """Whole numbers from `low` to `high`."""
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        return trial.suggest_int(name, self.low, self.high, log=self.log)
+        return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
 
 
 Distribution = Choice | Float | Int

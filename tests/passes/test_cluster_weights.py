@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from tradeoff.artifact import load_artifact
-from tradeoff.data import DataBundle
 from tradeoff.errors import ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.measure import artifact_size
@@ -18,11 +17,6 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
-
-
-@pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
 
 
 def _layer_weights(model: ModelHandle) -> list[torch.Tensor]:

@@ -24,11 +24,6 @@ CHECKS = conformance_checks()
 
 
 @pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
-
-
-@pytest.fixture(scope="module")
 def exported_mlp(mlp: ModelHandle, ctx: Context) -> ModelHandle:
     return build_pass({"pass": "export.onnx"}).apply(mlp, ctx)
 

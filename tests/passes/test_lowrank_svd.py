@@ -20,11 +20,6 @@ from tradeoff.passes import Context, build_pass
 from tradeoff.runtimes import runtime_for
 
 
-@pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
-
-
 def test_quarter_rank_cuts_parameters_and_macs_as_the_shapes_say(mlp: ModelHandle, ctx: Context) -> None:
     factored = build_pass({"pass": "lowrank.svd", "rank_ratio": 0.25, "finetune_epochs": 0}).apply(mlp, ctx)
     # 64->128 and 128->64 become rank 16 pairs: 17,226 parameters -> 6,986.

@@ -20,11 +20,6 @@ from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
 
 
-@pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
-
-
 def _weight_sparsity(model: ModelHandle) -> list[float]:
     return [float((layer.weight == 0).float().mean()) for layer, _ in prunable_weights(model.module)]
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tradeoff.data import DataBundle
 from tradeoff.errors import ModelError
 from tradeoff.evaluation import Evaluator
 from tradeoff.metrics import get_metric
@@ -18,11 +17,6 @@ from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
 
 INT8_TAIL = ({"pass": "export.onnx"}, {"pass": "quantize.static", "per_channel": True})
-
-
-@pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
 
 
 @pytest.fixture(scope="module")

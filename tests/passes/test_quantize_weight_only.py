@@ -30,11 +30,6 @@ class WideMLP(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def ctx(digits: DataBundle) -> Context:
-    return Context(data=digits, seed=0, threads=2)
-
-
-@pytest.fixture(scope="module")
 def wide(ctx: Context) -> ModelHandle:
     torch.manual_seed(0)
     module = WideMLP()
