@@ -15,6 +15,7 @@ from tradeoff.config import ModelSpec
 from tradeoff.data import DataBundle
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.optimize import OptimizeResult
+from tradeoff.passes import Context
 
 torch.set_num_threads(2)
 
@@ -43,6 +44,12 @@ class DigitsCNN(nn.Module):
 @pytest.fixture(scope="session")
 def digits() -> DataBundle:
     return to.data.digits(seed=0)
+
+
+@pytest.fixture(scope="session")
+def ctx(digits: DataBundle) -> Context:
+    """The context passes run in on the digits data (tests on other data define their own)."""
+    return Context(data=digits, seed=0, threads=2)
 
 
 @pytest.fixture(scope="session")
