@@ -20,7 +20,7 @@ from tradeoff.config import ModelSpec, task_from_dict
 from tradeoff.data import DataBundle, load_data
 from tradeoff.encoder_structure import attention_heads, encoder_layers, source_layers
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
-from tradeoff.evaluation import Evaluator
+from tradeoff.evaluation import Evaluator, predict
 from tradeoff.huggingface import transformer_config
 from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.measure import count_macs, count_parameters
@@ -258,8 +258,14 @@ def test_nncf_int8_holds_fidelity_where_plain_static_int8_collapses(exported: Mo
     assert len(nncf_int8.onnx_bytes) < 0.3 * len(exported.onnx_bytes)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="without fuse.transformer"):
         build_pass({"pass": "quantize.nncf"}).apply(build_pass({"pass": "fuse.transformer"}).apply(exported, ctx), ctx)
-    # accuracy control: the operators int8 hurts most go back to float until the holdout cosine is near the original
-    step = {"pass": "quantize.nncf", "max_drop": 0.0005, "ranking_texts": 8, "max_iterations": 2}
+    # accuracy control: the operators int8 hurts most go back to float until the holdout cosine is near the original.
+    # How much int8 costs depends on the CPU's int8 kernels (VNNI or not), so the limit is half the drop measured
+    # here, on the training holdout NNCF judges on, run by ONNX Runtime as NNCF's check runs it.
+    cosine, holdout = get_metric("cosine"), text.train_holdout()[1]
+    reference = predict(runtime_for(minilm).load(minilm, 2), holdout)
+    int8_drop = 1.0 - cosine(predict(runtime_for(nncf_int8).load(nncf_int8, 2), holdout), holdout.y, reference)
+    assert int8_drop > 0
+    step = {"pass": "quantize.nncf", "max_drop": int8_drop / 2, "ranking_texts": 8, "max_iterations": 2}
     with pytest.raises(ModelError, match="needs the task's metric"):
         build_pass(step).apply(exported, Context(data=text, threads=2, teacher=minilm))
     controlled = build_pass(step).apply(exported, Context(data=text, threads=2, teacher=minilm,

@@ -145,15 +145,14 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
                                                  evaluator)
     finalists = [_finalist(number, candidate, limits, first_batch, metric, baseline_test)
                  for number, candidate in candidates]
-    shipped = {f.trial: (f, c) for f, c in finalists if f.meets_constraints}
+    shipped = {f.trial: (f, c) for f, c, broken in finalists if not broken}
     if shipped:
         entry, best = shipped[pick_best({n: _test_objectives(c.measured, baseline_test, settings, metric)
                                          for n, (_, c) in shipped.items()})]
         bound = None
     else:
         entry, best = None, Candidate(model, Recipe(), baseline_test)
-        bound = binding(trials, [(f.trial, [Violation(**v.model_dump()) for v in f.violations])
-                                 for f, _ in finalists], limits, first_batch)
+        bound = binding(trials, [(f.trial, broken) for f, _, broken in finalists], limits, first_batch)
     best_dir = best.save(run_dir.best)
 
     warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
@@ -167,7 +166,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,
                   ratios=ratios(baseline_test, best.measured, metric)),
-        finalists=[f for f, _ in finalists], trials=entries, pareto=pareto_front(points),
+        finalists=[f for f, _, _ in finalists], trials=entries, pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
@@ -231,10 +230,10 @@ def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbe
 
 
 def _finalist(number: int, candidate: Candidate, limits: dict[str, float | None], first_batch: int, metric: Metric,
-              baseline_test: Measurement) -> tuple[Finalist, Candidate]:
+              baseline_test: Measurement) -> tuple[Finalist, Candidate, list[Violation]]:
     drop = metric.drop(baseline_test.metric, candidate.measured.metric)
     broken = violations(limits, {**candidate.measured.values(), "metric_drop": drop}, first_batch)
     finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=measured(candidate.measured),
                         ratios=ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
                         violations=[violation_entry(v) for v in broken])
-    return finalist, candidate
+    return finalist, candidate, broken
