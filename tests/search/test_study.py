@@ -13,7 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tradeoff.search.record import records
+from tradeoff.errors import ConfigError
+from tradeoff.search.record import claim, records
 
 TESTS = Path(__file__).resolve().parents[1]
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
@@ -74,3 +75,15 @@ def test_a_run_killed_mid_trial_resumes_without_losing_or_repeating_a_finished_t
     retried = [r for r in records(optuna.load_study(study_name="digits", storage=storage))
                if r.retry_of == killed[0].number]
     assert len(retried) == 1 and retried[0].counted and retried[0].key == killed[0].key
+
+
+def test_a_study_of_another_task_or_written_by_an_older_tradeoff_is_refused() -> None:
+    study = optuna.create_study()
+    claim(study, "task a", "the study")
+    claim(study, "task a", "the study")  # the same task joins it
+    with pytest.raises(ConfigError, match="the study was run for a different task"):
+        claim(study, "task b", "the study")
+    old = optuna.create_study()
+    old.set_user_attr("task_key", "task a")  # what studies held before trials were TrialRecords
+    with pytest.raises(ConfigError, match="written by an older tradeoff"):
+        claim(old, "task a", "the study")

@@ -14,10 +14,13 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from tradeoff.errors import ConfigError
 from tradeoff.measure import Latency
 
 State = Literal["complete", "pruned", "failed", "duplicate", "skipped", "running", "interrupted"]
 _CANDIDATE, _KEY, _STRATEGY, _RESULT = "candidate", "candidate_key", "strategy", "result"
+_TASK, _LAYOUT = "task_key", "layout"
+LAYOUT = 2  # version of what trials store; studies written before TrialRecord have none
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,21 @@ class TrialRecord:
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
                    violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of)
+
+
+def claim(study: optuna.Study, task_key: str, where: str) -> None:
+    """Mark a new study as this task's, written in this layout; refuse to join one of another task or layout
+    (its trials would be misread)."""
+    attrs = study.user_attrs
+    if attrs.get(_TASK) is None:
+        study.set_user_attr(_TASK, task_key)
+        study.set_user_attr(_LAYOUT, LAYOUT)
+    elif attrs[_TASK] != task_key:
+        raise ConfigError(f"{where} was run for a different task",
+                          "give this task another name, or delete the old run directory to start over")
+    elif attrs.get(_LAYOUT) != LAYOUT:
+        raise ConfigError(f"{where} was written by an older tradeoff, whose trials this one cannot read",
+                          "delete the old run directory (or give the task another name) and run it again")
 
 
 def records(study: optuna.Study) -> list[TrialRecord]:

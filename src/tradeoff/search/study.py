@@ -29,7 +29,7 @@ from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import CONSTRAINTS, minimized, violations
-from tradeoff.search.record import State, TrialRecord, mark_candidate, queue, records, write_result
+from tradeoff.search.record import State, TrialRecord, claim, mark_candidate, queue, records, write_result
 
 # Consecutive samples that yield no new candidate before the space counts as exhausted.
 EXHAUSTED_AFTER = 40
@@ -113,12 +113,7 @@ def open_study(settings: Settings, url: str | None, task_key: str) -> optuna.Stu
         study = optuna.create_study(study_name=settings.name, storage=_storage(url, settings.search.heartbeat_s),
                                     sampler=sampler, load_if_exists=True,
                                     directions=["minimize"] * len(settings.objectives))
-    stored_key = study.user_attrs.get("task_key")
-    if stored_key is None:
-        study.set_user_attr("task_key", task_key)
-    elif stored_key != task_key:
-        raise ConfigError(f"the study '{settings.name}' in {url} was run for a different task",
-                          "give this task another name, or delete the old run directory to start over")
+    claim(study, task_key, f"the study '{settings.name}' in {url}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
