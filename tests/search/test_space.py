@@ -127,5 +127,7 @@ def test_a_task_declares_its_own_ranges_and_unknown_names_are_refused_with_those
     with pytest.raises(ConfigError, match="'quantize__sparsity'.*names that exist: .*prune__amount"):
         default_space(["export.onnx", "quantize.static", "prune.structured"], "auto", TORCH,
                       {"quantize__sparsity": {"low": 0.1, "high": 0.5}})
+    with pytest.raises(ConfigError, match="search.space.quantize__calibration for pass 'quantize.static'.*'minmaxx'"):
+        default_space(["export.onnx", "quantize.static"], "auto", TORCH, {"quantize__calibration": ["minmaxx"]})
     with pytest.raises(ConfigError, match="low <= high"):
         default_space(["prune.structured"], "auto", TORCH, {"prune__amount": {"low": 0.9, "high": 0.2}})

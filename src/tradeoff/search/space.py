@@ -26,6 +26,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import STAGES, TAGS, Pass, build_pass, get_pass, registered_passes
 from tradeoff.recipe import Recipe
 from tradeoff.search.record import TrialRecord
+from tradeoff.validation import validate
 
 NONE = "none"
 FORMATS = frozenset({"torch", "onnx"})
@@ -224,7 +225,11 @@ def default_space(menu: list[str], target: str, start: frozenset[str],
                             for f in get_pass(p).Config.model_fields if f != "version"})
             raise ConfigError(f"search.space names '{key}', which no pass in this search has",
                               f"names that exist: {', '.join(known)}")
-        params[key] = _distribution(key, raw)
+        distribution = params[key] = _distribution(key, raw)
+        ends = distribution.values if isinstance(distribution, Choice) else (distribution.low, distribution.high)
+        for name in (p for p in slots[stage] if option in get_pass(p).Config.model_fields):
+            for value in ends:  # a value the pass refuses fails here, not trials later
+                validate(get_pass(name).Config, {option: value}, f"search.space.{key} for pass '{name}'")
     onnx_target = target in ("onnxruntime", "openvino")
     required = frozenset(stage for stage, names in slots.items()
                          if onnx_target and "torch" in start and all(get_pass(p).produces == "onnx" for p in names))
