@@ -70,6 +70,20 @@ def test_npz_and_csv_files_load_like_builtins(tmp_path: Path) -> None:
     assert from_csv.train.y.dtype == np.int64
 
 
+def test_the_csv_column_named_target_is_the_label_wherever_it_stands(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,target,b\n1,0,5\n2,1,6\n3,0,7\n4,1,8\n5,0,9\n6,1,10\n7,0,11\n8,1,12\n"
+                                    "9,0,13\n10,1,14\n")
+    data = load_data(DataSpec(source="file", path=tmp_path / "d.csv"))
+    rows = np.concatenate([data.train.x, data.val.x, data.test.x])
+    labels = np.concatenate([data.train.y, data.val.y, data.test.y])
+    assert rows.shape == (10, 2) and set(labels.tolist()) == {0, 1}
+    pairs = zip(rows.tolist(), labels.tolist(), strict=True)
+    assert all(b - a == 4 and label == (a + 1) % 2 for (a, b), label in pairs)  # features a, b; label from target
+    (tmp_path / "e.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="column 'target' not in .*set data.target to one of \\['a', 'b', 'c'\\]"):
+        load_data(DataSpec(source="file", path=tmp_path / "e.csv"))
+
+
 def test_csv_with_an_absent_target_column_names_the_columns(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(DataError, match=r"\['a', 'b'\]"):

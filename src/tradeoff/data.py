@@ -98,7 +98,7 @@ def _from_file(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
         if len(rows) < 2:
             raise DataError(f"{path} has no data rows", "add a header and at least one row")
         header, body = rows[0], rows[1:]
-        target = spec.target or header[-1]
+        target = spec.target or "target"  # the label is the column so named, wherever it stands, unless told
         if target not in header:
             raise DataError(f"column '{target}' not in {path}", f"set data.target to one of {header}")
         column = header.index(target)
