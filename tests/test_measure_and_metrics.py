@@ -61,9 +61,18 @@ def top_class_share(outputs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(outputs.argmax(axis=1) == targets.max()))
 
 
+def mean_error(outputs: np.ndarray, targets: np.ndarray) -> float:
+    return float(np.mean(outputs.argmax(axis=1) != targets))
+
+
+mean_error.higher_is_better = False  # type: ignore[attr-defined]
+
+
 def test_user_metric_by_import_path_needs_its_direction() -> None:
     with pytest.raises(ConfigError, match="higher_is_better"):
         get_metric("test_measure_and_metrics:top_class_share")
+    declared = get_metric("test_measure_and_metrics:mean_error")  # the function says which way is better
+    assert not declared.higher_is_better and declared.drop(0.1, 0.3) == pytest.approx(0.2)
     metric = get_metric(MetricSpec(name="test_measure_and_metrics:top_class_share", higher_is_better=True))
     outputs = np.eye(3)[[0, 2, 2]]
     assert metric(outputs, np.array([0, 1, 2]), outputs) == pytest.approx(2 / 3)

@@ -137,7 +137,9 @@ def get_metric(spec: str | MetricSpec) -> Metric:
         raise ConfigError(f"unknown metric '{spec.name}'",
                           f"use one of {', '.join(BUILTIN)}, recall@k, ndcg@k or an import path 'module:function'")
     user_fn = import_object(spec.name, "metric")
-    if spec.higher_is_better is None:
+    higher = spec.higher_is_better if spec.higher_is_better is not None else getattr(user_fn, "higher_is_better", None)
+    if not isinstance(higher, bool):  # a guessed direction would optimize the wrong way without a word
         raise ConfigError(f"metric '{spec.name}' does not say which way is better",
-                          "set metric: {name: ..., higher_is_better: true|false}")
-    return Metric(spec.name, spec.higher_is_better, lambda outputs, targets, reference: user_fn(outputs, targets))
+                          "set metric: {name: ..., higher_is_better: true|false}, or give the function an attribute "
+                          "higher_is_better = True|False")
+    return Metric(spec.name, higher, lambda outputs, targets, reference: user_fn(outputs, targets))
