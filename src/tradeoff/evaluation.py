@@ -46,12 +46,15 @@ class Measurement:
     def primary_latency(self) -> Latency | None:
         return next(iter(self.latency.values()), None)
 
-    def values(self) -> dict[str, float | None]:
-        """Every measured value by name, units in the name: what objectives and constraints look up."""
+    def values(self, metric_drop: float | None = None) -> dict[str, float | None]:
+        """Every measured value by name, units in the name: what objectives and constraints look up; with
+        `metric_drop` (against a baseline on the same split) too."""
         values: dict[str, float | None] = {
             "metric": self.metric, "size_bytes": self.size.bytes, "size_zstd_bytes": self.size.zstd_bytes,
             "params": self.params, "nonzero_params": self.nonzero_params, "macs": self.macs,
             "peak_memory_bytes": self.peak_memory_bytes}
+        if metric_drop is not None:
+            values["metric_drop"] = metric_drop
         for batch, latency in self.latency.items():
             values[f"latency_ms.p50@b{batch}"] = latency.p50_ms
             values[f"latency_ms.p95@b{batch}"] = latency.p95_ms

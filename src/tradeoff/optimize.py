@@ -208,7 +208,7 @@ def _passes(record: TrialRecord) -> str:
 
 def _test_objectives(candidate: Measurement, baseline: Measurement, settings: Settings,
                      metric: Metric) -> tuple[float, ...]:
-    values = {**candidate.values(), "metric_drop": metric.drop(baseline.metric, candidate.metric)}
+    values = candidate.values(metric_drop=metric.drop(baseline.metric, candidate.metric))
     return minimized(settings.objectives, values, settings.runtime.batch_sizes[0], metric.higher_is_better)
 
 
@@ -232,7 +232,7 @@ def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbe
 def _finalist(number: int, candidate: Candidate, limits: dict[str, float | None], first_batch: int, metric: Metric,
               baseline_test: Measurement) -> tuple[Finalist, Candidate, list[Violation]]:
     drop = metric.drop(baseline_test.metric, candidate.measured.metric)
-    broken = violations(limits, {**candidate.measured.values(), "metric_drop": drop}, first_batch)
+    broken = violations(limits, candidate.measured.values(metric_drop=drop), first_batch)
     finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=measured(candidate.measured),
                         ratios=ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
                         violations=[violation_entry(v) for v in broken])

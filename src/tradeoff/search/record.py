@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tradeoff.errors import ConfigError
 from tradeoff.measure import Latency
+from tradeoff.objectives import CONSTRAINTS
 
 State = Literal["complete", "pruned", "failed", "duplicate", "skipped", "running", "interrupted"]
 _CANDIDATE, _KEY, _STRATEGY, _RESULT = "candidate", "candidate_key", "strategy", "result"
@@ -107,9 +108,11 @@ def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> 
 def write_result(trial: optuna.Trial, state: State, note: str | None = None,
                  values: dict[str, float | None] | None = None, latency: Latency | None = None,
                  runtime: str | None = None, runtimes: dict[str, float] | None = None,
-                 violations: dict[str, float] | None = None, constraint_names: tuple[str, ...] = ()) -> None:
-    """Store what the trial found; the caller then tells the study its state and objectives."""
-    for name in constraint_names:
-        trial.set_constraint(name, (violations or {}).get(name, 0.0))
+                 violations: dict[str, float] | None = None) -> None:
+    """Store what the trial found; the caller then tells the study its state and objectives. With `violations`
+    (constraint -> amount past its limit) the sampler learns each constraint's value, zero for those it meets."""
+    if violations is not None:
+        for name in CONSTRAINTS:
+            trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
                                   "latency": asdict(latency) if latency else None, "runtimes": runtimes or {}})

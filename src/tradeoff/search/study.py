@@ -28,7 +28,7 @@ from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
-from tradeoff.objectives import CONSTRAINTS, minimized, violations
+from tradeoff.objectives import minimized, violations
 from tradeoff.search.record import State, TrialRecord, claim, mark_candidate, queue, records, write_result
 
 # Consecutive samples that yield no new candidate before the space counts as exhausted.
@@ -78,14 +78,14 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
     measured = evaluator.measure(model, "val", timing=False)
     drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     if max_metric_drop is not None and drop > max_metric_drop:
-        return Outcome(values={**measured.values(), "metric_drop": drop},
+        return Outcome(values=measured.values(metric_drop=drop),
                        note="metric drop over the limit on validation; latency not timed")
     model, runtimes = evaluator.with_fastest_runtime(model, "val")
     if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
         measured = evaluator.measure(model, "val", timing=False)
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     measured = replace(measured, latency=evaluator.latency(model, "val"))
-    return Outcome(values={**measured.values(), "metric_drop": drop}, latency=measured.primary_latency,
+    return Outcome(values=measured.values(metric_drop=drop), latency=measured.primary_latency,
                    runtime=model.runtime, runtimes=runtimes)
 
 
@@ -169,15 +169,17 @@ class StudyRun:
         """
         search = self.settings.search
         deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
-        finished = records(self.study)
-        seen = {r.key: r for r in finished if r.key and r.state in ("complete", "pruned")}
+        seen = {r.key: r for r in records(self.study) if r.key and r.state in ("complete", "pruned")}
         grid = self.space.grid()
         unmeasured = {self.space.at(p).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
         rng = random.Random(search.seed + len(seen))
         fruitless = 0
-        while counted_trials(self.study) < search.trials and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            counted = [r for r in records(self.study) if r.counted]  # other workers' trials count too
+            if len(counted) >= search.trials:
+                return
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                for params, strategy in self.space.queued(r for r in records(self.study) if r.counted):
+                for params, strategy in self.space.queued(counted):
                     queue(self.study, params, strategy)
             if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
                 return
@@ -206,7 +208,7 @@ class StudyRun:
             return
         mark_candidate(trial, candidate.as_dict(), candidate.key())
         write_result(trial, "duplicate", note=f"same candidate as trial {earlier.number}",
-                     violations=earlier.violations, constraint_names=tuple(CONSTRAINTS))
+                     violations=earlier.violations)
         if earlier.state == "complete":
             self.study.tell(trial, list(earlier.objectives or ()))
         else:
@@ -225,8 +227,7 @@ class StudyRun:
                   for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}
         state: State = "complete" if outcome.latency is not None else "pruned"
         write_result(trial, state, note=outcome.note, values=outcome.values, latency=outcome.latency,
-                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken,
-                     constraint_names=tuple(CONSTRAINTS))
+                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken)
         if state == "pruned":
             return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,
