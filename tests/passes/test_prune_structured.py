@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 import tradeoff as to
-import tradeoff.passes.prune_structured  # noqa: F401 - registers the pass until passes/__init__ imports it
 from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, ModelError

@@ -14,7 +14,7 @@ from tradeoff.evaluation import Evaluator
 from tradeoff.measure import artifact_size
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.passes import Context, build_pass, quantize_weight_only  # noqa: F401 - registers the pass
+from tradeoff.passes import Context, build_pass
 from tradeoff.runtimes import runtime_for
 
 
