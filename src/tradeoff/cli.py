@@ -15,6 +15,7 @@ from rich.table import Table
 
 from tradeoff.config import Task, load_task
 from tradeoff.errors import TradeoffError
+from tradeoff.objectives import times
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
@@ -61,12 +62,12 @@ def _comparison(report: Any) -> Table:
     name = report.metric["name"]
     table.add_row(name, f"{base.metric:.4f}", f"{best.metric:.4f}", f"drop {best.ratios.metric_drop:+.4f}")
     table.add_row(f"p50 latency ({base.latency_ms.setting()})", f"{base.latency_ms.p50:.4f} ms",
-                  f"{best.latency_ms.p50:.4f} ms", f"{best.ratios.speedup:.2f}x faster")
+                  f"{best.latency_ms.p50:.4f} ms", times(best.ratios.speedup, "faster", "slower"))
     table.add_row("p95 latency", f"{base.latency_ms.p95:.4f} ms", f"{best.latency_ms.p95:.4f} ms", "")
     table.add_row("size", _bytes(base.size_bytes), _bytes(best.size_bytes),
-                  f"{best.ratios.size_reduction:.2f}x smaller")
+                  times(best.ratios.size_reduction, "smaller", "larger"))
     table.add_row("size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
-                  f"{best.ratios.size_zstd_reduction:.2f}x smaller")
+                  times(best.ratios.size_zstd_reduction, "smaller", "larger"))
     table.add_row("recipe", "as given", " → ".join(s["pass"] for s in best.recipe["steps"]) or "as given", "")
     table.add_row("runtime", base.runtime, best.runtime, "")
     return table
@@ -77,8 +78,10 @@ def _comparison(report: Any) -> Table:
 def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
              out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
              trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
-             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
-    """Search recipes, verify the best on the test split, write runs/<name>/ with the artifact and report."""
+             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False,
+             strict: Annotated[bool, typer.Option(help="Exit with code 3 when the chosen model breaks a constraint "
+                                                       "on the test split.")] = False) -> None:
+    """Search recipes on validation, measure the chosen model on the test split, write runs/<name>/."""
     from tradeoff.optimize import optimize as run
 
     spec = _task(task, allow_pickle)
@@ -87,21 +90,34 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
     sys.path.insert(0, str(task.resolve().parent))
     result = run(spec, out=out, quiet=quiet or as_json)
     report = result.report.data
+    broken = report.best.test_violations
     if as_json:
         print(json.dumps({"baseline": report.baseline.model_dump(mode="json"),
-                          "best": report.best.model_dump(mode="json"), "run_dir": str(result.run_dir)}))
-        return
-    if quiet:
-        return
+                          "best": report.best.model_dump(mode="json"), "choice": report.choice.model_dump(mode="json"),
+                          "run_dir": str(result.run_dir)}))
+    elif not quiet:
+        _print_outcome(report, result.run_dir, result.report.html_path)
+    if broken:  # said even with --quiet: a shipped model that breaks a constraint on test is never silent
+        errors.print("[bold yellow]the chosen model breaks a constraint on the test split:[/] "
+                     + "; ".join(f"{v.constraint} {v.value:.4g} > {v.limit:.4g}" for v in broken)
+                     + " (chosen on validation; not chosen again on test)", highlight=False, soft_wrap=True)
+        if strict:
+            raise typer.Exit(3)
+
+
+def _print_outcome(report: Any, run_dir: Path, html_path: Path) -> None:
     console.print(_comparison(report))
     if report.binding is not None:
         b = report.binding
         console.print(f"[yellow]No candidate met the constraints; best is the baseline.[/] Binding constraint: "
                       f"{b.constraint} <= {b.limit:g}; nearest trial {b.nearest_trial} missed it by "
-                      f"{b.missed_by if b.missed_by is None else f'{b.missed_by:.4g}'} on {b.split}.")
+                      f"{b.missed_by if b.missed_by is None else f'{b.missed_by:.4g}'} on validation.")
+    elif report.best.is_baseline:
+        console.print("[yellow]No candidate beat the baseline by the choice rule; best is the baseline.[/]")
+    console.print(f"chosen on validation by {report.choice.rule}", highlight=False)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"artifact: {result.run_dir / 'best'}\nreport:   {result.report.html_path}")
+    console.print(f"artifact: {run_dir / 'best'}\nreport:   {html_path}")
 
 
 @app.command()

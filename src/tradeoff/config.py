@@ -111,13 +111,18 @@ class Settings(StrictModel):
     metric: str | MetricSpec = "accuracy"
     preset: PresetName = "balanced"
     constraints: Constraints = Constraints()
-    objectives: tuple[str, ...] = ("latency", "size")
+    # A list is an order of priority; a mapping gives each objective a weight (see search/select.choose).
+    objectives: tuple[str, ...] | dict[str, float] = ("latency", "size")
 
     @field_validator("objectives")
     @classmethod
-    def _known_objectives(cls, objectives: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_objectives(cls, objectives: tuple[str, ...] | dict[str, float]) -> tuple[str, ...] | dict[str, float]:
+        if not objectives:
+            raise ValueError(f"objectives must name at least one of {', '.join(OBJECTIVES)}")
         if unknown := [o for o in objectives if o not in OBJECTIVES]:
             raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
+        if isinstance(objectives, dict) and any(w <= 0 for w in objectives.values()):
+            raise ValueError(f"objective weights must be positive, got {objectives}")
         return objectives
     runtime: RuntimeSpec = RuntimeSpec()
     search: SearchSpec = SearchSpec()

@@ -25,7 +25,29 @@ CONSTRAINTS: dict[str, str] = {
     "max_size_bytes": "size_bytes",
 }
 
+# objective -> how a reader says it got better or worse, for values where lower is better
+CHANGE_WORDS: dict[str, tuple[str, str]] = {
+    "latency": ("faster", "slower"),
+    "size": ("smaller", "larger"),
+    "macs": ("fewer multiply-adds", "more multiply-adds"),
+    "peak_memory": ("less memory", "more memory"),
+}
+
 Values = Mapping[str, float | None]
+
+
+def times(ratio: float, better: str, worse: str) -> str:
+    """A ratio where above 1 is better, as a reader says it: '2.31x faster', '1.60x slower', never '0.62x faster'."""
+    return f"{ratio:.2f}x {better}" if ratio >= 1 else f"{1 / ratio:.2f}x {worse}"
+
+
+def describe_change(objective: str, baseline: float, candidate: float) -> str:
+    """A candidate's minimized objective value against the baseline's, in words ('1.60x slower')."""
+    if objective not in CHANGE_WORDS:  # the metric (negated where higher is better): a difference, not a ratio
+        return f"metric {'better' if candidate < baseline else 'worse'} by {abs(candidate - baseline):.4g}"
+    if candidate <= 0 or baseline <= 0:
+        return f"{objective} {candidate:.4g} against {baseline:.4g}"
+    return times(baseline / candidate, *CHANGE_WORDS[objective])
 
 
 def value_key(template: str, first_batch: int) -> str:

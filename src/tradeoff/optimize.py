@@ -23,15 +23,15 @@ from tradeoff.huggingface import is_transformer
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle, load_model
-from tradeoff.objectives import Violation, minimized, violations
+from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.recipe import Recipe
 from tradeoff.report.build import measured, ratios, trial_entry, violation_entry
 from tradeoff.report.html import render_html
-from tradeoff.report.schema import Best, Binding, Finalist, LayerStat, Report
+from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.search.record import TrialRecord, records
-from tradeoff.search.select import binding, feasible_points, pareto_front, pareto_layers, pick_best
+from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study
 
@@ -141,32 +141,35 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
             write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
             write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
     points = feasible_points(trials)
-    baseline_test, candidates = _measure_on_test(model, space, ctx, pareto_layers(points, search.finalists), trials,
-                                                 evaluator)
-    finalists = [_finalist(number, candidate, limits, first_batch, metric, baseline_test)
-                 for number, candidate in candidates]
-    shipped = {f.trial: (f, c) for f, c, broken in finalists if not broken}
-    if shipped:
-        entry, best = shipped[pick_best({n: _test_objectives(c.measured, baseline_test, settings, metric)
-                                         for n, (_, c) in shipped.items()})]
-        bound = None
-    else:
-        entry, best = None, Candidate(model, Recipe(), baseline_test)
-        bound = binding(trials, [(f.trial, broken) for f, _, broken in finalists], limits, first_batch)
+    baseline_val, finalists = _retime_on_validation(model, space, ctx, pareto_layers(points, search.finalists),
+                                                    trials, evaluator, baseline_val)
+    values = {n: c.measured.values(metric_drop=metric.drop(baseline_val.metric, c.measured.metric))
+              for n, c in finalists.items()}
+    choice = choose(values, baseline_val.values(), settings.objectives, limits, first_batch, metric.higher_is_better)
+    chosen = finalists[choice.trial] if choice.trial is not None else None
+    best, baseline_test = _measure_on_test(model, chosen, evaluator)
+    test_broken = violations(limits, best.measured.values(
+        metric_drop=metric.drop(baseline_test.metric, best.measured.metric)), first_batch) if chosen else []
+    bound = binding(trials, limits, first_batch) if not finalists else None
     best_dir = best.save(run_dir.best)
 
     warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
-        objectives=list(settings.objectives), constraints=limits,
+        objectives=settings.objectives if isinstance(settings.objectives, dict) else list(settings.objectives),
+        constraints=limits,
         baseline=measured(baseline_test), baseline_val=measured(baseline_val),
         best=Best(**measured(best.measured).model_dump(), recipe=best.recipe.as_dict(),
                   layers=[LayerStat(name=s.name, shape=list(s.shape), bits=s.bits, sparsity=s.sparsity)
                           for s in layer_stats(best.model)],
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
-                  trial=entry.trial if entry else None, is_baseline=entry is None,
-                  ratios=ratios(baseline_test, best.measured, metric)),
-        finalists=[f for f, _, _ in finalists], trials=entries, pareto=pareto_front(points),
+                  trial=choice.trial, is_baseline=choice.trial is None,
+                  ratios=ratios(baseline_test, best.measured, metric),
+                  test_violations=[violation_entry(v) for v in test_broken]),
+        choice=Choice(rule=choice.rule, excluded=choice.excluded),
+        finalists=[_finalist(n, c, values[n], limits, first_batch, metric, baseline_val, choice.excluded.get(n))
+                   for n, c in finalists.items()],
+        trials=entries, pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
@@ -206,34 +209,37 @@ def _passes(record: TrialRecord) -> str:
     return " → ".join(s["pass"] for s in (record.candidate or {}).get("steps", [])) or "as is"
 
 
-def _test_objectives(candidate: Measurement, baseline: Measurement, settings: Settings,
-                     metric: Metric) -> tuple[float, ...]:
-    values = candidate.values(metric_drop=metric.drop(baseline.metric, candidate.metric))
-    return minimized(settings.objectives, values, settings.runtime.batch_sizes[0], metric.higher_is_better)
-
-
-def _measure_on_test(model: ModelHandle, space: RecipeSpace, ctx: Context, numbers: list[int],
-                     trials: list[TrialRecord],
-                     evaluator: Evaluator) -> tuple[Measurement, list[tuple[int, Candidate]]]:
-    """The baseline and each front trial's recipe, rebuilt, measured on test in the same process, their latencies
-    timed in interleaved rounds so that the speed-ups and the choice between finalists compare models, not
-    moments of a drifting machine."""
+def _retime_on_validation(model: ModelHandle, space: RecipeSpace, ctx: Context, numbers: list[int],
+                          trials: list[TrialRecord], evaluator: Evaluator,
+                          baseline_val: Measurement) -> tuple[Measurement, dict[int, Candidate]]:
+    """The baseline and each finalist's recipe, rebuilt, measured on validation, their latencies timed in
+    interleaved rounds: the choice compares models rather than the moments of a drifting machine at which the
+    search happened to time them, and the baseline is timed like the rest instead of once, cold, at the start."""
     by_number = {r.number: r for r in trials}
     recipes = [Recipe.from_dict({**(by_number[n].candidate or {}), "runtime": by_number[n].runtime})
                for n in numbers]
-    models = [model, *(space.build(recipe, ctx) for recipe in recipes)]
-    measured = [evaluator.measure(m, "test", timing=False) for m in models]
-    timed = [replace(m, latency=latency) for m, latency in
-             zip(measured, evaluator.interleaved_latency(models, "test"), strict=True)]
-    return timed[0], [(number, Candidate(m, recipe, measurement)) for number, m, recipe, measurement
-                      in zip(numbers, models[1:], recipes, timed[1:], strict=True)]
+    models = [space.build(recipe, ctx) for recipe in recipes]
+    timed = evaluator.interleaved_latency([model, *models], "val")
+    candidates = {number: Candidate(m, recipe, replace(evaluator.measure(m, "val", timing=False), latency=latency))
+                  for number, m, recipe, latency in zip(numbers, models, recipes, timed[1:], strict=True)}
+    return replace(baseline_val, latency=timed[0]), candidates
 
 
-def _finalist(number: int, candidate: Candidate, limits: dict[str, float | None], first_batch: int, metric: Metric,
-              baseline_test: Measurement) -> tuple[Finalist, Candidate, list[Violation]]:
-    drop = metric.drop(baseline_test.metric, candidate.measured.metric)
-    broken = violations(limits, candidate.measured.values(metric_drop=drop), first_batch)
-    finalist = Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=measured(candidate.measured),
-                        ratios=ratios(baseline_test, candidate.measured, metric), meets_constraints=not broken,
-                        violations=[violation_entry(v) for v in broken])
-    return finalist, candidate, broken
+def _measure_on_test(model: ModelHandle, chosen: Candidate | None,
+                     evaluator: Evaluator) -> tuple[Candidate, Measurement]:
+    """The chosen model (or the baseline when none was) and the baseline, measured once on test for the report,
+    their latencies timed in interleaved rounds."""
+    shipped = chosen.model if chosen else model
+    models = [model, *([shipped] if chosen else [])]
+    timed = [replace(evaluator.measure(m, "test", timing=False), latency=latency)
+             for m, latency in zip(models, evaluator.interleaved_latency(models, "test"), strict=True)]
+    best = Candidate(shipped, chosen.recipe if chosen else Recipe(), timed[-1])
+    return best, timed[0]
+
+
+def _finalist(number: int, candidate: Candidate, values: dict[str, float | None], limits: dict[str, float | None],
+              first_batch: int, metric: Metric, baseline_val: Measurement, excluded: str | None) -> Finalist:
+    broken = violations(limits, values, first_batch)
+    return Finalist(trial=number, recipe=candidate.recipe.as_dict(), measured=measured(candidate.measured),
+                    ratios=ratios(baseline_val, candidate.measured, metric), meets_constraints=not broken,
+                    violations=[violation_entry(v) for v in broken], excluded=excluded)

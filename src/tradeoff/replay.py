@@ -59,7 +59,11 @@ def rerender(run_dir: Path) -> Path:
     source = run_dir / "report.json"
     if not source.is_file():
         raise ConfigError(f"no report.json in {run_dir}", "point to a run directory written by tradeoff optimize")
-    report = Report.model_validate(json.loads(source.read_text()))
+    raw = json.loads(source.read_text())
+    if isinstance(raw, dict) and raw.get("schema_version") != Report.model_fields["schema_version"].default:
+        raise ConfigError(f"{source} is report.json schema {raw.get('schema_version')}, which this tradeoff does "
+                          "not render", "run tradeoff optimize again to write the report in the current schema")
+    report = Report.model_validate(raw)
     target = run_dir / "report.html"
     write_atomic(target, render_html(report))
     return target

@@ -16,6 +16,7 @@ from tradeoff.report.html import render_html
 from tradeoff.report.schema import (
     Best,
     Binding,
+    Choice,
     Finalist,
     LatencyMs,
     LayerStat,
@@ -42,7 +43,8 @@ def _measured(metric: float, p50: float, size: int, split: Literal["val", "test"
                     params=12_345, nonzero_params=12_000)
 
 
-def _report(*, best_is_baseline: bool = False, name: str = "digits-mlp", warning: str = "slow int8 kernels") -> Report:
+def _report(*, best_is_baseline: bool = False, name: str = "digits-mlp", warning: str = "slow int8 kernels",
+            speedup: float = 2.1, test_violations: tuple[Violation, ...] = ()) -> Report:
     """Three trials a real search produces: a feasible int8 model, one that missed the metric, one pruned early."""
     drop_miss = Violation(constraint="max_metric_drop", limit=0.01, value=0.06, missed_by=0.05)
     trials = [
@@ -61,12 +63,13 @@ def _report(*, best_is_baseline: bool = False, name: str = "digits-mlp", warning
                     is_baseline=True, ratios=Ratios(speedup=1.0, size_reduction=1.0, size_zstd_reduction=1.0,
                                                     metric_drop=0.0))
         binding = Binding(constraint="max_metric_drop", limit=0.01, nearest_trial=0, nearest_value=0.017,
-                          missed_by=0.007, split="test")
+                          missed_by=0.007)
     else:
         best = Best(**_measured(0.958, 0.2, 14_500, fmt="onnx").model_dump(), recipe=RECIPE_INT8,
                     artifact="model.onnx", trial=0, is_baseline=False,
                     layers=[LayerStat(name="layers.0.weight", shape=[128, 64], bits=8, sparsity=0.0)],
-                    ratios=Ratios(speedup=2.1, size_reduction=3.59, size_zstd_reduction=3.4, metric_drop=0.008))
+                    ratios=Ratios(speedup=speedup, size_reduction=3.59, size_zstd_reduction=3.4, metric_drop=0.008),
+                    test_violations=list(test_violations))
         binding = None
     finalist = Finalist(trial=0, recipe=RECIPE_INT8, measured=_measured(0.958, 0.2, 14_500, fmt="onnx"),
                         ratios=best.ratios, meets_constraints=not best_is_baseline,
@@ -77,6 +80,8 @@ def _report(*, best_is_baseline: bool = False, name: str = "digits-mlp", warning
                                                                  "max_size_bytes": None},
                   baseline=baseline, baseline_val=_measured(0.966, 0.41, 52_000, split="val"), best=best,
                   finalists=[finalist], trials=trials, pareto=[0], binding=binding, warnings=[warning],
+                  choice=Choice(rule="priority metric, latency: never worse than the baseline on metric",
+                                excluded={0: "max_metric_drop: 0.017 > 0.01"} if best_is_baseline else {}),
                   env={"python": "3.11.9", "cpu": {"model": "Xeon", "cores": 16}, "threads": 2},
                   task={"name": name})
 
@@ -99,9 +104,23 @@ def test_trials_table_has_one_row_per_trial_with_passes_drop_and_violations() ->
 def test_baseline_vs_best_card_shows_metric_latency_size_and_ratios() -> None:
     card = _section(render_html(_report()), "best")
     for figure in ("0.9660", "0.9580", "0.420", "0.200", "0.504", "50.78 KiB", "14.16 KiB", "45.70 KiB",
-                   "12,345 / 12,000", "2.10x speed-up", "3.59x smaller", "3.40x smaller", "drop +0.80 pts"):
+                   "12,345 / 12,000", "2.10x faster", "3.59x smaller", "3.40x smaller", "drop +0.80 pts"):
         assert figure in card, figure
     assert "trial 0" in card and "model.onnx" in card and "No candidate met" not in card
+    assert "Chosen on validation by priority metric, latency" in card and "test-violations" not in card
+
+
+def test_a_slow_down_reads_slower_never_a_fraction_faster() -> None:
+    card = _section(render_html(_report(speedup=0.625)), "best")
+    assert "1.60x slower" in card and "x faster" not in card
+
+
+def test_a_constraint_the_chosen_model_breaks_on_test_is_said_plainly() -> None:
+    broken = Violation(constraint="max_metric_drop", limit=0.01, value=0.013, missed_by=0.003)
+    page = render_html(_report(test_violations=(broken,)))
+    card = page[page.index('id="best"'):page.index('id="comparison"')]
+    assert "On the test split the chosen model breaks max_metric_drop: 0.013 &gt; 0.01" in card
+    assert '<div class="card warn" id="best">' in page
 
 
 def test_baseline_best_says_no_candidate_met_the_constraints_and_what_bound() -> None:
@@ -174,3 +193,11 @@ def test_report_renders_in_chromium_without_js_errors(tmp_path: Path, best_is_ba
     assert '<pre id="js-errors"></pre>' in dom, dom[dom.index('id="js-errors"'):][:500]
     assert dom.count('class="main-svg"') >= 4  # two plots, each drawn as plotly's SVG layers
     assert 'class="legendtext"' in dom and ">baseline<" in dom  # the legend drew
+
+
+def test_a_report_of_an_older_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    from tradeoff.errors import ConfigError
+
+    (tmp_path / "report.json").write_text(json.dumps({**_report().model_dump(mode="json"), "schema_version": 1}))
+    with pytest.raises(ConfigError, match="schema 1"):
+        rerender(tmp_path)

@@ -8,6 +8,7 @@ from html import escape
 
 import plotly.graph_objects as go
 
+from tradeoff.objectives import times
 from tradeoff.report.schema import Binding, Measured, Report, Trial, Violation
 
 # Metrics in [0, 1] whose drops read better as points (0.012 -> 1.2 points).
@@ -79,8 +80,25 @@ def _binding(binding: Binding | None) -> str:
     value = "–" if binding.nearest_value is None else f"{binding.nearest_value:.4g}"
     missed = "–" if binding.missed_by is None else f"{binding.missed_by:.4g}"
     return (f"<p>Binding constraint: <b>{escape(binding.constraint)} ≤ {binding.limit:.4g}</b>. Nearest candidate: "
-            f"trial {binding.nearest_trial}, {escape(value)} on the {escape(binding.split)} split, "
-            f"missed by {escape(missed)}.</p>")
+            f"trial {binding.nearest_trial}, {escape(value)} on the validation split, missed by {escape(missed)}.</p>")
+
+
+def _verdict(report: Report) -> str:
+    """What shipped and why, by the rule the choice followed; a constraint the shipped model breaks on test is
+    said plainly (the choice is never made again on test)."""
+    best = report.best
+    rule = f"<p class=sub>Chosen on validation by {escape(report.choice.rule)}.</p>"
+    if best.is_baseline and report.binding is not None:
+        return ("<p><b>No candidate met the constraints: the best model is the unmodified baseline.</b></p>"
+                + _binding(report.binding))
+    if best.is_baseline:
+        return "<p><b>No candidate beat the baseline by the rule below: the best model is the baseline.</b></p>" + rule
+    passes = " → ".join(str(s.get("pass", "?")) for s in best.recipe.get("steps", [])) or "as given"
+    broken = (f'<p id="test-violations"><b>On the test split the chosen model breaks '
+              f"{escape(_violations(best.test_violations))}</b>. It was chosen on validation and ships as chosen: "
+              "read its test figures with that in mind.</p>" if best.test_violations else "")
+    return (f"<p>Best: trial {best.trial}, <code>{escape(passes)}</code>, "
+            f"artifact <code>{escape(best.artifact or '–')}</code>.</p>{rule}{broken}")
 
 
 def _comparison(report: Report) -> str:
@@ -89,27 +107,21 @@ def _comparison(report: Report) -> str:
     rows = [
         [report.metric["name"], _num(base.metric), _num(best.metric), f"drop {_drop(report, r.metric_drop)}"],
         [f"p50 latency (ms, {base.latency_ms.setting()})", _num(base.latency_ms.p50, 3),
-         _num(best.latency_ms.p50, 3), f"{r.speedup:.2f}x speed-up"],
+         _num(best.latency_ms.p50, 3), times(r.speedup, "faster", "slower")],
         ["p95 latency (ms)", _num(base.latency_ms.p95, 3), _num(best.latency_ms.p95, 3), ""],
-        ["size", _bytes(base.size_bytes), _bytes(best.size_bytes), f"{r.size_reduction:.2f}x smaller"],
+        ["size", _bytes(base.size_bytes), _bytes(best.size_bytes), times(r.size_reduction, "smaller", "larger")],
         ["size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
-         f"{r.size_zstd_reduction:.2f}x smaller"],
+         times(r.size_zstd_reduction, "smaller", "larger")],
         ["params / non-zero", f"{base.params:,} / {base.nonzero_params:,}",
          f"{best.params:,} / {best.nonzero_params:,}", ""],
         ["runtime / format", f"{base.runtime} / {base.format}", f"{best.runtime} / {best.format}", ""],
     ]
-    if best.is_baseline:
-        verdict = ("<p><b>No candidate met the constraints: the best model is the unmodified baseline.</b></p>"
-                   + _binding(report.binding))
-    else:
-        passes = " → ".join(str(s.get("pass", "?")) for s in best.recipe.get("steps", [])) or "as given"
-        verdict = (f"<p>Best: trial {best.trial}, <code>{escape(passes)}</code>, "
-                   f"artifact <code>{escape(best.artifact or '–')}</code>.</p>")
     layers = [[layer.name, "×".join(map(str, layer.shape)), str(layer.bits), f"{100 * layer.sparsity:.1f}%"]
               for layer in best.layers]
     layer_table = f"<h3>Weights of the best model</h3>{_table(['layer', 'shape', 'bits', 'zeros'], layers, {2, 3})}"
-    return (f'<div class="card{" warn" if best.is_baseline else ""}" id="best">'
-            f"<h2>Baseline vs best (test split, same process)</h2>{verdict}"
+    warn = best.is_baseline or best.test_violations
+    return (f'<div class="card{" warn" if warn else ""}" id="best">'
+            f"<h2>Baseline vs best (test split, same process)</h2>{_verdict(report)}"
             f"{_table(['', 'baseline', 'best', 'change'], rows, {1, 2}, 'comparison')}"
             f"{layer_table if layers else ''}</div>")
 
@@ -136,7 +148,8 @@ def _scatter(report: Report, x_of: Callable[[Trial], float | None], baseline: Me
     figure.add_trace(go.Scatter(
         x=[x_base], y=[baseline.metric], mode="markers", name="baseline",
         marker={"symbol": "star", "size": 17, "color": COLOURS["baseline"], "line": {"width": 1, "color": "#333"}},
-        hovertemplate="baseline, measured on validation<br>x=%{x}<br>metric=%{y}<extra></extra>"))
+        hovertemplate="baseline on validation, timed in rounds beside the finalists<br>x=%{x}<br>metric=%{y}"
+                      "<extra></extra>"))
     figure.update_layout(xaxis_title=x_title, yaxis_title=escape(f"{report.metric['name']} (trials: validation)"),
                          height=420, margin={"l": 60, "r": 10, "t": 30, "b": 50},
                          legend={"orientation": "h", "y": -0.2})
@@ -163,6 +176,12 @@ def _trial_row(report: Report, t: Trial) -> list[str]:
             f"{runtime} ({timings})" if timings else runtime, feasible, note]
 
 
+def _objectives(report: Report) -> str:
+    if isinstance(report.objectives, dict):
+        return "weights " + ", ".join(f"{k} {w:g}" for k, w in report.objectives.items())
+    return ", ".join(report.objectives)
+
+
 def _env_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
@@ -172,9 +191,11 @@ def render_html(report: Report) -> str:
     constraints = ", ".join(f"{k} ≤ {v:g}" for k, v in report.constraints.items() if v is not None) or "none"
     warnings = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
     finalists = [[str(f.trial), _num(f.measured.metric), _num(f.measured.latency_ms.p50, 3),
-                  _num(f.measured.latency_ms.p95, 3), _bytes(f.measured.size_bytes), f"{f.ratios.speedup:.2f}x",
-                  f"{f.ratios.size_reduction:.2f}x", _drop(report, f.ratios.metric_drop),
-                  "yes" if f.meets_constraints else "no", _violations(f.violations)] for f in report.finalists]
+                  _num(f.measured.latency_ms.p95, 3), _bytes(f.measured.size_bytes),
+                  times(f.ratios.speedup, "faster", "slower"), times(f.ratios.size_reduction, "smaller", "larger"),
+                  _drop(report, f.ratios.metric_drop), "yes" if f.meets_constraints else "no",
+                  "shipped" if f.trial == report.best.trial else (f.excluded or _violations(f.violations) or "–")]
+                 for f in report.finalists]
     trials = [_trial_row(report, t) for t in report.trials]
     env = [[str(k), _env_value(v)] for k, v in report.env.items()]
     return f"""<!DOCTYPE html>
@@ -183,15 +204,16 @@ def render_html(report: Report) -> str:
 <h1>tradeoff: {escape(report.name)}</h1>
 <p class="sub">metric <b>{escape(str(report.metric.get('name')))}</b>
 ({'higher' if report.metric.get('higher_is_better', True) else 'lower'} is better)
-· objectives {escape(', '.join(report.objectives))} · constraints {escape(constraints)}</p>
+· objectives {escape(_objectives(report))} · constraints {escape(constraints)}</p>
 {f'<div class="card warn" id="warnings"><b>Warnings</b><ul>{warnings}</ul></div>' if warnings else ''}
 {_comparison(report)}
 <h2>Trade-offs explored</h2>
 <p class="sub">Trials and the baseline (star), all measured on the validation split.</p>
 {_plots(report)}
-<h2>Finalists re-measured on the test split</h2>
-{_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed-up', 'size reduction', 'drop',
-         'meets constraints', 'violations'], finalists, range(1, 8), 'finalists')}
+<h2>Finalists, timed in rounds beside the baseline (validation split)</h2>
+<p class="sub">The choice: {escape(report.choice.rule)}.</p>
+{_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed', 'size', 'drop', 'meets constraints',
+         'outcome'], finalists, range(1, 8), 'finalists')}
 <h2>Trials (validation split)</h2>
 {_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible', 'note'],
         trials, {3, 4, 5, 6}, 'trials')}

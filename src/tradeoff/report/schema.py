@@ -64,20 +64,23 @@ class LayerStat(_Frozen):
     sparsity: float
 
 
+class Violation(_Frozen):
+    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes"]
+    limit: float
+    value: float
+    missed_by: float
+
+
 class Best(Measured):
+    """The model that shipped, chosen on validation and then measured once on test."""
+
     layers: list[LayerStat] = Field(default_factory=list)
     recipe: dict[str, Any]
     artifact: str | None
     trial: int | None
     is_baseline: bool
     ratios: Ratios
-
-
-class Violation(_Frozen):
-    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes"]
-    limit: float
-    value: float
-    missed_by: float
+    test_violations: list[Violation] = Field(default_factory=list)  # reported, never a reason to choose again
 
 
 TrialState = Literal["complete", "pruned", "failed", "duplicate", "skipped", "interrupted"]
@@ -105,14 +108,22 @@ class Trial(_Frozen):
 
 
 class Finalist(_Frozen):
-    """A Pareto-front trial re-built and re-measured on the test split the search never saw."""
+    """A Pareto-front trial rebuilt and measured again on validation, timed in rounds beside the baseline."""
 
     trial: int
     recipe: dict[str, Any]
     measured: Measured
-    ratios: Ratios
+    ratios: Ratios  # against the baseline on validation, timed in the same rounds
     meets_constraints: bool
     violations: list[Violation] = Field(default_factory=list)
+    excluded: str | None = None  # why it did not ship; None for the one that did
+
+
+class Choice(_Frozen):
+    """How the shipped model was chosen among the finalists (on validation), so a reader can predict it."""
+
+    rule: str
+    excluded: dict[int, str] = Field(default_factory=dict)
 
 
 class Binding(_Frozen):
@@ -123,21 +134,21 @@ class Binding(_Frozen):
     nearest_trial: int | None
     nearest_value: float | None
     missed_by: float | None
-    split: Literal["val", "test"]
 
 
 class Report(_Frozen):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2  # 2: finalists and the choice on validation, the test split read once
     name: str
     metric: dict[str, Any]  # {"name": ..., "higher_is_better": ...}
-    objectives: list[str]
+    objectives: list[str] | dict[str, float]  # a list is a priority order, a mapping weights
     constraints: dict[str, float | None]
     baseline: Measured
-    baseline_val: Measured  # what the trials (measured on validation) were compared against
+    baseline_val: Measured  # what the trials were compared against; timed in rounds beside the finalists
     best: Best
     finalists: list[Finalist]
     trials: list[Trial]
     pareto: list[int]
+    choice: Choice
     binding: Binding | None = None
     warnings: list[str] = Field(default_factory=list)
     env: dict[str, Any]
