@@ -22,6 +22,7 @@ class ModelSpec(StrictModel):
     factory: str | None = None
     weights: Path | None = None
     path: Path | None = None
+    output: str | None = None  # an ONNX model's output of scores, where it has several
     task: Literal["embedding", "classification"] = "embedding"
     allow_pickle: bool = False
 
@@ -31,6 +32,8 @@ class ModelSpec(StrictModel):
             raise ValueError("a torch model needs 'factory' (module:callable returning an nn.Module)")
         if self.source == "onnx" and not self.path:
             raise ValueError("an onnx model needs 'path' (the .onnx file)")
+        if self.output is not None and self.source != "onnx":
+            raise ValueError("'output' names an output of an onnx model; it applies to source: onnx only")
         if self.source == "huggingface" and not self.path:
             raise ValueError("a huggingface model needs 'path' (a local folder with config, weights and tokenizer)")
         return self
