@@ -22,6 +22,7 @@ class ModelSpec(StrictModel):
     factory: str | None = None
     weights: Path | None = None
     path: Path | None = None
+    output: str | None = None  # an ONNX model's output of scores, where it has several
     task: Literal["embedding", "classification"] = "embedding"
     allow_pickle: bool = False
 
@@ -31,15 +32,23 @@ class ModelSpec(StrictModel):
             raise ValueError("a torch model needs 'factory' (module:callable returning an nn.Module)")
         if self.source == "onnx" and not self.path:
             raise ValueError("an onnx model needs 'path' (the .onnx file)")
+        if self.output is not None and self.source != "onnx":
+            raise ValueError("'output' names an output of an onnx model; it applies to source: onnx only")
         if self.source == "huggingface" and not self.path:
             raise ValueError("a huggingface model needs 'path' (a local folder with config, weights and tokenizer)")
         return self
+
+
+SPLIT_FILES = ("train", "val", "test")
 
 
 class DataSpec(StrictModel):
     source: Literal["builtin", "file", "python", "text"]
     name: str | None = None
     path: Path | None = None
+    train: Path | None = None  # a file per split, in place of one `path` split by `split` and `seed`
+    val: Path | None = None
+    test: Path | None = None
     factory: str | None = None
     target: str | None = None
     split: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -52,9 +61,17 @@ class DataSpec(StrictModel):
     text_column: str = "text"
 
     @model_validator(mode="after")
-    def _split_is_a_partition(self) -> DataSpec:
+    def _each_source_has_what_it_needs(self) -> DataSpec:
         if any(f <= 0 for f in self.split) or abs(sum(self.split) - 1.0) > 1e-6:
             raise ValueError(f"split must be three positive fractions summing to 1, got {list(self.split)}")
+        split_files = {key: getattr(self, key) for key in SPLIT_FILES}
+        if any(split_files.values()):
+            if self.source != "file" or self.path is not None or None in split_files.values():
+                raise ValueError("give data source 'file' either 'path' (one file, split by 'split' and 'seed') or "
+                                 "all of 'train', 'val' and 'test' (a file per split)")
+            if "split" in self.model_fields_set:
+                raise ValueError("'split' divides one 'path'; with train, val and test files the files are the splits")
+            return self
         if self.source == "text":
             if (self.path is None) == (self.name is None):
                 raise ValueError("text data needs either 'path' (.txt, .csv or .jsonl) or 'name' of a builtin corpus")
@@ -66,7 +83,8 @@ class DataSpec(StrictModel):
             return self
         needed = {"builtin": "name", "file": "path", "python": "factory"}[self.source]
         if getattr(self, needed) is None:
-            raise ValueError(f"data source '{self.source}' needs '{needed}'")
+            alternative = " (or 'train', 'val' and 'test': a file per split)" if self.source == "file" else ""
+            raise ValueError(f"data source '{self.source}' needs '{needed}'{alternative}")
         return self
 
 
@@ -188,7 +206,7 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in a task file are relative to the file, so a task runs the same from any directory."""
     resolved = dict(raw)
-    for section, keys in (("model", ("weights", "path")), ("data", ("path", "tokenizer"))):
+    for section, keys in (("model", ("weights", "path")), ("data", ("path", *SPLIT_FILES, "tokenizer"))):
         if isinstance(resolved.get(section), dict):
             block = dict(resolved[section])
             for key in keys:

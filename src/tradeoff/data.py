@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tradeoff.config import DataSpec
+from tradeoff.config import SPLIT_FILES, DataSpec
 from tradeoff.errors import DataError
 from tradeoff.imports import import_object
 
@@ -82,23 +82,23 @@ BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-def _from_file(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
-    path = Path(spec.path)  # type: ignore[arg-type]
+def _read_file(path: Path, target: str | None, key: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Inputs, targets and, for a .csv, the names of the input columns, from the file that data.`key` names."""
     if not path.is_file():
-        raise DataError(f"data file not found: {path}", "check data.path")
+        raise DataError(f"data file not found: {path}", f"check data.{key}")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             keys = {k.lower(): k for k in archive.files}
             if "x" not in keys or "y" not in keys:
                 raise DataError(f"{path} holds {archive.files}", "save the inputs as 'x' and the targets as 'y'")
-            return archive[keys["x"]], archive[keys["y"]]
+            return archive[keys["x"]], archive[keys["y"]], None
     if path.suffix == ".csv":
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))
         if len(rows) < 2:
             raise DataError(f"{path} has no data rows", "add a header and at least one row")
         header, body = rows[0], rows[1:]
-        target = spec.target or "target"  # the label is the column so named, wherever it stands, unless told
+        target = target or "target"  # the label is the column so named, wherever it stands, unless told
         if target not in header:
             raise DataError(f"column '{target}' not in {path}", f"set data.target to one of {header}")
         column = header.index(target)
@@ -106,8 +106,34 @@ def _from_file(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
             table = np.array(body, dtype=np.float64)
         except ValueError as exc:
             raise DataError(f"{path} has a non-numeric value: {exc}", "encode categories as numbers") from None
-        return np.delete(table, column, axis=1), table[:, column]
+        return np.delete(table, column, axis=1), table[:, column], header[:column] + header[column + 1:]
     raise DataError(f"unsupported data file type '{path.suffix}'", "use .npz (x, y) or .csv")
+
+
+def _column_difference(columns: list[str], expected: list[str]) -> str:
+    if len(columns) != len(expected):
+        return f"has {len(columns)} input columns, {len(expected)} in"
+    at = next(i for i, (name, wanted) in enumerate(zip(columns, expected, strict=True)) if name != wanted)
+    return f"has column {at + 1} '{columns[at]}' where '{expected[at]}' is in"
+
+
+def _from_split_files(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The train, val and test files one after another, and how many rows each holds; they must agree on the
+    input columns (a .csv's names, in order) and the shape of a sample, or a model would read one of them wrong."""
+    read = {key: _read_file(Path(getattr(spec, key)), spec.target, key) for key in SPLIT_FILES}
+    train_x, _, train_columns = read["train"]
+    for key, (x, y, columns) in read.items():
+        this, train = f"data.{key} file {getattr(spec, key)}", f"data.train file {spec.train}"
+        if len(x) == 0 or len(x) != len(y):
+            raise DataError(f"{this} has {len(x)} inputs and {len(y)} targets", "give each split rows, a target each")
+        if columns is not None and train_columns is not None and columns != train_columns:
+            raise DataError(f"{this} {_column_difference(columns, train_columns)} {train}",
+                            "write every split with the same columns in the same order")
+        if x.shape[1:] != train_x.shape[1:]:
+            raise DataError(f"{this} has samples of shape {list(x.shape[1:])}, {train} {list(train_x.shape[1:])}",
+                            "write every split with the same features")
+    return (np.concatenate([x for x, _, _ in read.values()]), np.concatenate([y for _, y, _ in read.values()]),
+            [len(x) for x, _, _ in read.values()])
 
 
 def _from_python(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -153,12 +179,15 @@ def _as_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> tuple[np.ndarray
 def load_data(spec: DataSpec) -> DataBundle:
     notes: list[str] = []
     labels: np.ndarray | None
+    sizes: list[int] | None = None  # rows per split where the files are the splits
     if spec.source == "builtin":
         if spec.name not in BUILTIN:
             raise DataError(f"unknown builtin dataset '{spec.name}'", f"choose one of {', '.join(BUILTIN)}")
         x, labels = BUILTIN[spec.name]()
+    elif spec.source == "file" and spec.path is None:
+        x, labels, sizes = _from_split_files(spec)
     elif spec.source == "file":
-        x, labels = _from_file(spec)
+        x, labels, _ = _read_file(Path(spec.path), spec.target, "path")  # type: ignore[arg-type]
     elif spec.source == "text":
         x, labels, notes = _read_text(spec)
     else:
@@ -170,7 +199,8 @@ def load_data(spec: DataSpec) -> DataBundle:
         raise DataError(f"{len(x)} inputs but {len(y)} targets", "give one target per input")
     if spec.source != "text":
         x, y = _as_arrays(x, y, spec)
-    splits = _split_indices(len(x), spec.split, spec.seed)
+    splits = (_split_indices(len(x), spec.split, spec.seed) if sizes is None
+              else np.split(np.arange(len(x)), np.cumsum(sizes)[:-1]))
     if any(len(idx) == 0 for idx in splits):
         raise DataError(f"{len(x)} samples are too few for split {list(spec.split)}", "give more data")
     if spec.standardize:

@@ -124,6 +124,39 @@ BUILTIN: dict[str, Metric] = {
 }
 
 
+@dataclass(frozen=True)
+class Chance:
+    """What guessing scores on a split's targets, what that guess is, and what a perfect model scores."""
+
+    score: Callable[[np.ndarray], float]
+    guess: str
+    perfect: float
+
+
+CHANCE: dict[str, Chance] = {  # the builtin metrics that compare with targets
+    "accuracy": Chance(lambda y: float(np.unique(y, return_counts=True)[1].max() / len(y)),
+                       "the majority class's share", 1.0),
+    "f1_macro": Chance(lambda y: 1 / len(np.unique(y)), "one over the number of classes", 1.0),
+    "mse": Chance(lambda y: float(np.var(y)), "predicting the targets' mean", 0.0),
+}
+CHANCE_MARGIN = 0.1  # a score less than a tenth of the way from chance to perfect is near chance
+
+
+def near_chance_warnings(metric: Metric, score: float, targets: np.ndarray) -> list[str]:
+    """A warning when the baseline's validation `score` is about what guessing `targets` would score: its outputs
+    are then likely read wrongly (a label output taken for scores, inputs scaled unlike in training), and every
+    figure compared with it is noise."""
+    rule = CHANCE.get(metric.name)
+    if rule is None or len(targets) == 0:
+        return []
+    chance = rule.score(targets)
+    if chance == rule.perfect or (score - chance) / (rule.perfect - chance) >= CHANCE_MARGIN:
+        return []
+    return [f"the baseline's {metric.name} on validation ({score:.4g}) is near chance ({chance:.4g}, {rule.guess}): "
+            "check that the model's output holds scores for these targets (model.output, for ONNX) and that the "
+            "inputs are prepared as in training"]
+
+
 def get_metric(spec: str | MetricSpec) -> Metric:
     """A builtin metric by name, or a user's `module:function(outputs, targets) -> float`."""
     if isinstance(spec, str):

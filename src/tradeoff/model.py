@@ -20,6 +20,7 @@ from tradeoff import huggingface, sparse_storage
 from tradeoff.config import ModelSpec
 from tradeoff.errors import ModelError
 from tradeoff.imports import import_object
+from tradeoff.onnx_output import keep_scores_output
 
 Format = Literal["torch", "onnx"]
 ARTIFACT_META = "artifact.json"
@@ -176,9 +177,14 @@ def read_onnx(path: Path) -> bytes:
     return data
 
 
+def load_onnx(path: Path, output: str | None = None) -> ModelHandle:
+    """An ONNX file from any tool, cut to the one output of scores that tradeoff measures (`model.output`)."""
+    return ModelHandle(onnx_bytes=keep_scores_output(read_onnx(path), output))
+
+
 def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHandle:
     if spec.source == "onnx":
-        return ModelHandle(onnx_bytes=read_onnx(Path(spec.path)))  # type: ignore[arg-type]
+        return load_onnx(Path(spec.path), spec.output)  # type: ignore[arg-type]
     if spec.source == "huggingface":
         factory = huggingface.hf_factory(Path(spec.path), spec.task)  # type: ignore[arg-type]
         return ModelHandle(module=huggingface.build_from_factory(factory), factory=factory)

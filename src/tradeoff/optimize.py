@@ -21,7 +21,7 @@ from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
 from tradeoff.measure import layer_stats
-from tradeoff.metrics import Metric, get_metric
+from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
@@ -153,7 +153,8 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     bound = binding(trials, limits, first_batch) if not finalists else None
     best_dir = best.save(run_dir.best)
 
-    warnings = [*data.notes, *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
+    warnings = [*data.notes, *near_chance_warnings(metric, baseline_val.metric, data.val.y),
+                *(w for w in (int8_warning(env),) if w and INT8_PASSES & space.passes)]
     report = Report(
         name=settings.name, metric={"name": metric.name, "higher_is_better": metric.higher_is_better},
         objectives=settings.objectives if isinstance(settings.objectives, dict) else list(settings.objectives),

@@ -11,7 +11,7 @@ from tradeoff.data import load_data
 from tradeoff.errors import ConfigError, ModelError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_model
+from tradeoff.model import ModelHandle, load_model, load_onnx
 from tradeoff.optimize import Candidate
 from tradeoff.passes import Context
 from tradeoff.recipe import Recipe
@@ -49,7 +49,7 @@ def evaluate(task: Task, artifact: Path | None, split: str) -> Measurement:
         if artifact.is_dir():
             model = load_artifact(artifact)
         elif artifact.suffix == ".onnx":
-            model = ModelHandle(onnx_bytes=artifact.read_bytes())
+            model = load_onnx(artifact, task.model.output)
         else:
             raise ModelError(f"cannot evaluate {artifact}", "give an artifact folder (best/) or an .onnx file")
     return evaluator.measure(model, split)

@@ -22,6 +22,15 @@ from tradeoff.runtimes.base import InferenceFn, Runtime
 from tradeoff.runtimes.precision import PRECISION_KEY, inference_precision
 
 
+def _reason(exc: RuntimeError) -> str:
+    """What OpenVINO's multi-line error says, without the source locations it starts with: the summary of the
+    operators it could not convert where there is one, else its last line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "Summary:" in lines:
+        return "; ".join(line.removeprefix("-- ") for line in lines[lines.index("Summary:") + 1:])
+    return lines[-1] if lines else type(exc).__name__
+
+
 def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
     import openvino as ov
 
@@ -38,7 +47,7 @@ def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
                       "INFERENCE_PRECISION_HINT": precision}
             return core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
-            raise RuntimeBackendError(f"OpenVINO cannot compile the model: {str(exc).strip().splitlines()[0]}",
+            raise RuntimeBackendError(f"OpenVINO cannot compile the model: {_reason(exc)}",
                                       "run it on onnxruntime instead (runtime: {target: onnxruntime})") from None
 
 
