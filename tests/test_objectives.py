@@ -6,7 +6,7 @@ import pytest
 
 from tradeoff.config import task_from_dict
 from tradeoff.errors import ConfigError
-from tradeoff.objectives import OBJECTIVES, minimized, violations
+from tradeoff.objectives import OBJECTIVES, describe_change, minimized, times, violations
 
 VALUES = {"metric": 0.95, "metric_drop": 0.004, "size_bytes": 2000, "macs": 5e4, "peak_memory_bytes": None,
           "latency_ms.p50@b1": 0.2, "latency_ms.p50@b32": 3.0}
@@ -33,3 +33,15 @@ def test_a_task_may_minimize_any_measured_objective_and_an_unknown_one_is_refuse
     assert task_from_dict({**minimal, "objectives": ["macs", "size"]}).objectives == ("macs", "size")
     with pytest.raises(ConfigError, match=f"unknown objectives \\['energy'\\]; known: {', '.join(OBJECTIVES)}"):
         task_from_dict({**minimal, "objectives": ["energy"]})
+    assert task_from_dict({**minimal, "objectives": {"size": 2, "latency": 1}}).objectives == {"size": 2.0,
+                                                                                              "latency": 1.0}
+    with pytest.raises(ConfigError, match="objective weights must be positive"):
+        task_from_dict({**minimal, "objectives": {"size": 0, "latency": 1}})
+    with pytest.raises(ConfigError, match="at least one"):
+        task_from_dict({**minimal, "objectives": []})
+
+
+def test_ratios_read_as_a_reader_says_them() -> None:
+    assert times(2.3125, "faster", "slower") == "2.31x faster"
+    assert times(0.625, "faster", "slower") == "1.60x slower"
+    assert describe_change("size", 1000.0, 1140.0) == "1.14x larger"
