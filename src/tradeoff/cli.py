@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tradeoff.config import Task, load_task
 from tradeoff.errors import TradeoffError
+
+if TYPE_CHECKING:  # torch, optuna and onnx load inside the commands that use them: `--help` stays instant
+    from tradeoff.config import Task
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
@@ -43,6 +44,8 @@ def user_errors(command: F) -> F:
 
 
 def _task(path: Path, allow_pickle: bool) -> Task:
+    from tradeoff.config import load_task
+
     task = load_task(path)
     if allow_pickle:
         task = task.model_copy(update={"model": task.model.model_copy(update={"allow_pickle": True})})
@@ -84,7 +87,6 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
     spec = _task(task, allow_pickle)
     if trials is not None:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
-    sys.path.insert(0, str(task.resolve().parent))
     result = run(spec, out=out, quiet=quiet or as_json)
     report = result.report.data
     if as_json:
@@ -111,10 +113,10 @@ def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")]
           out: Annotated[Path, typer.Option(help="Directory to write the artifact into.")] = Path("applied"),
           quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
     """Replay a recipe on the task's model and write the artifact; prints its test metric."""
-    from tradeoff.replay import replay
+    from tradeoff.replay import apply as run
     from tradeoff.report.build import measured
 
-    outcome = replay(recipe, _task(task, allow_pickle), out)
+    outcome = run(recipe, _task(task, allow_pickle), out=out).measured
     if as_json:
         print(json.dumps(measured(outcome).model_dump(mode="json")))
     elif not quiet:
@@ -132,7 +134,7 @@ def evaluate(task: Annotated[Path, typer.Argument(help="Task file giving the dat
     from tradeoff.replay import evaluate as run
     from tradeoff.report.build import measured as measured_entry
 
-    measured = measured_entry(run(_task(task, allow_pickle), model, split))
+    measured = measured_entry(run(_task(task, allow_pickle), model=model, split=split))
     if as_json:
         print(json.dumps(measured.model_dump(mode="json")))
         return

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tradeoff.errors import ConfigError
 from tradeoff.objectives import OBJECTIVES
@@ -129,6 +129,12 @@ class Task(Settings):
     name: str
     model: ModelSpec
     data: DataSpec
+    _folder: Path | None = PrivateAttr(default=None)  # set by load_task: the task file's folder
+
+    @property
+    def import_dirs(self) -> tuple[Path, ...]:
+        """Where the task's code (factories, metrics, plugins) is imported from first: the task file's folder."""
+        return () if self._folder is None else (self._folder,)
 
     @model_validator(mode="before")
     @classmethod
@@ -209,5 +215,9 @@ def task_from_dict(raw: dict[str, Any], base: Path | None = None, where: str = "
 
 
 def load_task(path: str | Path) -> Task:
+    """A task file, its relative paths and import paths resolved from the file's folder, not the caller's."""
     path = Path(path)
-    return task_from_dict(read_yaml(path, "task file"), base=path.resolve().parent, where=str(path))
+    folder = path.resolve().parent
+    task = task_from_dict(read_yaml(path, "task file"), base=folder, where=str(path))
+    task._folder = folder
+    return task
