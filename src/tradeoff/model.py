@@ -137,8 +137,9 @@ def read_weights(path: Path, allow_pickle: bool) -> Any:
             "save a state dict or safetensors instead, or, if you trust the file, set model.allow_pickle: true "
             "(--allow-pickle)",
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}", "re-save it") from None
+    except Exception as exc:  # torch.load fails on a file that is not its format in many ways (IndexError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot read weights file {path}: {first}", "re-save it") from None
 
 
 def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
