@@ -12,7 +12,7 @@ import tradeoff as to
 from tradeoff.artifact import load_artifact
 from tradeoff.config import load_task
 from tradeoff.optimize import OptimizeResult, optimize
-from tradeoff.replay import evaluate, replay
+from tradeoff.replay import apply, evaluate
 from tradeoff.runtimes import runtime_for
 
 REPORT_KEYS = {"baseline", "best", "trials", "pareto", "env"}
@@ -60,14 +60,14 @@ def test_run_directory_holds_recipe_artifact_manifest_and_report(optimized_run: 
 
 def test_best_artifact_reloads_and_gives_the_reported_metric(optimized_run: tuple[OptimizeResult, Path]) -> None:
     result, task_path = optimized_run
-    measured = evaluate(load_task(task_path), result.run_dir / "best", "test")
+    measured = evaluate(load_task(task_path), model=result.run_dir / "best", split="test")
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
 
 
 def test_applying_the_recipe_replays_the_same_metric(optimized_run: tuple[OptimizeResult, Path],
                                                      tmp_path: Path) -> None:
     result, task_path = optimized_run
-    measured = replay(result.run_dir / "best" / "recipe.yaml", load_task(task_path), tmp_path / "applied")
+    measured = apply(result.run_dir / "best" / "recipe.yaml", load_task(task_path), out=tmp_path / "applied").measured
     assert measured.metric == pytest.approx(result.report.data.best.metric, abs=1e-9)
     original = load_artifact(result.run_dir / "best")
     applied = load_artifact(tmp_path / "applied")

@@ -1,10 +1,59 @@
-"""tradeoff: make a trained model cheaper to run, with the accuracy cost measured honestly."""
+"""tradeoff: make a trained model cheaper to run, with the accuracy cost measured honestly.
 
-from tradeoff import data, training
+The public names load on first use (PEP 562), so `import tradeoff` and `tradeoff --help` do not import torch,
+optuna or onnx.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError, TradeoffError
-from tradeoff.optimize import OptimizeResult, optimize
-from tradeoff.recipe import Recipe
+
+if TYPE_CHECKING:
+    from tradeoff import data, training
+    from tradeoff.optimize import OptimizeResult, optimize
+    from tradeoff.recipe import Recipe
+    from tradeoff.replay import apply, evaluate
+
+# public name -> (module defining it, attribute; None: the name is that submodule)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "data": ("tradeoff.data", None), "training": ("tradeoff.training", None),
+    "optimize": ("tradeoff.optimize", "optimize"), "OptimizeResult": ("tradeoff.optimize", "OptimizeResult"),
+    "Recipe": ("tradeoff.recipe", "Recipe"), "apply": ("tradeoff.replay", "apply"),
+    "evaluate": ("tradeoff.replay", "evaluate"),
+}
 
 __all__ = ["ConfigError", "DataError", "ModelError", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "TradeoffError", "data", "optimize", "training"]
+           "TradeoffError", "apply", "data", "evaluate", "optimize", "training"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tradeoff' has no attribute '{name}'")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(ModuleType):
+    """Importing the submodule tradeoff.optimize would set the package's `optimize` to that module; the public
+    name stays the function (the module is in sys.modules for `from tradeoff.optimize import ...`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, ModuleType) and _LAZY.get(name, ("", None))[1] is not None:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

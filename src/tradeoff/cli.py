@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from tradeoff.config import Task, load_task
 from tradeoff.errors import TradeoffError
 from tradeoff.objectives import times
+
+if TYPE_CHECKING:  # torch, optuna and onnx load inside the commands that use them: `--help` stays instant
+    from tradeoff.config import Task
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
@@ -37,13 +39,15 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TradeoffError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def _task(path: Path, allow_pickle: bool) -> Task:
+    from tradeoff.config import load_task
+
     task = load_task(path)
     if allow_pickle:
         task = task.model_copy(update={"model": task.model.model_copy(update={"allow_pickle": True})})
@@ -87,7 +91,6 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
     spec = _task(task, allow_pickle)
     if trials is not None:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
-    sys.path.insert(0, str(task.resolve().parent))
     result = run(spec, out=out, quiet=quiet or as_json)
     report = result.report.data
     broken = report.best.test_violations
@@ -127,10 +130,10 @@ def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")]
           out: Annotated[Path, typer.Option(help="Directory to write the artifact into.")] = Path("applied"),
           quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
     """Replay a recipe on the task's model and write the artifact; prints its test metric."""
-    from tradeoff.replay import replay
+    from tradeoff.replay import apply as run
     from tradeoff.report.build import measured
 
-    outcome = replay(recipe, _task(task, allow_pickle), out)
+    outcome = run(recipe, _task(task, allow_pickle), out=out).measured
     if as_json:
         print(json.dumps(measured(outcome).model_dump(mode="json")))
     elif not quiet:
@@ -148,7 +151,7 @@ def evaluate(task: Annotated[Path, typer.Argument(help="Task file giving the dat
     from tradeoff.replay import evaluate as run
     from tradeoff.report.build import measured as measured_entry
 
-    measured = measured_entry(run(_task(task, allow_pickle), model, split))
+    measured = measured_entry(run(_task(task, allow_pickle), model=model, split=split))
     if as_json:
         print(json.dumps(measured.model_dump(mode="json")))
         return

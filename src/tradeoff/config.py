@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tradeoff.errors import ConfigError
 from tradeoff.objectives import OBJECTIVES
 from tradeoff.validation import read_yaml, validate
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]  # NaN fails both bounds
 
 
 class StrictModel(BaseModel):
@@ -51,8 +54,8 @@ class DataSpec(StrictModel):
     test: Path | None = None
     factory: str | None = None
     target: str | None = None
-    split: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    seed: int = 0
+    split: tuple[Fraction, Fraction, Fraction] = (0.7, 0.1, 0.2)
+    seed: int = Field(default=0, ge=0)
     shape: tuple[int, ...] | None = None
     standardize: bool = False
     calibration_samples: int = Field(default=256, ge=1)
@@ -101,15 +104,15 @@ class Constraints(StrictModel):
 
 class RuntimeSpec(StrictModel):
     target: Literal["auto", "torch", "torch.cuda", "torch.compile", "onnxruntime", "openvino"] = "auto"
-    threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1)
-    batch_sizes: tuple[int, ...] = (1,)
+    threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1, le=1024)
+    batch_sizes: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(default=(1,), min_length=1)
 
 
 class SearchSpec(StrictModel):
     trials: int = Field(default=20, ge=1)
     storage: str = "sqlite"
     timeout_s: float | None = Field(default=None, gt=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)  # what Optuna's samplers (numpy) take
     passes: tuple[str, ...] | None = None  # the menu by name; None: the passes `tags` select
     tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ("opt-in",)
@@ -120,12 +123,14 @@ class SearchSpec(StrictModel):
 
 
 PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
+# runs/<name>/ is written to: a name is one plain folder name, never a path that leaves the output folder
+RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 
 
 class Settings(StrictModel):
     """Everything a run needs besides the model and data, which the Python API may give as objects."""
 
-    name: str = "run"
+    name: RunName = "run"
     metric: str | MetricSpec = "accuracy"
     preset: PresetName = "balanced"
     constraints: Constraints = Constraints()
@@ -139,7 +144,7 @@ class Settings(StrictModel):
             raise ValueError(f"objectives must name at least one of {', '.join(OBJECTIVES)}")
         if unknown := [o for o in objectives if o not in OBJECTIVES]:
             raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
-        if isinstance(objectives, dict) and any(w <= 0 for w in objectives.values()):
+        if isinstance(objectives, dict) and not all(w > 0 and math.isfinite(w) for w in objectives.values()):
             raise ValueError(f"objective weights must be positive, got {objectives}")
         return objectives
     runtime: RuntimeSpec = RuntimeSpec()
@@ -149,9 +154,15 @@ class Settings(StrictModel):
 class Task(Settings):
     """A task file: settings plus where the model and data come from."""
 
-    name: str
+    name: RunName
     model: ModelSpec
     data: DataSpec
+    _folder: Path | None = PrivateAttr(default=None)  # set by load_task: the task file's folder
+
+    @property
+    def import_dirs(self) -> tuple[Path, ...]:
+        """Where the task's code (factories, metrics, plugins) is imported from first: the task file's folder."""
+        return () if self._folder is None else (self._folder,)
 
     @model_validator(mode="before")
     @classmethod
@@ -232,5 +243,9 @@ def task_from_dict(raw: dict[str, Any], base: Path | None = None, where: str = "
 
 
 def load_task(path: str | Path) -> Task:
+    """A task file, its relative paths and import paths resolved from the file's folder, not the caller's."""
     path = Path(path)
-    return task_from_dict(read_yaml(path, "task file"), base=path.resolve().parent, where=str(path))
+    folder = path.resolve().parent
+    task: Task = task_from_dict(read_yaml(path, "task file"), base=folder, where=str(path))
+    task._folder = folder
+    return task

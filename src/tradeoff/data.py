@@ -136,8 +136,8 @@ def _from_split_files(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[int]
             [len(x) for x, _, _ in read.values()])
 
 
-def _from_python(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
-    source = import_object(spec.factory, "data.factory")()  # type: ignore[arg-type]
+def _from_python(spec: DataSpec, search_dirs: tuple[Path, ...]) -> tuple[np.ndarray, np.ndarray]:
+    source = import_object(spec.factory, "data.factory", search_dirs)()  # type: ignore[arg-type]
     if isinstance(source, tuple) and len(source) == 2:
         return np.asarray(source[0]), np.asarray(source[1])
     try:
@@ -176,7 +176,8 @@ def _as_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> tuple[np.ndarray
     return x, y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y.astype(np.float32)
 
 
-def load_data(spec: DataSpec) -> DataBundle:
+def load_data(spec: DataSpec, search_dirs: tuple[Path, ...] = ()) -> DataBundle:
+    """The data a spec names; a `python` source's factory is imported from `search_dirs` (the task's folder) first."""
     notes: list[str] = []
     labels: np.ndarray | None
     sizes: list[int] | None = None  # rows per split where the files are the splits
@@ -191,7 +192,7 @@ def load_data(spec: DataSpec) -> DataBundle:
     elif spec.source == "text":
         x, labels, notes = _read_text(spec)
     else:
-        x, labels = _from_python(spec)
+        x, labels = _from_python(spec, search_dirs)
     if len(x) == 0:
         raise DataError(f"the dataset from {spec.source} source is empty", "check that the data has rows")
     y = np.zeros(len(x), dtype=np.int64) if labels is None else labels  # unlabelled: fidelity metrics only

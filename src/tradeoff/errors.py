@@ -7,9 +7,15 @@ class TradeoffError(Exception):
     """A user-facing problem: `message` says what is wrong, `hint` says how to fix it."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
-        self.message = message
-        self.hint = hint
-        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message = _one_line(message)
+        self.hint = None if hint is None else _one_line(hint)
+        super().__init__(f"{self.message} ({self.hint})" if self.hint else self.message)
+
+
+def _one_line(text: str) -> str:
+    """A user's text quoted in a message (a key named "\\x1e", a path with a line break) shows escaped, so the
+    error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 class ConfigError(TradeoffError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -157,8 +158,9 @@ def near_chance_warnings(metric: Metric, score: float, targets: np.ndarray) -> l
             "inputs are prepared as in training"]
 
 
-def get_metric(spec: str | MetricSpec) -> Metric:
-    """A builtin metric by name, or a user's `module:function(outputs, targets) -> float`."""
+def get_metric(spec: str | MetricSpec, search_dirs: tuple[Path, ...] = ()) -> Metric:
+    """A builtin metric by name, or a user's `module:function(outputs, targets) -> float` (found in `search_dirs`,
+    the task file's folder, first)."""
     if isinstance(spec, str):
         spec = MetricSpec(name=spec)
     if spec.name in BUILTIN:
@@ -169,7 +171,7 @@ def get_metric(spec: str | MetricSpec) -> Metric:
     if ":" not in spec.name:
         raise ConfigError(f"unknown metric '{spec.name}'",
                           f"use one of {', '.join(BUILTIN)}, recall@k, ndcg@k or an import path 'module:function'")
-    user_fn = import_object(spec.name, "metric")
+    user_fn = import_object(spec.name, "metric", search_dirs)
     higher = spec.higher_is_better if spec.higher_is_better is not None else getattr(user_fn, "higher_is_better", None)
     if not isinstance(higher, bool):  # a guessed direction would optimize the wrong way without a word
         raise ConfigError(f"metric '{spec.name}' does not say which way is better",

@@ -11,6 +11,12 @@ from typing import Any, Literal, cast
 
 import onnx
 import torch
+from onnx.external_data_helper import (
+    ExternalDataInfo,
+    _get_all_tensors,  # every tensor onnx itself would read external data for, subgraphs included
+    load_external_data_for_model,
+    uses_external_data,
+)
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -132,8 +138,9 @@ def read_weights(path: Path, allow_pickle: bool) -> Any:
             "save a state dict or safetensors instead, or, if you trust the file, set model.allow_pickle: true "
             "(--allow-pickle)",
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}", "re-save it") from None
+    except Exception as exc:  # torch.load fails on a file that is not its format in many ways (IndexError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot read weights file {path}: {first}", "re-save it") from None
 
 
 def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
@@ -167,12 +174,20 @@ def build_module(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
 
 
 def read_onnx(path: Path) -> bytes:
+    """An ONNX file as self-contained bytes, its external data (which must lie in the file's folder) read in."""
     if not path.is_file():
         raise ModelError(f"ONNX file not found: {path}", "check model.path")
     data = path.read_bytes()
     try:
-        onnx.checker.check_model(onnx.load_from_string(data))
-    except Exception as exc:  # onnx raises DecodeError or ValidationError
+        model = onnx.load_from_string(data)
+        if external := [t for t in _get_all_tensors(model) if uses_external_data(t)]:
+            _refuse_data_outside(path, external)
+            load_external_data_for_model(model, str(path.parent))
+            data = model.SerializeToString()
+        onnx.checker.check_model(model)
+    except ModelError:
+        raise
+    except Exception as exc:  # onnx raises DecodeError, ValidationError or OSError
         raise ModelError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0]}", "re-export it") from None
     return data
 
@@ -180,6 +195,18 @@ def read_onnx(path: Path) -> bytes:
 def load_onnx(path: Path, output: str | None = None) -> ModelHandle:
     """An ONNX file from any tool, cut to the one output of scores that tradeoff measures (`model.output`)."""
     return ModelHandle(onnx_bytes=keep_scores_output(read_onnx(path), output))
+
+
+def _refuse_data_outside(path: Path, tensors: list[onnx.TensorProto]) -> None:
+    """A tensor's external data lies beside the model or below it, never elsewhere: a model from a stranger must
+    not make tradeoff read /etc/passwd or ../../secrets as weights."""
+    folder = path.resolve().parent
+    for tensor in tensors:
+        location = ExternalDataInfo(tensor).location
+        if Path(location).is_absolute() or not (folder / location).resolve().is_relative_to(folder):
+            raise ModelError(f"{path}: tensor '{tensor.name}' keeps its data at '{location}', outside the model's "
+                             "folder", "save the model with its external data in its own folder (a relative "
+                             "location), or as one file")
 
 
 def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHandle:

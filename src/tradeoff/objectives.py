@@ -7,7 +7,7 @@ objective or constraint reads the task's first batch size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # objective name in a task file -> measured value it minimizes ("metric" is negated where higher is better)
@@ -54,7 +54,7 @@ def value_key(template: str, first_batch: int) -> str:
     return template.format(batch=first_batch)
 
 
-def minimized(objectives: Sequence[str], values: Values, first_batch: int, higher_is_better: bool) -> tuple[float, ...]:
+def minimized(objectives: Iterable[str], values: Values, first_batch: int, higher_is_better: bool) -> tuple[float, ...]:
     """The objective vector with every entry to be minimized; what was not measured counts as worst."""
     vector = []
     for objective in objectives:

@@ -12,19 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch import nn
 
-from tradeoff.config import ModelSpec, Settings, Task, load_task, task_from_dict
-from tradeoff.data import DataBundle, load_data
+from tradeoff.config import Settings, Task
+from tradeoff.data import DataBundle
 from tradeoff.env import collect_env, int8_warning
-from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
-from tradeoff.model import ModelHandle, load_model
+from tradeoff.model import ModelHandle
 from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
+from tradeoff.problem import GivenModel, Subject, problem
 from tradeoff.recipe import Recipe
 from tradeoff.report.build import measured, ratios, trial_entry, violation_entry
 from tradeoff.report.html import render_html
@@ -73,44 +72,26 @@ class OptimizeResult:
     run_dir: Path
 
 
-def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelHandle | str | Path | None = None,
-             data: DataBundle | None = None, out: str | Path = "runs", quiet: bool = False,
-             space: Mapping[str, Any] | None = None, **settings: Any) -> OptimizeResult:
+def optimize(subject: Subject | None = None, /, *, task: Task | str | Path | None = None,
+             model: GivenModel | None = None, data: DataBundle | None = None, out: str | Path = "runs",
+             quiet: bool = False, space: Mapping[str, Any] | None = None, **settings: Any) -> OptimizeResult:
     """Search for the cheapest model that keeps the metric within the constraints.
 
-    Either a task (file path or `Task`), or a model (nn.Module, ModelHandle or .onnx path) with a `DataBundle`
-    and the task file's settings as keywords (metric, preset, constraints, objectives, runtime, search, name).
-    `space` is the task file's `search.space`: ranges that replace the passes' own, by `stage__option`.
+    The first argument (or `task=` / `model=`) is a task (file path or `Task`) or a model (nn.Module, ModelHandle,
+    .onnx file or artifact folder); a model comes with a `DataBundle` as `data=` and the task file's settings as
+    keywords (metric, preset, constraints, objectives, runtime, search, name). `space` is the task file's
+    `search.space`: ranges that replace the passes' own, by `stage__option`.
     """
-    if task is not None:
-        if model is not None or data is not None or settings:
-            raise ConfigError("optimize() takes either a task or model/data/settings, not both")
-        search_dirs = (Path(task).resolve().parent,) if isinstance(task, (str, Path)) else ()
-        task = load_task(task) if isinstance(task, (str, Path)) else task
-        if space is not None:
-            task = task.model_copy(update={"search": task.search.model_copy(update={"space": dict(space)})})
-        handle = load_model(task.model, search_dirs)
-        return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet, search_dirs)
-    if model is None or data is None:
-        raise ConfigError("optimize() needs a task, or both model= and data=")
+    given = problem(subject, task=task, model=model, data=data, where="optimize()", **settings)
     if space is not None:
-        settings = {**settings, "search": {**settings.get("search", {}), "space": dict(space)}}
-    resolved = task_from_dict(settings, where="optimize()", model=Settings)
-    if isinstance(model, nn.Module):
-        handle = ModelHandle(module=model.eval())
-        described: dict[str, Any] = {"source": "python", "class": f"{type(model).__module__}.{type(model).__name__}"}
-    elif isinstance(model, ModelHandle):
-        handle, described = model, {"source": "python", "format": model.format}
-    else:
-        handle = load_model(ModelSpec(source="onnx", path=Path(model)))
-        described = {"source": "onnx", "path": str(model)}
-    record = {**resolved.model_dump(mode="json"), "model": described, "data": data.spec.model_dump(mode="json")}
-    return _run(handle, data, resolved, record, Path(out), quiet)
+        search = given.settings.search.model_copy(update={"space": dict(space)})
+        given = replace(given, settings=given.settings.model_copy(update={"search": search}))
+    return _run(given.model, given.data, given.settings, given.record, Path(out), quiet, given.search_dirs)
 
 
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
          quiet: bool, search_dirs: tuple[Path, ...] = ()) -> OptimizeResult:
-    threads, metric = settings.runtime.threads, get_metric(settings.metric)
+    threads, metric = settings.runtime.threads, get_metric(settings.metric, search_dirs)
     first_batch = settings.runtime.batch_sizes[0]
     load_plugins(settings.search.plugins, search_dirs)
     search = settings.search

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+MANIFEST = "MANIFEST"  # "<sha256>  <path>" per file of an artifact folder, as sha256sum writes them
+
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +40,7 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
         fill(tmp)
         sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}"
                 for p in sorted(tmp.rglob("*")) if p.is_file()]
-        (tmp / "MANIFEST").write_text("\n".join(sums) + "\n")
+        (tmp / MANIFEST).write_text("\n".join(sums) + "\n")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -11,7 +11,6 @@ import difflib
 import importlib
 import importlib.metadata
 import pkgutil
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import nn
 from tradeoff.context import Context
 from tradeoff.distributions import Distribution
 from tradeoff.errors import ConfigError, ModelError
+from tradeoff.imports import import_module
 from tradeoff.model import Format, ModelHandle
 from tradeoff.validation import validate
 
@@ -145,15 +145,8 @@ def load_plugins(modules: tuple[str, ...], search_dirs: tuple[Path, ...] = ()) -
     """Import the modules a task file's `search.plugins` names (found beside the task file too), registering the
     passes they define."""
     _discover()
-    for directory in search_dirs:
-        if modules and str(directory) not in sys.path:
-            sys.path.insert(0, str(directory))
     for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"cannot import plugin module '{name}': {exc}",
-                              "check search.plugins and that the module is on the import path") from None
+        import_module(name, "plugin", search_dirs)
 
 
 def registered_passes() -> dict[str, type[Pass[Any]]]:
