@@ -12,7 +12,6 @@ from tradeoff.errors import ConfigError
 from tradeoff.objectives import OBJECTIVES
 from tradeoff.validation import read_yaml, validate
 
-
 Fraction = Annotated[float, Field(gt=0, lt=1)]  # NaN fails both bounds
 
 
@@ -223,6 +222,6 @@ def load_task(path: str | Path) -> Task:
     """A task file, its relative paths and import paths resolved from the file's folder, not the caller's."""
     path = Path(path)
     folder = path.resolve().parent
-    task = task_from_dict(read_yaml(path, "task file"), base=folder, where=str(path))
+    task: Task = task_from_dict(read_yaml(path, "task file"), base=folder, where=str(path))
     task._folder = folder
     return task
