@@ -19,6 +19,7 @@ from torch import nn
 
 import tradeoff as to
 from tradeoff.data import DataBundle
+from tradeoff.errors import ConfigError, ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.recipe import Recipe
 
@@ -100,6 +101,19 @@ def test_evaluate_measures_another_model_on_a_task(task_file, mlp: ModelHandle, 
     assert on_task.format == "onnx" and on_task.split == "val"
     assert on_task.metric == pytest.approx(to.evaluate(task_file(), split="val").metric, abs=1e-6)
     assert exported.measured.format == "onnx"
+
+
+def test_a_first_argument_that_is_neither_task_nor_model_is_refused(mlp: ModelHandle, digits: DataBundle, task_file,
+                                                                     tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="takes one task or model, got 0"):
+        to.optimize()
+    with pytest.raises(ConfigError, match="needs data= with a model"):
+        to.optimize(mlp.module)
+    with pytest.raises(ConfigError, match="not both"):
+        to.optimize(task_file(), data=digits)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelError, match="cannot use .*notes.txt as a model"):
+        to.evaluate(tmp_path / "notes.txt", data=digits)
 
 
 @pytest.fixture()

@@ -22,7 +22,8 @@ GivenModel = nn.Module | ModelHandle | str | Path
 Subject = Task | GivenModel
 
 TASK_SUFFIXES = (".yaml", ".yml")
-FIRST_ARGUMENT = "a task file, a Task, a torch module, a ModelHandle, an .onnx file or an artifact folder"
+MODELS = "a torch module, a ModelHandle, an .onnx file or an artifact folder (best/)"
+FIRST_ARGUMENT = f"a task file (.yaml), a Task, {MODELS}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def load_given_model(model: GivenModel, search_dirs: tuple[Path, ...] = (),
     if isinstance(model, ModelHandle):
         return model, {"source": "python", "format": model.format}
     if not isinstance(model, (str, Path)):
-        raise ConfigError(f"cannot use a {type(model).__name__} as a model", f"give {FIRST_ARGUMENT}")
+        raise ConfigError(f"cannot use a {type(model).__name__} as a model", f"give {MODELS}")
     path = Path(model)
     if not path.exists():
         raise ModelError(f"model not found: {path}", "check the path")
@@ -81,4 +82,4 @@ def load_given_model(model: GivenModel, search_dirs: tuple[Path, ...] = (),
         return load_artifact(path, search_dirs), {"source": "artifact", "path": str(path)}
     if path.suffix == ".onnx":
         return load_onnx(path, output), {"source": "onnx", "path": str(path)}
-    raise ModelError(f"cannot use {path} as a model", f"give {FIRST_ARGUMENT}")
+    raise ModelError(f"cannot use {path} as a model", f"give {MODELS}")
