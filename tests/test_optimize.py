@@ -31,6 +31,13 @@ def test_report_json_has_the_keys_scripts_read(optimized_run: tuple[OptimizeResu
     assert {"packages", "cpu", "threads", "seeds"} <= set(report["env"])
 
 
+def test_the_report_warns_of_slow_int8_exactly_where_this_cpu_lacks_vnni_or_amx(
+        optimized_run: tuple[OptimizeResult, Path]) -> None:
+    report = optimized_run[0].report.data
+    warned = any("int8 kernels may run slower" in warning for warning in report.warnings)
+    assert warned == (not report.env["cpu"]["fast_int8"]), report.warnings
+
+
 def test_search_spends_its_budget_on_distinct_recipes(optimized_run: tuple[OptimizeResult, Path]) -> None:
     trials = optimized_run[0].report.data.trials
     measured = [t for t in trials if t.state in ("complete", "pruned", "failed")]
