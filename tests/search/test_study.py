@@ -26,11 +26,17 @@ def _optimize(task: Path, out: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for(condition, process: subprocess.Popen[bytes], timeout_s: float = 240.0) -> None:
+def _stop_when(condition, process: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
+    """Leave the process paused (SIGSTOP) at a moment the condition holds: checked on a running process, a slow or
+    loaded machine could let the trial seen running finish before the kill arrives."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
         if process.poll() is not None:
             raise AssertionError(f"optimize ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+        process.send_signal(signal.SIGSTOP)
+        if condition():
+            return
+        process.send_signal(signal.SIGCONT)
         if time.monotonic() > deadline:
             process.kill()
             raise AssertionError("optimize did not reach the point to kill it at")
@@ -52,7 +58,7 @@ def test_a_run_killed_mid_trial_resumes_without_losing_or_repeating_a_finished_t
         return sum(r.counted for r in found) >= 2 and any(r.state == "running" and r.key for r in found)
 
     first = _optimize(task, out)
-    _wait_for(finished_and_one_running, first)
+    _stop_when(finished_and_one_running, first)
     first.send_signal(signal.SIGKILL)
     first.wait()
     before = {r.number: r for r in records(optuna.load_study(study_name="digits", storage=storage)) if r.counted}
