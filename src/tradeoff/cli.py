@@ -77,15 +77,22 @@ def _comparison(report: Any) -> Table:
 def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
              out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
              trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
-             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
-    """Search recipes, verify the best on the test split, write runs/<name>/ with the artifact and report."""
+             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False,
+             debug: Annotated[bool, typer.Option(help="Stop at the first failing candidate, with its traceback, "
+                                                      "instead of recording it as a failed trial.")] = False) -> None:
+    """Search recipes, verify the best on the test split, write runs/<name>/ with the artifact and report.
+
+    What the libraries print goes to runs/<name>/log.txt; a failed trial's traceback to trials/<n>/error.txt."""
     from tradeoff.optimize import optimize as run
+    from tradeoff.rundir import RunDir
+    from tradeoff.runlog import library_output_to
 
     spec = _task(task, allow_pickle)
     if trials is not None:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
     sys.path.insert(0, str(task.resolve().parent))
-    result = run(spec, out=out, quiet=quiet or as_json)
+    with library_output_to(RunDir(out / spec.name).log, f"tradeoff optimize {task}"):
+        result = run(spec, out=out, quiet=quiet or as_json, debug=debug)
     report = result.report.data
     if as_json:
         print(json.dumps({"baseline": report.baseline.model_dump(mode="json"),

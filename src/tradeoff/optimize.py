@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import webbrowser
 from collections.abc import Callable, Iterator, Mapping
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
@@ -26,10 +28,11 @@ from tradeoff.model import ModelHandle, load_model
 from tradeoff.objectives import Violation, minimized, violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.recipe import Recipe
-from tradeoff.report.build import measured, ratios, trial_entry, violation_entry
+from tradeoff.report.build import measured, ratios, search_stats, trial_entry, violation_entry
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
+from tradeoff.runlog import terminal
 from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, feasible_points, pareto_front, pareto_layers, pick_best
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
@@ -75,12 +78,13 @@ class OptimizeResult:
 
 def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelHandle | str | Path | None = None,
              data: DataBundle | None = None, out: str | Path = "runs", quiet: bool = False,
-             space: Mapping[str, Any] | None = None, **settings: Any) -> OptimizeResult:
+             space: Mapping[str, Any] | None = None, debug: bool = False, **settings: Any) -> OptimizeResult:
     """Search for the cheapest model that keeps the metric within the constraints.
 
     Either a task (file path or `Task`), or a model (nn.Module, ModelHandle or .onnx path) with a `DataBundle`
     and the task file's settings as keywords (metric, preset, constraints, objectives, runtime, search, name).
     `space` is the task file's `search.space`: ranges that replace the passes' own, by `stage__option`.
+    With `debug`, a candidate that fails raises instead of being recorded as a failed trial.
     """
     if task is not None:
         if model is not None or data is not None or settings:
@@ -90,7 +94,8 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
         if space is not None:
             task = task.model_copy(update={"search": task.search.model_copy(update={"space": dict(space)})})
         handle = load_model(task.model, search_dirs)
-        return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet, search_dirs)
+        return _run(handle, load_data(task.data), task, task.model_dump(mode="json"), Path(out), quiet, search_dirs,
+                    debug)
     if model is None or data is None:
         raise ConfigError("optimize() needs a task, or both model= and data=")
     if space is not None:
@@ -105,11 +110,11 @@ def optimize(task: Task | str | Path | None = None, *, model: nn.Module | ModelH
         handle = load_model(ModelSpec(source="onnx", path=Path(model)))
         described = {"source": "onnx", "path": str(model)}
     record = {**resolved.model_dump(mode="json"), "model": described, "data": data.spec.model_dump(mode="json")}
-    return _run(handle, data, resolved, record, Path(out), quiet)
+    return _run(handle, data, resolved, record, Path(out), quiet, debug=debug)
 
 
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
-         quiet: bool, search_dirs: tuple[Path, ...] = ()) -> OptimizeResult:
+         quiet: bool, search_dirs: tuple[Path, ...] = (), debug: bool = False) -> OptimizeResult:
     threads, metric = settings.runtime.threads, get_metric(settings.metric)
     first_batch = settings.runtime.batch_sizes[0]
     load_plugins(settings.search.plugins, search_dirs)
@@ -131,15 +136,16 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
-                 settings, metric.higher_is_better, on_trial).run()
+                 settings, metric.higher_is_better, on_trial, debug).run()
 
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
-    entries = [trial_entry(r, limits, first_batch) for r in trials]
-    for trial in entries:
-        if trial.state != "skipped":
-            write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
-            write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
+    entries = [trial_entry(r, limits, first_batch) for r in trials if r.counted]  # the others are only counted
+    for trial, error in zip(entries, [r.error for r in trials if r.counted], strict=True):
+        write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
+        write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
+        if error is not None:
+            write_atomic(run_dir.trial_error(trial.number), error)
     points = feasible_points(trials)
     baseline_test, candidates = _measure_on_test(model, space, ctx, pareto_layers(points, search.finalists), trials,
                                                  evaluator)
@@ -166,7 +172,8 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
                   artifact=str(next(p.name for p in best_dir.iterdir() if p.name.startswith("model."))),
                   trial=entry.trial if entry else None, is_baseline=entry is None,
                   ratios=ratios(baseline_test, best.measured, metric)),
-        finalists=[f for f, _, _ in finalists], trials=entries, pareto=pareto_front(points),
+        finalists=[f for f, _, _ in finalists], trials=entries, search_stats=search_stats(trials),
+        pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
@@ -184,13 +191,27 @@ def _task_key(record: dict[str, Any]) -> str:
 @contextmanager
 def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[TrialRecord], None],
                                                                      Callable[[str], None]]]:
-    """A callback per finished trial (the bar advances) and one for what the current trial is doing."""
+    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed
+    study says so first; without a terminal (CI, nohup) each finished trial is one plain line instead of a bar."""
     if quiet:
         yield (lambda record: None), (lambda status: None)
         return
+    console = Console(file=terminal(), highlight=False, soft_wrap=True)
+    if done:
+        console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
+    if not console.is_terminal:
+        finished = itertools.count(done + 1)
+
+        def line(record: TrialRecord) -> None:
+            note = f": {record.note}" if record.note else ""
+            console.print(f"trial {record.number} ({next(finished)}/{total}): {_passes(record)} ({record.state}{note})",
+                          markup=False)
+
+        yield line, (lambda status: None)
+        return
     columns = (TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
-    with Progress(*columns, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task("", total=total, completed=done)
 
         def on_trial(record: TrialRecord) -> None:

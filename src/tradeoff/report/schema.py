@@ -80,11 +80,11 @@ class Violation(_Frozen):
     missed_by: float
 
 
-TrialState = Literal["complete", "pruned", "failed", "duplicate", "skipped", "interrupted"]
+TrialState = Literal["complete", "pruned", "failed"]
 
 
 class Trial(_Frozen):
-    """A trial of the search, measured on the validation split (latency absent when pruned before timing)."""
+    """A trial that spent budget, measured on the validation split (latency absent when pruned before timing)."""
 
     number: int
     recipe: dict[str, Any]
@@ -102,6 +102,17 @@ class Trial(_Frozen):
     runtimes: dict[str, float] = Field(default_factory=dict)  # p50 ms at the first batch size, where auto chose
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)
+
+
+class SearchStats(_Frozen):
+    """What the search's samples came to. Only measured and failed trials spent budget and are listed in `trials`;
+    the others stay in the study (the sampler learns from them) and are counted here."""
+
+    measured: int  # complete, or pruned before timing
+    failed: int
+    skipped: int  # spelled no candidate, the baseline, or one needing a step that had failed
+    duplicates: int  # repeated a candidate measured before
+    interrupted: int  # cut off by a killed worker and queued again
 
 
 class Finalist(_Frozen):
@@ -137,6 +148,7 @@ class Report(_Frozen):
     best: Best
     finalists: list[Finalist]
     trials: list[Trial]
+    search_stats: SearchStats
     pareto: list[int]
     binding: Binding | None = None
     warnings: list[str] = Field(default_factory=list)
