@@ -31,10 +31,10 @@ TRADEOFF = Path(sys.executable).with_name("tradeoff")
 BUDGET = 10
 
 
-def _trained(factory: type[torch.nn.Module], data: to.data.DataBundle, path: Path) -> Path:
+def _trained(factory: type[torch.nn.Module], data: to.data.DataBundle, path: Path, epochs: int = 10) -> Path:
     torch.manual_seed(0)
     module = factory()
-    to.training.fit(module, data.train, data.val, epochs=10, lr=3e-3, patience=3, seed=0)
+    to.training.fit(module, data.train, data.val, epochs=epochs, lr=3e-3, patience=3, seed=0)
     save_file(module.state_dict(), str(path))
     return path
 
@@ -101,6 +101,16 @@ def test_an_export_that_fails_is_measured_once_and_the_budget_goes_to_recipes_th
 
 
 @pytest.mark.skipif(not TRADEOFF.is_file(), reason="the tradeoff command is not installed beside this Python")
+def test_a_resumed_search_remembers_what_failed_before(unexportable_run) -> None:
+    _, run_dir = unexportable_run
+    more = _optimize(run_dir.parent.parent / "task.yaml", run_dir.parent, "--trials", str(BUDGET + 2))
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert f"resuming the search: {BUDGET} of {BUDGET + 2} trials already measured" in more.stdout
+    stats = _report(run_dir)["search_stats"]
+    assert (stats["measured"], stats["failed"]) == (BUDGET + 1, 1)  # the export was not tried again
+
+
+@pytest.mark.skipif(not TRADEOFF.is_file(), reason="the tradeoff command is not installed beside this Python")
 def test_library_output_goes_to_log_txt_and_the_terminal_gets_one_line_per_trial(unexportable_run) -> None:
     done, run_dir = unexportable_run
     assert done.stderr == ""  # the exporter's graphs and warnings, ONNX Runtime's chatter: none of it here
@@ -136,7 +146,8 @@ def test_skipped_and_repeated_samples_are_counted_not_listed(optimized_run) -> N
 
 @pytest.fixture(scope="module")
 def gru_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _trained(DigitsGRU, to.data.digits(seed=0, shape=(8, 8)), tmp_path_factory.mktemp("gru") / "gru.safetensors")
+    return _trained(DigitsGRU, to.data.digits(seed=0, shape=(8, 8)), tmp_path_factory.mktemp("gru") / "gru.safetensors",
+                    epochs=3)
 
 
 def test_a_step_that_changes_nothing_is_left_out_of_the_recipe_and_named(gru_weights: Path) -> None:

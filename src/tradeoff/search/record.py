@@ -41,6 +41,7 @@ class TrialRecord:
     violations: dict[str, float] = field(default_factory=dict)  # constraint -> amount past its limit
     retry_of: int | None = None
     error: str | None = None  # the traceback of a failed trial
+    failed_step: int | None = None  # how many steps of its recipe it took to fail, where a step failed
 
     @property
     def counted(self) -> bool:
@@ -75,7 +76,7 @@ class TrialRecord:
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
                    violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of,
-                   error=result.get("error"))
+                   error=result.get("error"), failed_step=result.get("failed_step"))
 
 
 def claim(study: optuna.Study, task_key: str, where: str) -> None:
@@ -111,13 +112,14 @@ def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> 
 def write_result(trial: optuna.Trial, state: State, note: str | None = None,
                  values: dict[str, float | None] | None = None, latency: Latency | None = None,
                  runtime: str | None = None, runtimes: dict[str, float] | None = None,
-                 violations: dict[str, float] | None = None, error: str | None = None) -> None:
+                 violations: dict[str, float] | None = None, error: str | None = None,
+                 failed_step: int | None = None) -> None:
     """Store what the trial found; the caller then tells the study its state and objectives. With `violations`
     (constraint -> amount past its limit) the sampler learns each constraint's value, zero for those it meets.
-    `error` is a failed trial's traceback."""
+    `error` is a failed trial's traceback, `failed_step` the number of steps it took to fail."""
     if violations is not None:
         for name in CONSTRAINTS:
             trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
                                   "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
-                                  "error": error})
+                                  "error": error, "failed_step": failed_step})

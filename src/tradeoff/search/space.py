@@ -50,7 +50,8 @@ class StepFailed(Exception):
     """A recipe step raised: `note` names the pass and the root cause in one plain line, `details` is the whole
     traceback (for the trial's error.txt)."""
 
-    def __init__(self, step: str, cause: BaseException) -> None:
+    def __init__(self, step: str, cause: BaseException, depth: int | None = None) -> None:
+        self.depth = depth  # how many steps of the recipe it took to fail (None: not a step)
         root = cause
         while root.__cause__ is not None:  # the exporter wraps the reason in pages of advice; the reason is last
             root = root.__cause__
@@ -129,7 +130,7 @@ class RecipeSpace:
                 try:
                     built = build_pass(step).apply(model, ctx)
                 except Exception as exc:  # passes wrap libraries that raise anything; the trial says which step
-                    failed = StepFailed(step["pass"], exc)
+                    failed = StepFailed(step["pass"], exc, depth)
                     self._failed[key] = failed.note
                     raise failed from exc
                 if _unchanged(model, built):
@@ -146,6 +147,13 @@ class RecipeSpace:
         too: an exporter fails on the model's code, which those steps keep."""
         return next((self._failed[key] for depth in range(1, len(recipe.steps) + 1)
                      for key in self._failure_keys(recipe, depth) if key in self._failed), None)
+
+    def learn(self, finished: Iterable[TrialRecord]) -> None:
+        """Take in the step failures that trials built elsewhere recorded: before a resume, or by another worker."""
+        for record in finished:
+            if record.state == "failed" and record.failed_step is not None and record.candidate is not None:
+                steps = Recipe.from_dict(record.candidate).steps[: record.failed_step]
+                self._failed.setdefault(Recipe(steps=steps).key(), record.note or "failed")
 
     def without_unchanged(self, recipe: Recipe) -> tuple[Recipe | None, list[str]]:
         """`recipe` less the steps that gave back the model they were given when it was built (None where none is

@@ -64,6 +64,9 @@ class CandidateSpace(Protocol):
     def failure(self, candidate: Any) -> str | None:
         """Why the candidate cannot be built, where an earlier build learned it; None where none did."""
 
+    def learn(self, finished: Iterable[TrialRecord]) -> None:
+        """Take in what failed in trials built elsewhere (before a resume, by another worker)."""
+
     def without_unchanged(self, candidate: Any) -> tuple[Candidate | None, list[str]]:
         """After `build`: the candidate less the steps that changed nothing (None where that leaves the starting
         model), and the names of those steps."""
@@ -194,6 +197,7 @@ class StudyRun:
         while time.monotonic() < deadline:
             _retry_stale(self.study)
             counted = [r for r in records(self.study) if r.counted]  # other workers' trials count too
+            self.space.learn(counted)
             if len(counted) >= search.trials:
                 return
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -259,7 +263,7 @@ class StudyRun:
                 outcome = self.measure(model)
         except Exception as exc:  # one broken candidate must not end a long search; the trial says why
             failed = exc if isinstance(exc, StepFailed) else StepFailed("measuring", exc)
-            write_result(trial, "failed", note=failed.note, error=failed.details)
+            write_result(trial, "failed", note=failed.note, error=failed.details, failed_step=failed.depth)
             record = TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
             if self.debug:
                 raise
