@@ -211,7 +211,8 @@ def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[Tr
         return
     columns = (TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
-    with Progress(*columns, console=console, transient=False) as progress:
+    # rich would route sys.stdout and sys.stderr above the bar, the libraries' prints too: those stay in the log
+    with Progress(*columns, console=console, transient=False, redirect_stdout=False, redirect_stderr=False) as progress:
         bar = progress.add_task("", total=total, completed=done)
 
         def on_trial(record: TrialRecord) -> None:
