@@ -101,6 +101,7 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
     if quiet:
         return
     console.print(_comparison(report))
+    console.print(f"trials: {report.search_stats.describe()}", markup=False, highlight=False)
     if report.binding is not None:
         b = report.binding
         console.print(f"[yellow]No candidate met the constraints; best is the baseline.[/] Binding constraint: "

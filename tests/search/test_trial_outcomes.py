@@ -87,7 +87,7 @@ def test_a_failed_trial_names_the_pass_and_cause_and_its_traceback_goes_to_error
 
 @pytest.mark.skipif(not TRADEOFF.is_file(), reason="the tradeoff command is not installed beside this Python")
 def test_an_export_that_fails_is_measured_once_and_the_budget_goes_to_recipes_that_can_work(unexportable_run) -> None:
-    _, run_dir = unexportable_run
+    done, run_dir = unexportable_run
     report = _report(run_dir)
     failed = [t for t in report["trials"] if t["state"] == "failed"]
     measured = [t for t in report["trials"] if t["state"] != "failed"]
@@ -95,6 +95,7 @@ def test_an_export_that_fails_is_measured_once_and_the_budget_goes_to_recipes_th
     assert len(measured) == BUDGET - 1 and not any("export.onnx" in t["passes"] for t in measured)
     stats = report["search_stats"]
     assert (stats["measured"], stats["failed"]) == (BUDGET - 1, 1) and stats["skipped"] >= 1
+    assert f"trials: {BUDGET - 1} measured, 1 failed; not listed, at no cost: {stats['skipped']} skipped" in done.stdout
     study = optuna.load_study(study_name="branchy", storage=f"sqlite:///{run_dir / 'study.db'}")
     learned = [r for r in records(study) if r.state == "skipped" and r.note and r.note.startswith("not built: ")]
     assert learned and all("export.onnx: GuardOnDataDependentSymNode" in r.note for r in learned)

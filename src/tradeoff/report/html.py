@@ -163,15 +163,6 @@ def _trial_row(report: Report, t: Trial) -> list[str]:
             f"{runtime} ({timings})" if timings else runtime, feasible, note]
 
 
-def _search_stats(report: Report) -> str:
-    """What the samples came to: the listed trials spent the budget, the others cost nothing."""
-    stats = report.search_stats
-    unlisted = [f"{n} {what}" for n, what in ((stats.skipped, "skipped"), (stats.duplicates, "repeated a measured "
-                "candidate"), (stats.interrupted, "cut off by a stopped worker and measured again")) if n]
-    listed = f"{stats.measured} measured, {stats.failed} failed"
-    return escape(f"{listed}; not listed, at no cost: {', '.join(unlisted)}" if unlisted else listed)
-
-
 def _env_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
@@ -202,7 +193,7 @@ def render_html(report: Report) -> str:
 {_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed-up', 'size reduction', 'drop',
          'meets constraints', 'violations'], finalists, range(1, 8), 'finalists')}
 <h2>Trials (validation split)</h2>
-<p class="sub" id="search-stats">{_search_stats(report)}</p>
+<p class="sub" id="search-stats">{escape(report.search_stats.describe())}</p>
 {_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible', 'note'],
         trials, {3, 4, 5, 6}, 'trials')}
 <h2>Environment</h2>

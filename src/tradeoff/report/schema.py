@@ -114,6 +114,13 @@ class SearchStats(_Frozen):
     duplicates: int  # repeated a candidate measured before
     interrupted: int  # cut off by a killed worker and queued again
 
+    def describe(self) -> str:
+        """In words: '10 measured, 1 failed; not listed, at no cost: 40 skipped, 3 repeated a measured candidate'."""
+        unlisted = [f"{n} {what}" for n, what in ((self.skipped, "skipped"), (self.duplicates, "repeated a measured "
+                    "candidate"), (self.interrupted, "cut off by a stopped worker and measured again")) if n]
+        listed = f"{self.measured} measured, {self.failed} failed"
+        return f"{listed}; not listed, at no cost: {', '.join(unlisted)}" if unlisted else listed
+
 
 class Finalist(_Frozen):
     """A Pareto-front trial re-built and re-measured on the test split the search never saw."""

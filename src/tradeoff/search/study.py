@@ -257,7 +257,7 @@ class StudyRun:
                     note = f"{', '.join(unchanged)} changed nothing on this model (left out of the recipe)"
                     if effective is None:
                         return self._skip(trial, f"{note}: what is left is the baseline")
-                    mark_candidate(trial, effective.as_dict(), candidate.key())
+                    mark_candidate(trial, effective.as_dict(), effective.key())  # a repeat of either is seen
                     if (earlier := seen.get(effective.key())) is not None:
                         return self._duplicate(trial, earlier, note)
                 outcome = self.measure(model)
