@@ -61,7 +61,7 @@ class StepFailed(Exception):
         super().__init__(self.note)
 
 
-def _unchanged(before: ModelHandle, after: ModelHandle) -> bool:
+def _same_model(before: ModelHandle, after: ModelHandle) -> bool:
     """Whether a step gave back the model it was given: the same ONNX bytes (metadata included: it may carry the
     precision to run at), or the same modules and weights, for the same runtime."""
     if after is before:
@@ -133,7 +133,7 @@ class RecipeSpace:
                     failed = StepFailed(step["pass"], exc, depth)
                     self._failed[key] = failed.note
                     raise failed from exc
-                if _unchanged(model, built):
+                if _same_model(model, built):
                     self._unchanged.add(key)
                 self._built[key] = built
                 if len(self._built) > PREFIX_CACHE:
