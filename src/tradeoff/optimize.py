@@ -140,12 +140,13 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
 
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
-    entries = [trial_entry(r, limits, first_batch) for r in trials if r.counted]  # the others are only counted
-    for trial, error in zip(entries, [r.error for r in trials if r.counted], strict=True):
+    listed = [r for r in trials if r.counted]  # the samples that spent no budget are only counted (search_stats)
+    entries = [trial_entry(r, limits, first_batch) for r in listed]
+    for found, trial in zip(listed, entries, strict=True):
         write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
         write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
-        if error is not None:
-            write_atomic(run_dir.trial_error(trial.number), error)
+        if found.error is not None:
+            write_atomic(run_dir.trial_error(trial.number), found.error)
     points = feasible_points(trials)
     baseline_test, candidates = _measure_on_test(model, space, ctx, pareto_layers(points, search.finalists), trials,
                                                  evaluator)
