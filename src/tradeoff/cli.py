@@ -84,14 +84,21 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
              trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
              quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False,
              strict: Annotated[bool, typer.Option(help="Exit with code 3 when the chosen model breaks a constraint "
-                                                       "on the test split.")] = False) -> None:
-    """Search recipes on validation, measure the chosen model on the test split, write runs/<name>/."""
+                                                       "on the test split.")] = False,
+             debug: Annotated[bool, typer.Option(help="Stop at the first failing candidate, with its traceback, "
+                                                      "instead of recording it as a failed trial.")] = False) -> None:
+    """Search recipes on validation, measure the chosen model on the test split, write runs/<name>/.
+
+    What the libraries print goes to runs/<name>/log.txt; a failed trial's traceback to trials/<n>/error.txt."""
     from tradeoff.optimize import optimize as run
+    from tradeoff.rundir import RunDir
+    from tradeoff.runlog import library_output_to
 
     spec = _task(task, allow_pickle)
     if trials is not None:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
-    result = run(spec, out=out, quiet=quiet or as_json)
+    with library_output_to(RunDir(out / spec.name).log, f"tradeoff optimize {task}"):
+        result = run(spec, out=out, quiet=quiet or as_json, debug=debug)
     report = result.report.data
     broken = report.best.test_violations
     if as_json:
@@ -110,6 +117,7 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
 
 def _print_outcome(report: Any, run_dir: Path, html_path: Path) -> None:
     console.print(_comparison(report))
+    console.print(f"trials: {report.search_stats.describe()}", markup=False, highlight=False)
     if report.binding is not None:
         b = report.binding
         console.print(f"[yellow]No candidate met the constraints; best is the baseline.[/] Binding constraint: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import webbrowser
 from collections.abc import Callable, Iterator, Mapping
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tradeoff.config import Settings, Task
@@ -25,10 +27,11 @@ from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.problem import GivenModel, Subject, problem
 from tradeoff.recipe import Recipe
-from tradeoff.report.build import measured, ratios, trial_entry, violation_entry
+from tradeoff.report.build import measured, ratios, search_stats, trial_entry, violation_entry
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
+from tradeoff.runlog import terminal
 from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
@@ -74,23 +77,26 @@ class OptimizeResult:
 
 def optimize(subject: Subject | None = None, /, *, task: Task | str | Path | None = None,
              model: GivenModel | None = None, data: DataBundle | None = None, out: str | Path = "runs",
-             quiet: bool = False, space: Mapping[str, Any] | None = None, **settings: Any) -> OptimizeResult:
+             quiet: bool = False, space: Mapping[str, Any] | None = None, debug: bool = False,
+             **settings: Any) -> OptimizeResult:
     """Search for the cheapest model that keeps the metric within the constraints.
 
     The first argument (or `task=` / `model=`) is a task (file path or `Task`) or a model (nn.Module, ModelHandle,
     .onnx file or artifact folder); a model comes with a `DataBundle` as `data=` and the task file's settings as
     keywords (metric, preset, constraints, objectives, runtime, search, name). `space` is the task file's
-    `search.space`: ranges that replace the passes' own, by `stage__option`.
+    `search.space`: ranges that replace the passes' own, by `stage__option`. With `debug`, a candidate that fails
+    raises instead of being recorded as a failed trial.
     """
     given = problem(subject, task=task, model=model, data=data, where="optimize()", **settings)
     if space is not None:
         search = given.settings.search.model_copy(update={"space": dict(space)})
         given = replace(given, settings=given.settings.model_copy(update={"search": search}))
-    return _run(given.model, given.data, given.settings, given.record, Path(out), quiet, given.search_dirs)
+    return _run(given.model, given.data, given.settings, given.record, Path(out), quiet, given.search_dirs,
+                debug)
 
 
 def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
-         quiet: bool, search_dirs: tuple[Path, ...] = ()) -> OptimizeResult:
+         quiet: bool, search_dirs: tuple[Path, ...] = (), debug: bool = False) -> OptimizeResult:
     threads, metric = settings.runtime.threads, get_metric(settings.metric, search_dirs)
     first_batch = settings.runtime.batch_sizes[0]
     load_plugins(settings.search.plugins, search_dirs)
@@ -112,15 +118,17 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
-                 settings, metric.higher_is_better, on_trial).run()
+                 settings, metric.higher_is_better, on_trial, debug).run()
 
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
-    entries = [trial_entry(r, limits, first_batch) for r in trials]
-    for trial in entries:
-        if trial.state != "skipped":
-            write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
-            write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
+    listed = [r for r in trials if r.counted]  # the samples that spent no budget are only counted (search_stats)
+    entries = [trial_entry(r, limits, first_batch) for r in listed]
+    for found, trial in zip(listed, entries, strict=True):
+        write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
+        write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
+        if found.error is not None:
+            write_atomic(run_dir.trial_error(trial.number), found.error)
     points = feasible_points(trials)
     baseline_val, finalists = _retime_on_validation(model, space, ctx, pareto_layers(points, search.finalists),
                                                     trials, evaluator, baseline_val)
@@ -151,7 +159,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
         choice=Choice(rule=choice.rule, excluded=choice.excluded),
         finalists=[_finalist(n, c, values[n], limits, first_batch, metric, baseline_val, choice.excluded.get(n))
                    for n, c in finalists.items()],
-        trials=entries, pareto=pareto_front(points),
+        trials=entries, search_stats=search_stats(trials), pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
@@ -169,13 +177,28 @@ def _task_key(record: dict[str, Any]) -> str:
 @contextmanager
 def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[TrialRecord], None],
                                                                      Callable[[str], None]]]:
-    """A callback per finished trial (the bar advances) and one for what the current trial is doing."""
+    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed
+    study says so first; without a terminal (CI, nohup) each finished trial is one plain line instead of a bar."""
     if quiet:
         yield (lambda record: None), (lambda status: None)
         return
+    console = Console(file=terminal(), highlight=False, soft_wrap=True)
+    if done:
+        console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
+    if not console.is_terminal:
+        finished = itertools.count(done + 1)
+
+        def line(record: TrialRecord) -> None:
+            note = f": {record.note}" if record.note else ""
+            console.print(f"trial {record.number} ({next(finished)}/{total}): {_passes(record)} ({record.state}{note})",
+                          markup=False)
+
+        yield line, (lambda status: None)
+        return
     columns = (TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.description}"))
-    with Progress(*columns, transient=False) as progress:
+    # rich would route sys.stdout and sys.stderr above the bar, the libraries' prints too: those stay in the log
+    with Progress(*columns, console=console, transient=False, redirect_stdout=False, redirect_stderr=False) as progress:
         bar = progress.add_task("", total=total, completed=done)
 
         def on_trial(record: TrialRecord) -> None:

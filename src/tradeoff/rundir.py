@@ -51,7 +51,8 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
 
 
 class RunDir:
-    """runs/<name>/: task.yaml, env.json, study.db, trials/<n>/, best/, report.json, report.html."""
+    """runs/<name>/: task.yaml, env.json, log.txt, study.db, trials/<n>/ (error.txt for a failed one), best/,
+    report.json, report.html."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -59,6 +60,7 @@ class RunDir:
 
     task = property(lambda self: self.root / "task.yaml")
     env = property(lambda self: self.root / "env.json")
+    log = property(lambda self: self.root / "log.txt")  # what the libraries printed
     study_db = property(lambda self: self.root / "study.db")
     best = property(lambda self: self.root / "best")
     report_json = property(lambda self: self.root / "report.json")
@@ -69,3 +71,6 @@ class RunDir:
 
     def trial(self, number: int) -> Path:
         return self.root / "trials" / str(number)
+
+    def trial_error(self, number: int) -> Path:
+        return self.trial(number) / "error.txt"

@@ -23,6 +23,7 @@ from tradeoff.report.schema import (
     Measured,
     Ratios,
     Report,
+    SearchStats,
     Trial,
     Violation,
 )
@@ -82,6 +83,7 @@ def _report(*, best_is_baseline: bool = False, name: str = "digits-mlp", warning
                   finalists=[finalist], trials=trials, pareto=[0], binding=binding, warnings=[warning],
                   choice=Choice(rule="priority metric, latency: never worse than the baseline on metric",
                                 excluded={0: "max_metric_drop: 0.017 > 0.01"} if best_is_baseline else {}),
+                  search_stats=SearchStats(measured=3, failed=0, skipped=5, duplicates=2, interrupted=0),
                   env={"python": "3.11.9", "cpu": {"model": "Xeon", "cores": 16}, "threads": 2},
                   task={"name": name})
 
@@ -99,6 +101,12 @@ def test_trials_table_has_one_row_per_trial_with_passes_drop_and_violations() ->
     assert "max_metric_drop: 0.06 &gt; 0.01 (missed by 0.05)" in trials
     assert re.search(r"<tr><td>2</td><td>pruned</td>.*<td class=num>–</td>.*not timed", trials)  # never timed
     assert trials.count("<tr><td>") == 3
+
+
+def test_samples_that_cost_nothing_are_counted_above_the_trials_table() -> None:
+    page = render_html(_report())
+    stats = page[page.index('id="search-stats"'):]
+    assert stats.startswith('id="search-stats">3 measured, 0 failed; not listed, at no cost: 5 skipped, 2 repeated')
 
 
 def test_baseline_vs_best_card_shows_metric_latency_size_and_ratios() -> None:

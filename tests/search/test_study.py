@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tradeoff.errors import ConfigError
-from tradeoff.search.record import claim, records
+from tradeoff.search.record import claim, records, write_result
 
 TESTS = Path(__file__).resolve().parents[1]
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
@@ -66,18 +68,19 @@ def test_a_run_killed_mid_trial_resumes_without_losing_or_repeating_a_finished_t
     assert killed and before
     time.sleep(3 * heartbeat_s + 1)  # the dead worker's heartbeat goes stale
 
-    resumed = subprocess.run([str(TRADEOFF), "optimize", str(task), "--out", str(out), "--quiet"], cwd=TESTS,
-                             capture_output=True, timeout=600, env={**os.environ})
-    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    resumed = subprocess.run([str(TRADEOFF), "optimize", str(task), "--out", str(out)], cwd=TESTS,
+                             capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming the search: {len(before)} of {budget} trials already measured" in resumed.stdout
+    assert len(re.findall(rf"^trial \d+ \(\d+/{budget}\): ", resumed.stdout, re.MULTILINE)) == budget - len(before)
     report = json.loads((out / "digits" / "report.json").read_text())
     trials = {t["number"]: t for t in report["trials"]}
     for number, record in before.items():  # nothing finished before the kill was lost or measured anew
         assert trials[number]["metric"] == record.values.get("metric")
         assert trials[number]["state"] == record.state
-    measured = [t for t in trials.values() if t["state"] in ("complete", "pruned", "failed")]
-    assert len(measured) == budget  # the cut-off trial cost no budget
-    assert len({json.dumps(t["recipe"]["steps"], sort_keys=True) for t in measured}) == budget
-    assert trials[killed[0].number]["state"] == "interrupted"
+    assert len(trials) == budget  # the cut-off trial cost no budget: it is counted apart, not listed
+    assert len({json.dumps(t["recipe"]["steps"], sort_keys=True) for t in trials.values()}) == budget
+    assert killed[0].number not in trials and report["search_stats"]["interrupted"] == 1
     retried = [r for r in records(optuna.load_study(study_name="digits", storage=storage))
                if r.retry_of == killed[0].number]
     assert len(retried) == 1 and retried[0].counted and retried[0].key == killed[0].key
@@ -93,3 +96,19 @@ def test_a_study_of_another_task_or_written_by_an_older_tradeoff_is_refused() ->
     old.set_user_attr("task_key", "task a")  # what studies held before trials were TrialRecords
     with pytest.raises(ConfigError, match="written by an older tradeoff"):
         claim(old, "task a", "the study")
+
+
+def test_a_trial_killed_after_writing_its_result_but_before_the_study_heard_of_it_spent_no_budget(tmp_path) -> None:
+    """The kill can land between the two writes that finish a trial; the trial is queued again, so counting its
+    result too would spend the budget twice on one recipe."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=1,
+                         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    study = optuna.create_study(storage=storage)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(trial._trial_id)
+    write_result(trial, "complete", values={"metric": 0.9})  # then SIGKILL, before study.tell
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    found = records(study)
+    assert [r.state for r in found] == ["interrupted"] and not found[0].counted
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # measured again instead

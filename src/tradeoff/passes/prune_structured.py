@@ -131,6 +131,8 @@ class StructuredPruning(Pass[StructuredConfig]):
             if config.criterion == "taylor":
                 _accumulate_gradients(module, ctx.data.train, ctx.seed)
             pruner.step()
+            if not pruner.pruning_history():  # no layer it can cut (a recurrent model): nothing to fine-tune either
+                return model
             module.zero_grad(set_to_none=True)
             with _naming_failed_layer(module, "running the pruned model"), torch.no_grad():
                 pruned_shape = module(example).shape

@@ -9,7 +9,7 @@ from tradeoff.evaluation import Measurement
 from tradeoff.measure import Latency
 from tradeoff.metrics import Metric
 from tradeoff.objectives import Violation, violations
-from tradeoff.report.schema import Format, LatencyMs, Measured, Ratios, Split, Trial, TrialState
+from tradeoff.report.schema import Format, LatencyMs, Measured, Ratios, SearchStats, Split, Trial, TrialState
 from tradeoff.report.schema import Violation as ViolationEntry
 from tradeoff.search.record import TrialRecord
 
@@ -44,17 +44,23 @@ def violation_entry(violation: Violation) -> ViolationEntry:
 
 
 def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int) -> Trial:
-    """A trial as report.json shows it: the recipe on the runtime it was measured on, its values on validation
-    and the constraints they break (a live trial of another worker is not reported)."""
+    """A trial that spent budget as report.json shows it: the recipe on the runtime it was measured on, its values
+    on validation and the constraints they break."""
     recipe = {**(record.candidate or {"version": 1, "steps": []}),
               **({"runtime": record.runtime} if record.runtime else {})}
     values = record.values
     broken = violations(limits, values, first_batch) if "metric_drop" in values else []
-    note = record.note or ("its worker stopped mid-measurement; its parameters were queued again"
-                           if record.state == "interrupted" else None)
     counts = {key: int(v) if (v := values.get(key)) is not None else None for key in COUNTS}
     return Trial(number=record.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]],
-                 state=cast(TrialState, record.state), note=note, metric=values.get("metric"),
+                 state=cast(TrialState, record.state), note=record.note, metric=values.get("metric"),
                  metric_drop=values.get("metric_drop"),
                  latency_ms=latency_entry(record.latency) if record.latency else None, **counts,
                  runtimes=record.runtimes, feasible=record.feasible, violations=[violation_entry(v) for v in broken])
+
+
+def search_stats(records: list[TrialRecord]) -> SearchStats:
+    """How the search's samples were spent (a live trial of another worker is not counted)."""
+    states = [r.state for r in records]
+    return SearchStats(measured=states.count("complete") + states.count("pruned"), failed=states.count("failed"),
+                       skipped=states.count("skipped"), duplicates=states.count("duplicate"),
+                       interrupted=states.count("interrupted"))

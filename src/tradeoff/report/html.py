@@ -215,6 +215,7 @@ def render_html(report: Report) -> str:
 {_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed', 'size', 'drop', 'meets constraints',
          'outcome'], finalists, range(1, 8), 'finalists')}
 <h2>Trials (validation split)</h2>
+<p class="sub" id="search-stats">{escape(report.search_stats.describe())}</p>
 {_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible', 'note'],
         trials, {3, 4, 5, 6}, 'trials')}
 <h2>Environment</h2>

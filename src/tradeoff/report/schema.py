@@ -83,11 +83,11 @@ class Best(Measured):
     test_violations: list[Violation] = Field(default_factory=list)  # reported, never a reason to choose again
 
 
-TrialState = Literal["complete", "pruned", "failed", "duplicate", "skipped", "interrupted"]
+TrialState = Literal["complete", "pruned", "failed"]
 
 
 class Trial(_Frozen):
-    """A trial of the search, measured on the validation split (latency absent when pruned before timing)."""
+    """A trial that spent budget, measured on the validation split (latency absent when pruned before timing)."""
 
     number: int
     recipe: dict[str, Any]
@@ -105,6 +105,24 @@ class Trial(_Frozen):
     runtimes: dict[str, float] = Field(default_factory=dict)  # p50 ms at the first batch size, where auto chose
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)
+
+
+class SearchStats(_Frozen):
+    """What the search's samples came to. Only measured and failed trials spent budget and are listed in `trials`;
+    the others stay in the study (the sampler learns from them) and are counted here."""
+
+    measured: int  # complete, or pruned before timing
+    failed: int
+    skipped: int  # spelled no candidate, the baseline, or one needing a step that had failed
+    duplicates: int  # repeated a candidate measured before
+    interrupted: int  # cut off by a killed worker and queued again
+
+    def describe(self) -> str:
+        """In words: '10 measured, 1 failed; not listed, at no cost: 40 skipped, 3 repeated a measured candidate'."""
+        unlisted = [f"{n} {what}" for n, what in ((self.skipped, "skipped"), (self.duplicates, "repeated a measured "
+                    "candidate"), (self.interrupted, "cut off by a stopped worker and measured again")) if n]
+        listed = f"{self.measured} measured, {self.failed} failed"
+        return f"{listed}; not listed, at no cost: {', '.join(unlisted)}" if unlisted else listed
 
 
 class Finalist(_Frozen):
@@ -147,6 +165,7 @@ class Report(_Frozen):
     best: Best
     finalists: list[Finalist]
     trials: list[Trial]
+    search_stats: SearchStats
     pareto: list[int]
     choice: Choice
     binding: Binding | None = None

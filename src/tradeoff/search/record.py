@@ -40,6 +40,8 @@ class TrialRecord:
     objectives: tuple[float, ...] | None = None  # what the sampler was told, all minimized
     violations: dict[str, float] = field(default_factory=dict)  # constraint -> amount past its limit
     retry_of: int | None = None
+    error: str | None = None  # the traceback of a failed trial
+    failed_step: int | None = None  # how many steps of its recipe it took to fail, where a step failed
 
     @property
     def counted(self) -> bool:
@@ -56,10 +58,11 @@ class TrialRecord:
         result = attrs.get(_RESULT, {})
         if trial.state == TrialState.RUNNING:
             state: State = "running"
+        elif trial.state == TrialState.FAIL and result.get("state") != "failed":
+            state = "interrupted"  # its worker died mid-measurement (perhaps after writing its result, before
+            # telling the study): heartbeats had it queued again, so it spent no budget
         elif _RESULT in attrs:
             state = result["state"]
-        elif trial.state == TrialState.FAIL:
-            state = "interrupted"  # its worker died mid-measurement; heartbeats had it queued again
         else:
             state = "skipped"
         latency = result.get("latency")
@@ -72,7 +75,8 @@ class TrialRecord:
                    latency=Latency(**{**latency, "input_shape": tuple(latency["input_shape"])}) if latency else None,
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
-                   violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of)
+                   violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of,
+                   error=result.get("error"), failed_step=result.get("failed_step"))
 
 
 def claim(study: optuna.Study, task_key: str, where: str) -> None:
@@ -108,11 +112,14 @@ def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> 
 def write_result(trial: optuna.Trial, state: State, note: str | None = None,
                  values: dict[str, float | None] | None = None, latency: Latency | None = None,
                  runtime: str | None = None, runtimes: dict[str, float] | None = None,
-                 violations: dict[str, float] | None = None) -> None:
+                 violations: dict[str, float] | None = None, error: str | None = None,
+                 failed_step: int | None = None) -> None:
     """Store what the trial found; the caller then tells the study its state and objectives. With `violations`
-    (constraint -> amount past its limit) the sampler learns each constraint's value, zero for those it meets."""
+    (constraint -> amount past its limit) the sampler learns each constraint's value, zero for those it meets.
+    `error` is a failed trial's traceback, `failed_step` the number of steps it took to fail."""
     if violations is not None:
         for name in CONSTRAINTS:
             trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
-                                  "latency": asdict(latency) if latency else None, "runtimes": runtimes or {}})
+                                  "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
+                                  "error": error, "failed_step": failed_step})

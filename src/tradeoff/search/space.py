@@ -7,21 +7,28 @@ empty recipe is never a candidate: it is the baseline, measured apart.
 Slots are the stages passes declare, in STAGES order; which passes can follow one another is decided by the
 formats and traits they declare. A space also brings its strategy: the points worth measuring before the sampler
 explores (each quantization pass alone) and after them (the best one with one more step).
+
+A space also learns from what it builds: a step that failed is not tried again on the same input (nor, for an
+export that failed on the model as given, after any other step), and a step whose output equals its input is left
+out of the recipe it was sampled in.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+import torch
 
 from tradeoff.context import Context
 from tradeoff.distributions import Choice, Distribution, Float, Int
-from tradeoff.errors import ConfigError
+from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.model import ModelHandle
 from tradeoff.passes import STAGES, TAGS, Pass, build_pass, get_pass, registered_passes
 from tradeoff.recipe import Recipe
@@ -32,6 +39,43 @@ NONE = "none"
 FORMATS = frozenset({"torch", "onnx"})
 PREFIX_CACHE = 8  # built recipe prefixes kept in memory
 SEEDED_STAGE = "quantize"  # measured pass by pass first: cheap, interpretable, and what most recipes end with
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _plain(text: str) -> str:
+    return ANSI_ESCAPE.sub("", text)
+
+
+class StepFailed(Exception):
+    """A recipe step raised: `note` names the pass and the root cause in one plain line, `details` is the whole
+    traceback (for the trial's error.txt)."""
+
+    def __init__(self, step: str, cause: BaseException, depth: int | None = None) -> None:
+        self.depth = depth  # how many steps of the recipe it took to fail (None: not a step)
+        root = cause
+        while root.__cause__ is not None:  # the exporter wraps the reason in pages of advice; the reason is last
+            root = root.__cause__
+        what = str(root) if isinstance(root, TradeoffError) else f"{type(root).__name__}: {root}"
+        self.note = f"{step}: {_plain(what).strip().splitlines()[0] if what.strip() else type(root).__name__}"
+        self.details = _plain("".join(traceback.format_exception(cause)))
+        super().__init__(self.note)
+
+
+def _same_model(before: ModelHandle, after: ModelHandle) -> bool:
+    """Whether a step gave back the model it was given: the same ONNX bytes (metadata included: it may carry the
+    precision to run at), or the same modules and weights, for the same runtime."""
+    if after is before:
+        return True
+    if before.runtime != after.runtime:
+        return False
+    if before.onnx_bytes is not None or after.onnx_bytes is not None:
+        return before.onnx_bytes == after.onnx_bytes
+    if before.module is None or after.module is None or str(before.module) != str(after.module):
+        return False
+    old, new = before.module.state_dict(), after.module.state_dict()
+    return old.keys() == new.keys() and all(
+        isinstance(old[k], torch.Tensor) and isinstance(new[k], torch.Tensor) and old[k].dtype == new[k].dtype
+        and old[k].shape == new[k].shape and torch.equal(old[k], new[k]) for k in old)
 
 
 @dataclass(frozen=True)
@@ -43,6 +87,8 @@ class RecipeSpace:
     params: dict[str, Distribution] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
     _built: OrderedDict[str, ModelHandle] = field(default_factory=OrderedDict, init=False, compare=False, repr=False)
+    _failed: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)  # key -> note
+    _unchanged: set[str] = field(default_factory=set, init=False, compare=False, repr=False)  # prefixes
 
     @property
     def passes(self) -> set[str]:
@@ -71,7 +117,7 @@ class RecipeSpace:
 
     def build(self, recipe: Recipe, ctx: Context) -> ModelHandle:
         """Apply `recipe` to `ctx.teacher`, reusing the results of shared prefixes (an export costs seconds and
-        many trials share it)."""
+        many trials share it). A step that raises is remembered (see `failure`) and raised as StepFailed."""
         if ctx.teacher is None:
             raise ValueError("a recipe space builds from ctx.teacher, the model the search starts from")
         model = ctx.teacher
@@ -80,11 +126,52 @@ class RecipeSpace:
             if key in self._built:
                 self._built.move_to_end(key)
             else:
-                self._built[key] = build_pass(recipe.steps[depth - 1]).apply(model, ctx)
+                step = recipe.steps[depth - 1]
+                try:
+                    built = build_pass(step).apply(model, ctx)
+                except Exception as exc:  # passes wrap libraries that raise anything; the trial says which step
+                    failed = StepFailed(step["pass"], exc, depth)
+                    self._failed[key] = failed.note
+                    raise failed from exc
+                if _same_model(model, built):
+                    self._unchanged.add(key)
+                self._built[key] = built
                 if len(self._built) > PREFIX_CACHE:
                     self._built.popitem(last=False)
             model = self._built[key]
         return recipe.on_its_runtime(model)
+
+    def failure(self, recipe: Recipe) -> str | None:
+        """Why `recipe` cannot be built, where an earlier build learned it: a step that failed on the same input,
+        or a format conversion (an export) that failed on the model as given, which fails after torch-side steps
+        too: an exporter fails on the model's code, which those steps keep."""
+        return next((self._failed[key] for depth in range(1, len(recipe.steps) + 1)
+                     for key in self._failure_keys(recipe, depth) if key in self._failed), None)
+
+    def learn(self, finished: Iterable[TrialRecord]) -> None:
+        """Take in the step failures that trials built elsewhere recorded: before a resume, or by another worker."""
+        for record in finished:
+            if record.state == "failed" and record.failed_step is not None and record.candidate is not None:
+                steps = Recipe.from_dict(record.candidate).steps[: record.failed_step]
+                self._failed.setdefault(Recipe(steps=steps).key(), record.note or "failed")
+
+    def without_unchanged(self, recipe: Recipe) -> tuple[Recipe | None, list[str]]:
+        """`recipe` less the steps that gave back the model they were given when it was built (None where none is
+        left: that is the baseline), and their passes."""
+        unchanged = [depth for depth in range(1, len(recipe.steps) + 1)
+                     if Recipe(steps=recipe.steps[:depth]).key() in self._unchanged]
+        kept = tuple(step for depth, step in enumerate(recipe.steps, 1) if depth not in unchanged)
+        return (recipe.model_copy(update={"steps": kept}) if kept else None,
+                [recipe.steps[d - 1]["pass"] for d in unchanged])
+
+    @staticmethod
+    def _failure_keys(recipe: Recipe, depth: int) -> list[str]:
+        """The recipe's prefix up to `depth`; for a pass that converts the format, also its step applied first."""
+        step = recipe.steps[depth - 1]
+        keys = [Recipe(steps=recipe.steps[:depth]).key()]
+        if get_pass(step["pass"]).produces is not None:
+            keys.append(Recipe(steps=(step,)).key())
+        return keys
 
     def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
         """Points (with the strategy that chose them) to measure before the sampler's next suggestion: each pass of

@@ -24,12 +24,13 @@ from optuna.trial import TrialState
 
 from tradeoff.config import Settings
 from tradeoff.context import Context
-from tradeoff.errors import ConfigError, TradeoffError
+from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import minimized, violations
 from tradeoff.search.record import State, TrialRecord, claim, mark_candidate, queue, records, write_result
+from tradeoff.search.space import StepFailed
 
 # Consecutive samples that yield no new candidate before the space counts as exhausted.
 EXHAUSTED_AFTER = 40
@@ -57,7 +58,18 @@ class CandidateSpace(Protocol):
         """Points the space wants measured next, each with the name of the strategy that chose it."""
 
     def build(self, candidate: Any, ctx: Context) -> ModelHandle:
-        """The model the candidate describes, made from `ctx.teacher` (the model the search starts from)."""
+        """The model the candidate describes, made from `ctx.teacher` (the model the search starts from); a step
+        that fails raises StepFailed."""
+
+    def failure(self, candidate: Any) -> str | None:
+        """Why the candidate cannot be built, where an earlier build learned it; None where none did."""
+
+    def learn(self, finished: Iterable[TrialRecord]) -> None:
+        """Take in what failed in trials built elsewhere (before a resume, by another worker)."""
+
+    def without_unchanged(self, candidate: Any) -> tuple[Candidate | None, list[str]]:
+        """After `build`: the candidate less the steps that changed nothing (None where that leaves the starting
+        model), and the names of those steps."""
 
 
 @dataclass(frozen=True)
@@ -114,10 +126,16 @@ def open_study(settings: Settings, url: str | None, task_key: str) -> optuna.Stu
                                     sampler=sampler, load_if_exists=True,
                                     directions=["minimize"] * len(settings.objectives))
     claim(study, task_key, f"the study '{settings.name}' in {url}")
+    _retry_stale(study)
+    return study
+
+
+def _retry_stale(study: optuna.Study) -> None:
+    """Fail the trials whose worker stopped beating (a killed run's last trial) and queue them again; called as
+    the study opens and before each trial, since a run resumed at once finds the dead trial still fresh."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    return study
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -160,6 +178,7 @@ class StudyRun:
     settings: Settings
     higher_is_better: bool
     on_trial: Callable[[TrialRecord], None] = lambda record: None
+    debug: bool = False  # a failing candidate raises instead of being recorded as a failed trial
 
     def run(self) -> None:
         """Measure new candidates until the trial budget, the time budget or the space is used up.
@@ -169,59 +188,88 @@ class StudyRun:
         """
         search = self.settings.search
         deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
-        seen = {r.key: r for r in records(self.study) if r.key and r.state in ("complete", "pruned")}
+        seen = {r.key: r for r in records(self.study) if r.key and r.counted}
+        settled: set[str] = set()  # candidates closed without a measurement: repeats, known failures
         grid = self.space.grid()
         unmeasured = {self.space.at(p).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
         rng = random.Random(search.seed + len(seen))
         fruitless = 0
         while time.monotonic() < deadline:
+            _retry_stale(self.study)
             counted = [r for r in records(self.study) if r.counted]  # other workers' trials count too
+            self.space.learn(counted)
             if len(counted) >= search.trials:
                 return
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 for params, strategy in self.space.queued(counted):
                     queue(self.study, params, strategy)
-            if unmeasured is not None and not (unmeasured.keys() - seen.keys()) or fruitless >= EXHAUSTED_AFTER:
+            left = unmeasured.keys() - seen.keys() - settled if unmeasured is not None else None
+            if left is not None and not left or fruitless >= EXHAUSTED_AFTER:
                 return
             with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()
-            candidate = self.space.sample(trial)
-            earlier = seen.get(candidate.key()) if candidate is not None else None
-            if candidate is None or earlier is not None:
-                self._tell_unmeasured(trial, candidate, earlier)
-                if unmeasured is not None:
-                    queue(self.study, unmeasured[rng.choice(sorted(unmeasured.keys() - seen.keys()))], "grid")
+            record = self._trial(trial, self.space.sample(trial), seen)
+            if not record.counted:
+                settled |= {record.key} if record.key else set()
+                if unmeasured is not None and (left := unmeasured.keys() - seen.keys() - settled):
+                    queue(self.study, unmeasured[rng.choice(sorted(left))], "grid")
                 fruitless += 1
                 continue
             fruitless = 0
-            mark_candidate(trial, candidate.as_dict(), candidate.key())
-            record = self._measure(trial, candidate)
-            seen[candidate.key()] = record
+            seen[record.key] = record  # type: ignore[index]
             self.on_trial(record)
 
-    def _tell_unmeasured(self, trial: optuna.Trial, candidate: Candidate | None, earlier: TrialRecord | None) -> None:
-        """Close a trial that measures nothing: repeat an earlier result so the sampler learns, or skip it."""
-        if candidate is None or earlier is None:
-            write_result(trial, "skipped", note="no passes, or passes that cannot follow one another")
-            self.study.tell(trial, state=TrialState.PRUNED)
-            return
+    def _trial(self, trial: optuna.Trial, candidate: Candidate | None,
+               seen: Mapping[str, TrialRecord]) -> TrialRecord:
+        """Measure the trial's candidate, or close the trial at no budget where it spells none, repeats a measured
+        candidate, or needs a step the space already saw fail."""
+        if candidate is None:
+            return self._skip(trial, "no passes, or passes that cannot follow one another")
         mark_candidate(trial, candidate.as_dict(), candidate.key())
-        write_result(trial, "duplicate", note=f"same candidate as trial {earlier.number}",
-                     violations=earlier.violations)
-        if earlier.state == "complete":
-            self.study.tell(trial, list(earlier.objectives or ()))
-        else:
-            self.study.tell(trial, state=TrialState.PRUNED)
+        if (earlier := seen.get(candidate.key())) is not None:
+            return self._duplicate(trial, earlier)
+        if (failure := self.space.failure(candidate)) is not None:
+            return self._skip(trial, f"not built: {failure} (learned from an earlier trial)")
+        return self._measure(trial, candidate, seen)
 
-    def _measure(self, trial: optuna.Trial, candidate: Candidate) -> TrialRecord:
+    def _skip(self, trial: optuna.Trial, note: str) -> TrialRecord:
+        write_result(trial, "skipped", note=note)
+        return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
+
+    def _duplicate(self, trial: optuna.Trial, earlier: TrialRecord, why: str | None = None) -> TrialRecord:
+        """Tell the earlier trial's result again, so the sampler learns where it has been."""
+        write_result(trial, "duplicate", note="; ".join(n for n in (why, f"same candidate as trial {earlier.number}")
+                                                       if n), violations=earlier.violations)
+        if earlier.state == "complete":
+            return TrialRecord.read(self.study.tell(trial, list(earlier.objectives or ())))
+        return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
+
+    def _measure(self, trial: optuna.Trial, candidate: Candidate, seen: Mapping[str, TrialRecord]) -> TrialRecord:
+        """Build and measure the candidate. A step that changed nothing is left out of its recipe and named in the
+        note; what is left may be the baseline (skipped) or a candidate measured before (a duplicate)."""
         try:
             with _heartbeat(self.study, trial):
-                outcome = self.measure(self.space.build(candidate, self.ctx))
+                model = self.space.build(candidate, self.ctx)
+                effective, unchanged = self.space.without_unchanged(candidate)
+                note = None
+                if unchanged:
+                    note = f"{', '.join(unchanged)} changed nothing on this model (left out of the recipe)"
+                    if effective is None:
+                        return self._skip(trial, f"{note}: what is left is the baseline")
+                    mark_candidate(trial, effective.as_dict(), effective.key())  # a repeat of either is seen
+                    if (earlier := seen.get(effective.key())) is not None:
+                        return self._duplicate(trial, earlier, note)
+                outcome = self.measure(model)
         except Exception as exc:  # one broken candidate must not end a long search; the trial says why
-            note = str(exc) if isinstance(exc, TradeoffError) else f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-            write_result(trial, "failed", note=note)
-            return TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
+            failed = exc if isinstance(exc, StepFailed) else StepFailed("measuring", exc)
+            write_result(trial, "failed", note=failed.note, error=failed.details, failed_step=failed.depth)
+            record = TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
+            if self.debug:
+                raise
+            return record
+        if note is not None:
+            outcome = replace(outcome, note="; ".join(n for n in (note, outcome.note) if n))
         first_batch = self.settings.runtime.batch_sizes[0]
         broken = {v.constraint: v.missed_by
                   for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}

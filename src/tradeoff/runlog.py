@@ -1,0 +1,52 @@
+"""Library output goes to the run's log.txt; tradeoff's own progress stays on the terminal.
+
+torch, ONNX Runtime, NNCF and transformers talk through every channel there is: Python warnings, their loggers,
+print(), and C++ code writing straight to file descriptors 1 and 2 (the exporter's torch.fx graphs, ONNX Runtime's
+"Model Optimization Failed!"). Pointing the two descriptors at the log catches all of them at once, whatever
+object a library kept; tradeoff writes its own lines to `terminal()`, a copy of stdout taken before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+_terminal: TextIO | None = None
+
+
+def terminal() -> TextIO:
+    """Where tradeoff's own output goes: the real stdout, also while library output is captured."""
+    return _terminal if _terminal is not None else sys.stdout
+
+
+@contextlib.contextmanager
+def library_output_to(log: Path, heading: str) -> Iterator[None]:
+    """Append everything written to stdout and stderr inside the block to `log`, under `heading`."""
+    global _terminal
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    previous = _terminal
+    with open(log, "a", encoding="utf-8") as sink, \
+            os.fdopen(os.dup(saved[0]), "w", encoding="utf-8", errors="replace", buffering=1) as screen:
+        sink.write(f"\n=== {heading}, {datetime.datetime.now().isoformat(timespec='seconds')}\n")
+        sink.flush()
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        _terminal = screen
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            _terminal = previous
