@@ -150,7 +150,9 @@ def _scatter(report: Report, x_of: Callable[[Trial], float | None], baseline: Me
         marker={"symbol": "star", "size": 17, "color": COLOURS["baseline"], "line": {"width": 1, "color": "#333"}},
         hovertemplate="baseline on validation, timed in rounds beside the finalists<br>x=%{x}<br>metric=%{y}"
                       "<extra></extra>"))
-    figure.update_layout(xaxis_title=x_title, yaxis_title=escape(f"{report.metric['name']} (trials: validation)"),
+    # Log axes: candidates span orders of magnitude (a slow int8 path beside a 4x faster export), and equal ratios
+    # should look equally far apart.
+    figure.update_layout(xaxis_title=x_title, xaxis_type="log", yaxis_title=escape(f"{report.metric['name']} (trials: validation)"),
                          height=420, margin={"l": 60, "r": 10, "t": 30, "b": 50},
                          legend={"orientation": "h", "y": -0.2})
     return figure
