@@ -100,7 +100,8 @@ def choose(candidates: Mapping[int, Values], baseline: Values, objectives: Seque
     chosen = min(remaining, key=lambda n: (metric[n], vectors[n], n)) if remaining else None
     for number in remaining:
         if number != chosen:
-            excluded[number] = f"tied with trial {chosen}, whose metric is better"
+            why = "whose metric is better" if metric[number] > metric[chosen] else "as good on the metric, ahead raw"
+            excluded[number] = f"tied with trial {chosen}, {why}"
     return Choice(trial=chosen, rule=rule, excluded=excluded)
 
 
