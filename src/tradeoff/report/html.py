@@ -152,7 +152,8 @@ def _scatter(report: Report, x_of: Callable[[Trial], float | None], baseline: Me
                       "<extra></extra>"))
     # Log axes: candidates span orders of magnitude (a slow int8 path beside a 4x faster export), and equal ratios
     # should look equally far apart.
-    figure.update_layout(xaxis_title=x_title, xaxis_type="log", yaxis_title=escape(f"{report.metric['name']} (trials: validation)"),
+    figure.update_layout(xaxis_title=x_title, xaxis_type="log",
+                         yaxis_title=escape(f"{report.metric['name']} (trials: validation)"),
                          height=420, margin={"l": 60, "r": 10, "t": 30, "b": 50},
                          legend={"orientation": "h", "y": -0.2})
     return figure
