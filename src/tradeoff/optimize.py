@@ -110,7 +110,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     write_yaml(run_dir.task, record)
     write_json(run_dir.env, env)
 
-    baseline_val = evaluator.measure(model, "val")
+    baseline_val = evaluator.measure(model, "val", timing=False)  # timed later, in rounds beside the finalists
     storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
     study = open_study(settings, storage, _task_key(record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric)
@@ -234,12 +234,10 @@ def _measure_on_test(model: ModelHandle, chosen: Candidate | None,
                      evaluator: Evaluator) -> tuple[Candidate, Measurement]:
     """The chosen model (or the baseline when none was) and the baseline, measured once on test for the report,
     their latencies timed in interleaved rounds."""
-    shipped = chosen.model if chosen else model
-    models = [model, *([shipped] if chosen else [])]
+    models = [model, *([chosen.model] if chosen else [])]
     timed = [replace(evaluator.measure(m, "test", timing=False), latency=latency)
              for m, latency in zip(models, evaluator.interleaved_latency(models, "test"), strict=True)]
-    best = Candidate(shipped, chosen.recipe if chosen else Recipe(), timed[-1])
-    return best, timed[0]
+    return Candidate(models[-1], chosen.recipe if chosen else Recipe(), timed[-1]), timed[0]
 
 
 def _finalist(number: int, candidate: Candidate, values: dict[str, float | None], limits: dict[str, float | None],
