@@ -122,6 +122,71 @@ class SearchSpec(StrictModel):
     finalists: int = Field(default=4, ge=1)
 
 
+class EarlyStopping(StrictModel):
+    """Stop when the monitored value has not improved by `min_delta` for `patience` epochs.
+
+    `split: holdout` watches a seeded tenth of the training split, so validation stays unseen for the decisions
+    made on it; `split: val` is for a model trained from scratch whose user says validation is theirs to spend.
+    """
+
+    monitor: Literal["loss", "metric"] = "loss"
+    patience: int = Field(default=3, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+    restore_best: bool = True
+    split: Literal["holdout", "val"] = "holdout"
+
+
+class Clipping(StrictModel):
+    mode: Literal["norm", "value"] = "norm"
+    max: float = Field(default=5.0, gt=0)
+
+
+class AugmentSpec(StrictModel):
+    """Seeded augmentations of each training batch; `kind` says what a sample is, and each knob's meaning follows
+    it (see training/augment.py). 0 turns a knob off."""
+
+    kind: Literal["image", "signal", "tabular", "text"]
+    shift: float = Field(default=0.0, ge=0, lt=1)  # fraction of the width/height (image) or length (signal)
+    rotation: float = Field(default=0.0, ge=0, le=180)  # degrees, image
+    scale: float = Field(default=0.0, ge=0, lt=1)  # zoom (image) or amplitude (signal, tabular), +-fraction
+    noise: float = Field(default=0.0, ge=0)  # standard deviation of added Gaussian noise, in input units
+    cutout: float = Field(default=0.0, ge=0, lt=1)  # side of an erased square, fraction of the image side
+    mixup: float = Field(default=0.0, ge=0)  # alpha of the Beta(alpha, alpha) mixing weight (image, signal, tabular)
+    cutmix: float = Field(default=0.0, ge=0)  # alpha of the Beta(alpha, alpha) pasted area (image)
+    token_dropout: float = Field(default=0.0, ge=0, lt=1)  # probability a token is replaced by padding (text)
+    span_swap: float = Field(default=0.0, ge=0, le=1)  # probability two spans of a text trade places (text)
+
+
+class TrainSpec(StrictModel):
+    """How the Trainer trains: `tradeoff train`, and the recovery of passes that retrain (which set their own
+    epochs and learning rate)."""
+
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["constant", "cosine", "onecycle", "linear"] = "constant"
+    warmup_epochs: float = Field(default=0.0, ge=0)  # linear warm-up before the schedule (not with onecycle)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    dropout: float | None = Field(default=None, ge=0, lt=1)  # sets p of the model's own nn.Dropout layers
+    clip: Clipping | None = Clipping()
+    early_stopping: EarlyStopping | None = EarlyStopping()
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; fp16 needs a GPU
+    gradient_checkpointing: bool = False
+    augment: AugmentSpec | None = None
+    seed: int = Field(default=0, ge=0, lt=2**32)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainSpec:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs ({self.epochs})")
+        if self.warmup_epochs and self.schedule == "onecycle":
+            raise ValueError("onecycle has its own warm-up; leave warmup_epochs at 0")
+        return self
+
+
 PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
 # runs/<name>/ is written to: a name is one plain folder name, never a path that leaves the output folder
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -149,6 +214,7 @@ class Settings(StrictModel):
         return objectives
     runtime: RuntimeSpec = RuntimeSpec()
     search: SearchSpec = SearchSpec()
+    train: TrainSpec = TrainSpec()
 
 
 class Task(Settings):
