@@ -61,7 +61,7 @@ def _train(factory: type[nn.Module], data: DataBundle, path: Path) -> Path:
     torch.manual_seed(0)  # the initial weights too, so every run trains the same model
     module = factory()
     train, holdout = data.train_holdout()  # validation and test stay unseen, as in a real run
-    to.training.fit(module, train, holdout, epochs=30, lr=3e-3, patience=5, seed=0)
+    to.training.fit(module, train, holdout, epochs=30, lr=3e-3, early_stopping={"patience": 5}, seed=0)
     save_file(module.state_dict(), str(path))
     return path
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tradeoff.config import TrainSpec
 from tradeoff.data import DataBundle
 from tradeoff.errors import RuntimeBackendError
 from tradeoff.evaluation import Evaluator
@@ -16,7 +17,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.runtimes import runtime_for
 from tradeoff.runtimes.torch_eager import TorchCuda, TorchEager
-from tradeoff.training import fit
+from tradeoff.training import Trainer
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -44,7 +45,7 @@ def test_a_failed_training_step_still_hands_the_model_back_on_the_cpu(mlp: Model
         raise RuntimeError("a pass's step failed")
 
     with pytest.raises(RuntimeError, match="step failed"):
-        fit(module, digits.train, digits.val, epochs=1, after_step=broken_step)
+        Trainer(TrainSpec(epochs=1)).fit(module, digits.train, digits.val, after_step=broken_step)
     assert {p.device.type for p in module.parameters()} == {"cpu"}
 
 

@@ -18,17 +18,18 @@ if TYPE_CHECKING:
     from tradeoff.optimize import OptimizeResult, optimize
     from tradeoff.recipe import Recipe
     from tradeoff.replay import apply, evaluate
+    from tradeoff.training.run import train
 
 # public name -> (module defining it, attribute; None: the name is that submodule)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "data": ("tradeoff.data", None), "training": ("tradeoff.training", None),
     "optimize": ("tradeoff.optimize", "optimize"), "OptimizeResult": ("tradeoff.optimize", "OptimizeResult"),
     "Recipe": ("tradeoff.recipe", "Recipe"), "apply": ("tradeoff.replay", "apply"),
-    "evaluate": ("tradeoff.replay", "evaluate"),
+    "evaluate": ("tradeoff.replay", "evaluate"), "train": ("tradeoff.training.run", "train"),
 }
 
 __all__ = ["ConfigError", "DataError", "ModelError", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "TradeoffError", "apply", "data", "evaluate", "optimize", "training"]
+           "TradeoffError", "apply", "data", "evaluate", "optimize", "train", "training"]
 __version__ = "0.1.0"
 
 

@@ -133,6 +133,33 @@ def _print_outcome(report: Any, run_dir: Path, html_path: Path) -> None:
 
 @app.command()
 @user_errors
+def train(task: Annotated[Path, typer.Argument(help="Task YAML file; its train: section says how.")],
+          out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+          resume: Annotated[bool, typer.Option(help="Continue from runs/<name>/train_state.pt, written after every "
+                                                    "epoch.")] = False,
+          quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """Train the task's torch model; write runs/<name>/model.safetensors, history.json, train.json, report.html.
+
+    Several processes: `torchrun --nproc-per-node 2 -m tradeoff train task.yaml` (data-parallel, DDP)."""
+    from tradeoff.training.distributed import world
+    from tradeoff.training.run import train as run
+
+    done = run(_task(task, allow_pickle), out=out, resume=resume, quiet=quiet or as_json)
+    if not world().main:
+        return
+    result, summary = done.result, json.loads((done.run_dir / "train.json").read_text())
+    if as_json:
+        print(json.dumps({**summary, "run_dir": str(done.run_dir)}))
+    elif not quiet:
+        how = "stopped early" if result.stopped_early else "ran"
+        console.print(f"{how} after {result.epochs_run} epochs; kept epoch {result.best_epoch}; "
+                      f"{summary['metric']['name']}: validation {done.val_metric:.4f}, test {done.test_metric:.4f}\n"
+                      f"model: {done.run_dir / 'model.safetensors'}  report: {done.run_dir / 'report.html'}",
+                      markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
 def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")],
           task: Annotated[Path, typer.Option(help="Task file giving the model and data.")],
           out: Annotated[Path, typer.Option(help="Directory to write the artifact into.")] = Path("applied"),

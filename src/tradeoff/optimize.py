@@ -36,6 +36,7 @@ from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study
+from tradeoff.training import Trainer
 
 INT8_PASSES = {"quantize.dynamic", "quantize.static"}
 
@@ -113,7 +114,8 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     baseline_val = evaluator.measure(model, "val", timing=False)  # timed later, in rounds beside the finalists
     storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
     study = open_study(settings, storage, _task_key(record))
-    ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric)
+    ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
+                  trainer=Trainer(settings.train))
     with _progress(search.trials, counted_trials(study), quiet) as (on_trial, on_status):
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,

@@ -18,6 +18,7 @@ from tradeoff.recipe import Recipe
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Report
 from tradeoff.rundir import write_atomic
+from tradeoff.training import Trainer
 
 SPLITS = ("val", "test")
 
@@ -40,7 +41,7 @@ def apply(recipe: Recipe | str | Path, subject: Subject | None = None, /, *, tas
     load_plugins(given.settings.search.plugins, given.search_dirs)
     evaluator = _evaluator(given)
     ctx = Context(data=given.data, seed=given.settings.search.seed, threads=given.settings.runtime.threads,
-                  teacher=given.model, metric=evaluator.metric)
+                  teacher=given.model, metric=evaluator.metric, trainer=Trainer(given.settings.train))
     built = recipe.apply(given.model, ctx)
     candidate = Candidate(built, recipe, evaluator.measure(built, "test"))
     if out is not None:

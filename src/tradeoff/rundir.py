@@ -52,7 +52,8 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
 
 class RunDir:
     """runs/<name>/: task.yaml, env.json, log.txt, study.db, trials/<n>/ (error.txt for a failed one), best/,
-    report.json, report.html."""
+    report.json, report.html; from `tradeoff train`: train_state.pt, model.safetensors, history.json, train.json
+    and report.html."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -65,6 +66,11 @@ class RunDir:
     best = property(lambda self: self.root / "best")
     report_json = property(lambda self: self.root / "report.json")
     report_html = property(lambda self: self.root / "report.html")
+    # what `tradeoff train` writes: the state to resume from, the trained weights, the record of every epoch
+    train_state = property(lambda self: self.root / "train_state.pt")
+    weights = property(lambda self: self.root / "model.safetensors")
+    history = property(lambda self: self.root / "history.json")
+    train_json = property(lambda self: self.root / "train.json")
 
     def storage_url(self) -> str:
         return f"sqlite:///{self.study_db.resolve()}"

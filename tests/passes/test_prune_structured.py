@@ -54,7 +54,8 @@ def ctx(digits_images: DataBundle) -> Context:
 def resnet(digits_images: DataBundle) -> ModelHandle:
     torch.manual_seed(0)  # the initial weights, independent of the tests that ran before
     module = ResidualCNN()
-    to.training.fit(module, digits_images.train, digits_images.val, epochs=15, lr=3e-3, patience=5, seed=0)
+    to.training.fit(module, digits_images.train, digits_images.val, epochs=15, lr=3e-3,
+                    early_stopping={"patience": 5}, seed=0)
     return ModelHandle(module=module.eval(), factory="test_prune_structured:ResidualCNN")
 
 

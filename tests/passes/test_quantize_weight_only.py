@@ -33,7 +33,7 @@ class WideMLP(nn.Module):
 def wide(ctx: Context) -> ModelHandle:
     torch.manual_seed(0)
     module = WideMLP()
-    to.training.fit(module, ctx.data.train, ctx.data.val, epochs=15, lr=1e-3, patience=5, seed=0)
+    to.training.fit(module, ctx.data.train, ctx.data.val, epochs=15, lr=1e-3, early_stopping={"patience": 5}, seed=0)
     return ModelHandle(module=module.eval())
 
 

@@ -34,7 +34,7 @@ BUDGET = 10
 def _trained(factory: type[torch.nn.Module], data: to.data.DataBundle, path: Path, epochs: int = 10) -> Path:
     torch.manual_seed(0)
     module = factory()
-    to.training.fit(module, data.train, data.val, epochs=epochs, lr=3e-3, patience=3, seed=0)
+    to.training.fit(module, data.train, data.val, epochs=epochs, lr=3e-3, early_stopping={"patience": 3}, seed=0)
     save_file(module.state_dict(), str(path))
     return path
 

@@ -40,7 +40,7 @@ def _bytes(n: int | None) -> str:
     return f"{size:.2f} {unit}"
 
 
-def _num(value: float | None, digits: int = 4) -> str:
+def fixed(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
@@ -62,7 +62,7 @@ def _violations(violations: Iterable[Violation]) -> str:
                      for v in violations)
 
 
-def _table(headers: list[str], rows: Iterable[list[str]], numeric: Iterable[int] = (), html_id: str = "") -> str:
+def html_table(headers: list[str], rows: Iterable[list[str]], numeric: Iterable[int] = (), html_id: str = "") -> str:
     """Every cell is escaped here, so callers pass plain strings straight from the report."""
     num = set(numeric)
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
@@ -105,10 +105,10 @@ def _comparison(report: Report) -> str:
     """The card a reader looks at first: what shipped, and what it costs and saves against the baseline."""
     base, best, r = report.baseline, report.best, report.best.ratios
     rows = [
-        [report.metric["name"], _num(base.metric), _num(best.metric), f"drop {_drop(report, r.metric_drop)}"],
-        [f"p50 latency (ms, {base.latency_ms.setting()})", _num(base.latency_ms.p50, 3),
-         _num(best.latency_ms.p50, 3), times(r.speedup, "faster", "slower")],
-        ["p95 latency (ms)", _num(base.latency_ms.p95, 3), _num(best.latency_ms.p95, 3), ""],
+        [report.metric["name"], fixed(base.metric), fixed(best.metric), f"drop {_drop(report, r.metric_drop)}"],
+        [f"p50 latency (ms, {base.latency_ms.setting()})", fixed(base.latency_ms.p50, 3),
+         fixed(best.latency_ms.p50, 3), times(r.speedup, "faster", "slower")],
+        ["p95 latency (ms)", fixed(base.latency_ms.p95, 3), fixed(best.latency_ms.p95, 3), ""],
         ["size", _bytes(base.size_bytes), _bytes(best.size_bytes), times(r.size_reduction, "smaller", "larger")],
         ["size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
          times(r.size_zstd_reduction, "smaller", "larger")],
@@ -118,11 +118,11 @@ def _comparison(report: Report) -> str:
     ]
     layers = [[layer.name, "×".join(map(str, layer.shape)), str(layer.bits), f"{100 * layer.sparsity:.1f}%"]
               for layer in best.layers]
-    layer_table = f"<h3>Weights of the best model</h3>{_table(['layer', 'shape', 'bits', 'zeros'], layers, {2, 3})}"
+    layer_table = f"<h3>Weights of the best model</h3>{html_table(['layer', 'shape', 'bits', 'zeros'], layers, {2, 3})}"
     warn = best.is_baseline or best.test_violations
     return (f'<div class="card{" warn" if warn else ""}" id="best">'
             f"<h2>Baseline vs best (test split, same process)</h2>{_verdict(report)}"
-            f"{_table(['', 'baseline', 'best', 'change'], rows, {1, 2}, 'comparison')}"
+            f"{html_table(['', 'baseline', 'best', 'change'], rows, {1, 2}, 'comparison')}"
             f"{layer_table if layers else ''}</div>")
 
 
@@ -174,8 +174,8 @@ def _trial_row(report: Report, t: Trial) -> list[str]:
     feasible = ("yes" if t.feasible else "no") if t.state == "complete" else "–"
     runtime = t.recipe.get("runtime") or "–"
     timings = ", ".join(f"{name} {ms:.3g} ms" for name, ms in sorted(t.runtimes.items(), key=lambda kv: kv[1]))
-    return [str(t.number), t.state, " → ".join(t.passes) or "–", _num(t.metric), _drop(report, t.metric_drop),
-            _num(t.latency_ms.p50 if t.latency_ms else None, 3), _bytes(t.size_bytes),
+    return [str(t.number), t.state, " → ".join(t.passes) or "–", fixed(t.metric), _drop(report, t.metric_drop),
+            fixed(t.latency_ms.p50 if t.latency_ms else None, 3), _bytes(t.size_bytes),
             f"{runtime} ({timings})" if timings else runtime, feasible, note]
 
 
@@ -193,8 +193,8 @@ def render_html(report: Report) -> str:
     """The whole page as one string; a pure function of the report, so `tradeoff report` re-renders it exactly."""
     constraints = ", ".join(f"{k} ≤ {v:g}" for k, v in report.constraints.items() if v is not None) or "none"
     warnings = "".join(f"<li>{escape(w)}</li>" for w in report.warnings)
-    finalists = [[str(f.trial), _num(f.measured.metric), _num(f.measured.latency_ms.p50, 3),
-                  _num(f.measured.latency_ms.p95, 3), _bytes(f.measured.size_bytes),
+    finalists = [[str(f.trial), fixed(f.measured.metric), fixed(f.measured.latency_ms.p50, 3),
+                  fixed(f.measured.latency_ms.p95, 3), _bytes(f.measured.size_bytes),
                   times(f.ratios.speedup, "faster", "slower"), times(f.ratios.size_reduction, "smaller", "larger"),
                   _drop(report, f.ratios.metric_drop), "yes" if f.meets_constraints else "no",
                   "shipped" if f.trial == report.best.trial else (f.excluded or _violations(f.violations) or "–")]
@@ -215,13 +215,13 @@ def render_html(report: Report) -> str:
 {_plots(report)}
 <h2>Finalists, timed in rounds beside the baseline (validation split)</h2>
 <p class="sub">The choice: {escape(report.choice.rule)}.</p>
-{_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed', 'size', 'drop', 'meets constraints',
+{html_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed', 'size', 'drop', 'meets constraints',
          'outcome'], finalists, range(1, 8), 'finalists')}
 <h2>Trials (validation split)</h2>
 <p class="sub" id="search-stats">{escape(report.search_stats.describe())}</p>
-{_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible', 'note'],
-        trials, {3, 4, 5, 6}, 'trials')}
+{html_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible',
+             'note'], trials, {3, 4, 5, 6}, 'trials')}
 <h2>Environment</h2>
-{_table(['key', 'value'], env, html_id='env')}
+{html_table(['key', 'value'], env, html_id='env')}
 </body></html>
 """
