@@ -151,11 +151,11 @@ def train(task: Annotated[Path, typer.Argument(help="Task YAML file; its train: 
     if as_json:
         print(json.dumps({**summary, "run_dir": str(done.run_dir)}))
     elif not quiet:
-        how = "stopped early" if result.stopped_early else "ran"
-        console.print(f"{how} after {result.epochs_run} epochs; kept epoch {result.best_epoch}; "
+        stopped = ", stopped early" if result.stopped_early else ""
+        console.print(f"trained {result.epochs_run} epochs{stopped}; kept the weights of epoch {result.best_epoch}\n"
                       f"{summary['metric']['name']}: validation {done.val_metric:.4f}, test {done.test_metric:.4f}\n"
-                      f"model: {done.run_dir / 'model.safetensors'}  report: {done.run_dir / 'report.html'}",
-                      markup=False, highlight=False)
+                      f"model:  {done.run_dir / 'model.safetensors'}\nreport: {done.run_dir / 'report.html'}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

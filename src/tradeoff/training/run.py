@@ -16,17 +16,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save
 
+from tradeoff.config import Task, load_task
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env
 from tradeoff.errors import ModelError
 from tradeoff.evaluation import predict
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.problem import Subject, problem
+from tradeoff.problem import Subject, is_task, problem
 from tradeoff.report.training import render_training_html
 from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
 from tradeoff.runlog import terminal
@@ -76,6 +78,9 @@ def train(subject: Subject | None = None, *, data: DataBundle | None = None, out
     """Train a task's model (a task file or Task, or a torch module with `data=` and settings such as
     `train={"epochs": 30}`) and write runs/<name>/: model.safetensors, history.json (every epoch), train.json,
     report.html (the curves), and train_state.pt, from which `resume=True` continues a killed run."""
+    if is_task(subject):  # a model the factory builds draws its initial weights from the train seed
+        subject = subject if isinstance(subject, Task) else load_task(subject)  # type: ignore[arg-type]
+        torch.manual_seed(subject.train.seed)
     given = problem(subject, data=data, where="train()", **settings)
     module = given.model.module
     if module is None:
