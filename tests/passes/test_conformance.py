@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ def exported_mlp(mlp: ModelHandle, ctx: Context) -> ModelHandle:
 
 @pytest.fixture(scope="module")
 def mlp_cases(mlp: ModelHandle, exported_mlp: ModelHandle, ctx: Context) -> dict[str, PassCase]:
-    """One case per pass, shared by the checks so each pass is applied as few times as the checks need."""
+    """One case per pass, shared by the checks so each pass is applied as few times as the checks need. The
+    original model is the teacher, as in a search."""
+    ctx = replace(ctx, teacher=mlp)
     cases = {}
     for name in MLP_PASSES:
         accepts = get_pass(name).accepts

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from tradeoff.model import ModelHandle
 
 EVAL_CHUNK = 256  # samples per forward when the monitored split is scored
-ExtraLoss = Callable[[np.ndarray, tuple[torch.Tensor, ...]], torch.Tensor]
+ExtraLoss = Callable[[np.ndarray, tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]  # batch, inputs, outputs
 
 
 @dataclass(frozen=True)
@@ -183,8 +183,8 @@ class Trainer:
         undone (with restore_best). `checkpoint`: the state file written after every epoch; with `resume` a run
         continues from it. No epoch starts after `deadline` (time.monotonic()). `after_step` runs after every
         optimizer step (passes re-apply masks there), `on_epoch_start(epoch)` before each epoch (gradual pruning),
-        `on_epoch_end(record)` after it (a tuner's pruner may raise there), `extra_loss(batch, inputs)` adds a
-        term to the training loss (hidden-state distillation); early stopping judges the task loss alone.
+        `on_epoch_end(record)` after it (a tuner's pruner may raise there), `extra_loss(batch, inputs, outputs)`
+        adds a term to the training loss (distillation); early stopping judges the task loss alone.
         """
         spec, here = self.options, world()
         device = device_for(torch.device(self.device) if self.device else training_device(), here)
@@ -212,14 +212,15 @@ class Trainer:
         return self.fit(module, train, monitor, metric=metric, **hooks)
 
     def finetune(self, module: nn.Module, ctx: Context, options: FinetuneOptions,
-                 after_step: Callable[[], None] | None = None, hidden_state_weight: float = 0.0) -> TrainResult | None:
+                 after_step: Callable[[], None] | None = None, hidden_state_weight: float = 0.0,
+                 distillation: contextlib.AbstractContextManager[ExtraLoss] | None = None) -> TrainResult | None:
         """Recover accuracy on the training split in place, for `options.finetune_epochs` at `options.lr`; None
         for 0 epochs.
 
         Early stopping watches a seeded tenth of the training split, never the validation split: the search
         decides on validation, so a candidate must not have been tuned against it. Without labels (embeddings)
         the module learns the teacher's outputs. A positive `hidden_state_weight` adds the distance of every
-        encoder layer's hidden states to the teacher's.
+        encoder layer's hidden states to the teacher's; `distillation` (entered for the run) another loss term.
         """
         epochs = options.finetune_epochs
         if not epochs:
@@ -231,22 +232,21 @@ class Trainer:
         spec = self.options.model_copy(update={
             "epochs": epochs, "lr": options.lr, "seed": ctx.seed, "warmup_epochs": 0.0,
             "early_stopping": None if stopping is None else stopping.model_copy(update={"split": "holdout"})})
-        distillation: contextlib.AbstractContextManager[HiddenStateDistillation | None] = contextlib.nullcontext()
         if hidden_state_weight > 0:
-            teacher = _require_teacher(ctx, "distilling hidden states").torch_module()
+            teacher = require_teacher(ctx, "distilling hidden states").torch_module()
             distillation = HiddenStateDistillation(module, teacher, hidden_state_weight)
 
         def report(epoch: int) -> None:
             if ctx.progress is not None:
                 ctx.progress(f"fine-tuning: epoch {epoch}/{epochs}")
 
-        with distillation as extra_loss:
+        with distillation or contextlib.nullcontext() as extra_loss:
             return replace(self, options=spec, device=ctx.device).fit(
                 module, train, holdout, metric=None, deadline=ctx.deadline, after_step=after_step,
                 on_epoch_start=report, extra_loss=extra_loss)
 
     def teacher_outputs(self, ctx: Context, split: Split, purpose: str) -> np.ndarray:
-        teacher = _require_teacher(ctx, purpose)
+        teacher = require_teacher(ctx, purpose)
         return predict(runtime_for(teacher).load(teacher, ctx.threads), split).astype(np.float32)
 
     def with_teacher_targets(self, ctx: Context, split: Split) -> Split:
@@ -342,9 +342,10 @@ class _Run:
                 inputs, targets = self.augmentation(inputs, targets, self.generator)
             self.optimizer.zero_grad(set_to_none=True)
             with _autocast(self.spec.precision, self.device):
-                loss = task_loss(self.wrapped(*inputs), targets, self.classification, self.spec.label_smoothing)
+                outputs = self.wrapped(*inputs)
+                loss = task_loss(outputs, targets, self.classification, self.spec.label_smoothing)
                 if extra_loss is not None:
-                    loss = loss + extra_loss(self.train_split.x[rows], inputs)
+                    loss = loss + extra_loss(self.train_split.x[rows], inputs, outputs)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             clipped += _clip(self.parameters, self.spec)
@@ -399,7 +400,7 @@ def fit(module: nn.Module, train: Split, monitor: Split, *, metric: Metric | Non
     return Trainer(validate(TrainSpec, options, "fit()"), device).fit(module, train, monitor, metric=metric)
 
 
-def _require_teacher(ctx: Context, purpose: str) -> ModelHandle:
+def require_teacher(ctx: Context, purpose: str) -> ModelHandle:
     if ctx.teacher is None:
         raise ModelError(f"{purpose} needs the original model as teacher", "pass Context(teacher=the original model)")
     return ctx.teacher
