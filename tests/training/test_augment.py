@@ -83,6 +83,14 @@ def test_a_rotation_by_90_degrees_is_rot90() -> None:
     torch.testing.assert_close(turned, torch.rot90(images, 1, (2, 3)), atol=1e-5, rtol=0)
 
 
+def test_a_rotation_stays_rigid_on_a_wide_image() -> None:
+    """A digit in the middle of an 8x12 image turns in place, not stretched by the aspect ratio."""
+    digits = torch.from_numpy(DIGITS.train.x[:16]).reshape(16, 1, 8, 8)
+    wide = functional.pad(digits, (2, 2))
+    turned = warp(wide, torch.full((16,), 90.0), torch.ones(16), torch.zeros(16, 2))
+    torch.testing.assert_close(turned, functional.pad(torch.rot90(digits, 1, (2, 3)), (2, 2)), atol=1e-5, rtol=0)
+
+
 def test_a_shift_of_whole_pixels_translates_the_image_with_zero_fill() -> None:
     images = torch.from_numpy(DIGITS.train.x[:16]).reshape(16, 1, 8, 8)
     moved = warp(images, torch.zeros(16), torch.ones(16), torch.tensor([[0.25, -0.125]]).expand(16, 2))
@@ -284,9 +292,14 @@ def accuracy_after_training(spec: AugmentSpec | None, seed: int) -> float:
 
 
 def test_shifts_and_rotations_raise_test_accuracy_with_a_tenth_of_the_digits() -> None:
-    plain = np.mean([accuracy_after_training(None, seed) for seed in range(3)])
-    shifted = np.mean([accuracy_after_training(AugmentSpec(kind="image", shift=0.1, rotation=10), seed)
-                       for seed in range(3)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches of 32 gain nothing from threads, and lose 20x to them on a busy machine
+    try:
+        plain = np.mean([accuracy_after_training(None, seed) for seed in range(3)])
+        shifted = np.mean([accuracy_after_training(AugmentSpec(kind="image", shift=0.1, rotation=10), seed)
+                           for seed in range(3)])
+    finally:
+        torch.set_num_threads(threads)
     # 10 seeds: 89.7% without, 92.2% with (better or equal on every seed); the issue asks for +2 points
     assert shifted >= plain + 0.02, (plain, shifted)
 

@@ -63,11 +63,7 @@ class Augmentation:
             batch = _scaled(batch, self.spec.scale, batch.shape, generator)
         batch = _noisy(batch, self.spec.noise, generator)
         if self.spec.kind == "image" and self.spec.cutout:
-            height, width = batch.shape[-2:]
-            sides = torch.tensor([max(1, round(self.spec.cutout * height)), max(1, round(self.spec.cutout * width))])
-            corners = (torch.rand(len(batch), 2, generator=generator) * (torch.tensor([height, width]) - sides + 1))
-            boxes = _boxes(corners.long(), sides.expand(len(batch), 2), height, width).to(batch.device)
-            batch = batch.masked_fill(boxes[:, None], 0)
+            batch = _cut_out(batch, self.spec.cutout, generator)
         if self.mixes:
             batch, targets = self._mix(batch, targets, generator)
         return (batch.reshape(x.shape),), targets
@@ -95,8 +91,8 @@ class Augmentation:
         """Each sample mixed with a shuffled partner; `weight` is the share of the sample itself."""
         count = len(batch)
         partner = torch.randperm(count, generator=generator).to(batch.device)
-        use_cutmix = self.spec.cutmix > 0 and (self.spec.mixup == 0 or bool(torch.rand(1, generator=generator) < 0.5))
-        if use_cutmix:
+        coin = self.spec.mixup == 0 or bool(torch.rand(1, generator=generator) < 0.5)  # both on: each half the time
+        if self.spec.cutmix > 0 and coin:
             height, width = batch.shape[-2:]
             pasted = _cutmix_boxes(count, self.spec.cutmix, height, width, generator)
             weight = 1 - pasted.float().mean((1, 2))  # the share actually kept once a box is clipped at the edge
@@ -187,6 +183,16 @@ def _boxes(corners: torch.Tensor, sides: torch.Tensor, height: int, width: int) 
     in_rows = (rows >= corners[:, :1]) & (rows < corners[:, :1] + sides[:, :1])
     in_cols = (cols >= corners[:, 1:]) & (cols < corners[:, 1:] + sides[:, 1:])
     return in_rows[:, :, None] & in_cols[:, None, :]
+
+
+def _cut_out(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): each image with one box, `fraction` of its height and width, set to 0;
+    the box lies wholly inside the image, so every sample loses the same area."""
+    height, width = images.shape[-2:]
+    sides = torch.tensor([max(1, round(fraction * height)), max(1, round(fraction * width))])
+    corners = (torch.rand(len(images), 2, generator=generator) * (torch.tensor([height, width]) - sides + 1)).long()
+    boxes = _boxes(corners, sides.expand(len(images), 2), height, width)
+    return images.masked_fill(boxes[:, None].to(images.device), 0)
 
 
 def _cutmix_boxes(count: int, alpha: float, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
