@@ -91,8 +91,9 @@ class Augmentation:
         """Each sample mixed with a shuffled partner; `weight` is the share of the sample itself."""
         count = len(batch)
         partner = torch.randperm(count, generator=generator).to(batch.device)
-        coin = self.spec.mixup == 0 or bool(torch.rand(1, generator=generator) < 0.5)  # both on: each half the time
-        if self.spec.cutmix > 0 and coin:
+        # with both on, each batch takes one of them, half the time each
+        cutmix = self.spec.cutmix > 0 and (self.spec.mixup == 0 or bool(torch.rand(1, generator=generator) < 0.5))
+        if cutmix:
             height, width = batch.shape[-2:]
             pasted = _cutmix_boxes(count, self.spec.cutmix, height, width, generator)
             weight = 1 - pasted.float().mean((1, 2))  # the share actually kept once a box is clipped at the edge
