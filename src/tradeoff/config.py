@@ -141,6 +141,15 @@ class Clipping(StrictModel):
     max: float = Field(default=5.0, gt=0)
 
 
+# The knobs each kind of sample takes (training/augment.py says what each does to it).
+AUGMENT_KNOBS: dict[str, tuple[str, ...]] = {
+    "image": ("shift", "rotation", "scale", "noise", "cutout", "mixup", "cutmix"),
+    "signal": ("shift", "scale", "noise", "mixup"),
+    "tabular": ("scale", "noise", "mixup"),
+    "text": ("token_dropout", "span_swap"),
+}
+
+
 class AugmentSpec(StrictModel):
     """Seeded augmentations of each training batch; `kind` says what a sample is, and each knob's meaning follows
     it (see training/augment.py). 0 turns a knob off."""
@@ -155,6 +164,15 @@ class AugmentSpec(StrictModel):
     cutmix: float = Field(default=0.0, ge=0)  # alpha of the Beta(alpha, alpha) pasted area (image)
     token_dropout: float = Field(default=0.0, ge=0, lt=1)  # probability a token is replaced by padding (text)
     span_swap: float = Field(default=0.0, ge=0, le=1)  # probability two spans of a text trade places (text)
+
+    @model_validator(mode="after")
+    def _knobs_fit_the_kind(self) -> AugmentSpec:
+        for knob in type(self).model_fields:
+            if knob != "kind" and getattr(self, knob) and knob not in AUGMENT_KNOBS[self.kind]:
+                kinds = " and ".join(kind for kind, knobs in AUGMENT_KNOBS.items() if knob in knobs)
+                raise ValueError(f"{knob} does not apply to kind {self.kind} (it augments {kinds}); leave it out "
+                                 f"or set kind to what a sample is")
+        return self
 
 
 class TrainSpec(StrictModel):
