@@ -167,7 +167,8 @@ def test_gradient_checkpointing_keeps_the_loss_curve_and_keeps_fewer_activations
 
 def test_a_run_stopped_after_an_epoch_resumes_to_the_weights_of_an_uninterrupted_run(digits: DataBundle,
                                                                                       tmp_path: Path) -> None:
-    spec = TrainSpec(epochs=4, lr=3e-3, dropout=0.2, schedule="cosine", augment=None)
+    spec = TrainSpec(epochs=4, lr=3e-3, dropout=0.2, schedule="cosine",
+                     augment={"kind": "image", "shift": 0.1, "rotation": 10, "mixup": 0.2})  # seeded, mixed targets
     whole = _mlp(0.2)
     Trainer(spec).train(whole, digits, checkpoint=tmp_path / "whole.pt")
 
