@@ -27,7 +27,8 @@ from tradeoff.model import Format, ModelHandle
 from tradeoff.validation import validate
 
 # The order passes compose in: torch-side compression first, then export, then graph rewrites and quantization.
-STAGES = ("fuse", "prune", "lowrank", "distill", "qat", "cluster", "export", "graph", "quantize", "embedding")
+STAGES = ("transfer", "fuse", "prune", "lowrank", "distill", "qat", "cluster", "export", "graph", "quantize",
+          "embedding")
 # What presets select by; "opt-in" passes are searched only where a task names them.
 TAGS = frozenset({"speed", "size", "retrains", "low-bit", "lossless", "export", "opt-in"})
 ENTRY_POINT_GROUP = "tradeoff.passes"

@@ -6,6 +6,7 @@ Schedules advance once per optimizer step, so a warm-up of half an epoch means h
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
@@ -15,7 +16,9 @@ from tradeoff.config import TrainSpec
 WARMUP_START = 0.01  # the warm-up starts at this fraction of the learning rate
 
 
-def optimizer_for(parameters: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+def optimizer_for(parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]],
+                  spec: TrainSpec) -> torch.optim.Optimizer:
+    """`parameters` may be torch's parameter groups, each with its own learning rate."""
     if spec.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     kind = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
@@ -25,7 +28,7 @@ def optimizer_for(parameters: Iterable[torch.nn.Parameter], spec: TrainSpec) -> 
 def schedule_for(optimizer: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int) -> lr_scheduler.LRScheduler:
     total = spec.epochs * steps_per_epoch
     if spec.schedule == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=total)
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total)
     warmup = round(spec.warmup_epochs * steps_per_epoch)
     remaining = max(1, total - warmup)
     main: lr_scheduler.LRScheduler

@@ -175,8 +175,8 @@ class Trainer:
     def fit(self, module: nn.Module, train: Split, monitor: Split, *, metric: Metric | None = None,
             checkpoint: Path | None = None, resume: bool = False, deadline: float | None = None,
             after_step: Callable[[], None] | None = None, on_epoch_start: Callable[[int], None] | None = None,
-            on_epoch_end: Callable[[EpochRecord], None] | None = None,
-            extra_loss: ExtraLoss | None = None) -> TrainResult:
+            on_epoch_end: Callable[[EpochRecord], None] | None = None, extra_loss: ExtraLoss | None = None,
+            parameter_groups: list[dict[str, Any]] | None = None) -> TrainResult:
         """Train on `train`, judging each epoch on `monitor` (early stopping, best weights, the record).
 
         Where training starts counts as a candidate: training that only makes the monitored split worse is
@@ -185,6 +185,7 @@ class Trainer:
         optimizer step (passes re-apply masks there), `on_epoch_start(epoch)` before each epoch (gradual pruning),
         `on_epoch_end(record)` after it (a tuner's pruner may raise there), `extra_loss(batch, inputs, outputs)`
         adds a term to the training loss (distillation); early stopping judges the task loss alone.
+        `parameter_groups` (torch's format, each with its own "lr") replaces one group of every parameter.
         """
         spec, here = self.options, world()
         device = device_for(torch.device(self.device) if self.device else training_device(), here)
@@ -195,7 +196,7 @@ class Trainer:
         try:
             with process_group(here, device), (gradient_checkpointing(module) if spec.gradient_checkpointing
                                                else contextlib.nullcontext()):
-                run = _Run(self.options, module, train, monitor, metric, device, here)
+                run = _Run(self.options, module, train, monitor, metric, device, here, parameter_groups)
                 return run.train(checkpoint, resume, deadline, after_step, on_epoch_start, on_epoch_end, extra_loss)
         finally:
             module.to("cpu")
@@ -213,7 +214,9 @@ class Trainer:
 
     def finetune(self, module: nn.Module, ctx: Context, options: FinetuneOptions,
                  after_step: Callable[[], None] | None = None, hidden_state_weight: float = 0.0,
-                 distillation: contextlib.AbstractContextManager[ExtraLoss] | None = None) -> TrainResult | None:
+                 distillation: contextlib.AbstractContextManager[ExtraLoss] | None = None,
+                 on_epoch_start: Callable[[int], None] | None = None,
+                 parameter_groups: list[dict[str, Any]] | None = None) -> TrainResult | None:
         """Recover accuracy on the training split in place, for `options.finetune_epochs` at `options.lr`; None
         for 0 epochs.
 
@@ -221,6 +224,7 @@ class Trainer:
         decides on validation, so a candidate must not have been tuned against it. Without labels (embeddings)
         the module learns the teacher's outputs. A positive `hidden_state_weight` adds the distance of every
         encoder layer's hidden states to the teacher's; `distillation` (entered for the run) another loss term.
+        `on_epoch_start` and `parameter_groups` as in `fit` (transfer learning unfreezes layers there).
         """
         epochs = options.finetune_epochs
         if not epochs:
@@ -237,13 +241,15 @@ class Trainer:
             distillation = HiddenStateDistillation(module, teacher, hidden_state_weight)
 
         def report(epoch: int) -> None:
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
             if ctx.progress is not None:
                 ctx.progress(f"fine-tuning: epoch {epoch}/{epochs}")
 
         with distillation or contextlib.nullcontext() as extra_loss:
             return replace(self, options=spec, device=ctx.device).fit(
                 module, train, holdout, metric=None, deadline=ctx.deadline, after_step=after_step,
-                on_epoch_start=report, extra_loss=extra_loss)
+                on_epoch_start=report, extra_loss=extra_loss, parameter_groups=parameter_groups)
 
     def teacher_outputs(self, ctx: Context, split: Split, purpose: str) -> np.ndarray:
         teacher = require_teacher(ctx, purpose)
@@ -258,7 +264,7 @@ class _Run:
     """One training run's moving parts; `train` is the epoch loop."""
 
     def __init__(self, spec: TrainSpec, module: nn.Module, train: Split, monitor: Split, metric: Metric | None,
-                 device: torch.device, here: World) -> None:
+                 device: torch.device, here: World, parameter_groups: list[dict[str, Any]] | None) -> None:
         self.spec, self.module, self.train_split, self.monitor_split = spec, module, train, monitor
         self.metric, self.device, self.here = metric, device, here
         self.classification = is_classification(train)
@@ -273,8 +279,9 @@ class _Run:
         self.steps_per_epoch = math.ceil(self.shard // here.size / self.batch_size)
         torch.manual_seed(spec.seed)
         self.generator = torch.Generator().manual_seed(spec.seed)
-        self.parameters = [p for p in module.parameters() if p.requires_grad]
-        self.optimizer = optimizer_for(self.parameters, spec)
+        # every parameter, frozen ones too: a schedule may unfreeze them (they get no gradient until then)
+        self.parameters = list(module.parameters())
+        self.optimizer = optimizer_for(parameter_groups or self.parameters, spec)
         self.schedule = schedule_for(self.optimizer, spec, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=spec.precision == "fp16")
         self.augmentation = self._augmentation()

@@ -1,0 +1,234 @@
+"""The Trainer's techniques, each against its own control, measured on real data in one process per figure.
+
+1. Knowledge distillation: a half-width LeNet student (784-150-50-10) trained with distill.kd from LeNet-300-100
+   against the same student trained on the labels alone; the share of the teacher/student gap it recovers.
+2. Augmentation: 10% of the digits training split, an MLP with and without shifts and rotations.
+3. Gradient checkpointing: peak memory of training a deep MLP (a fresh process each, peak RSS growth), and the
+   loss curve with and without.
+4. Early stopping against a fixed long schedule: test accuracy and epochs.
+5. Data-parallel training: two processes under torchrun against one, accuracy and samples per second.
+6. bf16 autocast against fp32 on this CPU: time per epoch and accuracy (the CPU may lack native bf16).
+
+Every figure is on the test split (3 seeds; 1 with --quick); nothing decides on it.
+
+    python benchmarks/training.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from torch import nn  # noqa: E402
+
+import tradeoff as to  # noqa: E402
+from benchmarks.common import report_targets, target, write_results  # noqa: E402
+from examples.mnist import HERE, LeNet300  # noqa: E402
+from tradeoff.config import ModelSpec, TrainSpec  # noqa: E402
+from tradeoff.data import DataBundle, Split  # noqa: E402
+from tradeoff.model import load_model  # noqa: E402
+from tradeoff.passes import Context, build_pass  # noqa: E402
+from tradeoff.training import Trainer  # noqa: E402
+
+
+class HalfLeNet(nn.Module):
+    """LeNet-300-100 at half width: the distillation student."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 150), nn.ReLU(), nn.Linear(150, 50), nn.ReLU(),
+                                    nn.Linear(50, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def accuracy(module: nn.Module, split: Split) -> float:
+    module.eval()
+    with torch.inference_mode():
+        return float((module(torch.from_numpy(split.x)).argmax(1).numpy() == split.y).mean())
+
+
+def distillation(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = to.data.mnist(seed=0)
+    teacher = load_model(ModelSpec(source="torch", factory="examples.mnist:LeNet300",
+                                   weights=HERE / "lenet300.safetensors"))
+    ctx = Context(data=data, seed=0, threads=2, teacher=teacher,
+                  trainer=Trainer(TrainSpec(early_stopping=None)))  # a fixed schedule for both arms
+    teacher_acc = accuracy(teacher.torch_module(), data.test)
+    arms: dict[str, list[float]] = {"alone": [], "distilled": []}
+    for seed in range(seeds):
+        for arm, weight in (("alone", 0.0), ("distilled", 3.0)):
+            step = {"pass": "distill.kd", "student": "benchmarks.training:HalfLeNet", "weight": weight,
+                    "temperature": 4.0, "finetune_epochs": epochs, "lr": 1e-3, "seed": seed}
+            arms[arm].append(accuracy(build_pass(step).apply(teacher, ctx).torch_module(), data.test))
+    alone, distilled = float(np.mean(arms["alone"])), float(np.mean(arms["distilled"]))
+    recovered = (distilled - alone) / (teacher_acc - alone) if teacher_acc > alone else float("nan")
+    rows = [{"case": "distillation", "teacher": teacher_acc, "student alone": alone, "student distilled": distilled,
+             "gap recovered": recovered, "per seed": arms, "epochs": epochs}]
+    return rows, [target("distillation: share of the teacher-student gap recovered", recovered, 0.5, ">=")]
+
+
+def _mlp(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def _tenth(data: DataBundle) -> DataBundle:
+    keep = np.random.default_rng(0).permutation(len(data.train))[: len(data.train) // 10]
+    return replace(data, train=Split(data.train.x[keep], data.train.y[keep]))
+
+
+def augmentation(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = _tenth(to.data.digits(seed=0))
+    scores: dict[str, list[float]] = {"plain": [], "augmented": []}
+    for seed in range(seeds):
+        for arm, augment in (("plain", None), ("augmented", {"kind": "image", "shift": 0.1, "rotation": 10})):
+            module = _mlp(seed)
+            spec = TrainSpec(epochs=epochs, lr=1e-3, early_stopping=None, augment=augment, seed=seed)
+            Trainer(spec).fit(module, data.train, data.val)
+            scores[arm].append(accuracy(module, data.test))
+    gain = float(np.mean(scores["augmented"]) - np.mean(scores["plain"]))
+    rows = [{"case": "augmentation", "train samples": len(data.train), "plain": float(np.mean(scores["plain"])),
+             "augmented": float(np.mean(scores["augmented"])), "gain (points)": 100 * gain, "per seed": scores,
+             "epochs": epochs}]
+    return rows, [target("augmentation: test accuracy gain on 10% of digits (points)", 100 * gain, 2.0, ">=")]
+
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import json, resource, sys, torch
+    from torch import nn
+    from tradeoff.config import TrainSpec
+    from tradeoff.data import Split
+    from tradeoff.training import Trainer
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(24) for m in (nn.Linear(512, 512), nn.ReLU())], nn.Linear(512, 10))
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 512, generator=rng).numpy()
+    y = torch.randint(0, 10, (4096,), generator=rng).numpy()
+    before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+    spec = TrainSpec(epochs=2, batch_size=2048, early_stopping=None, gradient_checkpointing=sys.argv[1] == "1")
+    result = Trainer(spec).fit(model, Split(x, y), Split(x[:256], y[:256]))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"growth": peak - before, "losses": [r.train_loss for r in result.history]}))
+""")
+
+
+def checkpointing() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    runs = {}
+    for on in ("0", "1"):
+        done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, on], capture_output=True, text=True, check=True,
+                              cwd=ROOT)
+        runs[on] = json.loads(done.stdout)
+    saving = 1 - runs["1"]["growth"] / runs["0"]["growth"]
+    same = bool(np.allclose(runs["0"]["losses"], runs["1"]["losses"], rtol=1e-4))
+    rows = [{"case": "gradient checkpointing", "peak growth plain (MB)": runs["0"]["growth"] / 1e6,
+             "peak growth checkpointed (MB)": runs["1"]["growth"] / 1e6, "saving": saving, "same loss curve": same,
+             "model": "MLP 24 x Linear(512, 512), batch 2048"}]
+    return rows, [target("gradient checkpointing: lower peak training memory", saving, 0.3, ">="),
+                  target("gradient checkpointing: same loss curve (1 = yes)", float(same), 1.0, ">=")]
+
+
+def early_stopping(seeds: int, long: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = to.data.mnist(seed=0)
+    arms: dict[str, dict[str, list[float]]] = {"fixed": {"acc": [], "epochs": []}, "early": {"acc": [], "epochs": []}}
+    for seed in range(seeds):
+        for arm, stopping in (("fixed", None), ("early", {"patience": 3})):
+            torch.manual_seed(seed)
+            module = LeNet300()
+            result = Trainer(TrainSpec(epochs=long, early_stopping=stopping, seed=seed)).train(module, data)
+            arms[arm]["acc"].append(accuracy(module, data.test))
+            arms[arm]["epochs"].append(result.epochs_run)
+    row = {"case": "early stopping", "fixed epochs": long,
+           **{f"{arm} {k}": float(np.mean(v)) for arm, d in arms.items() for k, v in d.items()}}
+    return [row], [target("early stopping: test accuracy minus the fixed schedule's (points)",
+                          100 * (row["early acc"] - row["fixed acc"]), -0.5, ">="),
+                   target("early stopping: epochs run, share of the fixed schedule", row["early epochs"] / long, 1.0,
+                          "<=")]
+
+
+def data_parallel(epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    outcome = {}
+    with tempfile.TemporaryDirectory() as folder:
+        task = Path(folder) / "task.yaml"
+        task.write_text(yaml.safe_dump({
+            "name": "lenet", "model": {"source": "torch", "factory": "examples.mnist:LeNet300"},
+            "data": {"source": "builtin", "name": "mnist5k", "seed": 0}, "metric": "accuracy",
+            "train": {"epochs": epochs, "early_stopping": None}}))
+        for processes in (1, 2):
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes)] \
+                if processes > 1 else [sys.executable]
+            env = {**os.environ, "OMP_NUM_THREADS": str(2 // processes), "PYTHONPATH": str(ROOT)}
+            done = subprocess.run([*launcher, "-m", "tradeoff", "train", str(task), "--out", f"{folder}/{processes}",
+                                   "--json"], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
+            summary = json.loads(done.stdout)
+            history = json.loads((Path(summary["run_dir"]) / "history.json").read_text())
+            outcome[processes] = {"test": summary["metric"]["test"],
+                                  "samples_per_s": float(np.mean([r["samples_per_s"] for r in history]))}
+    gap = 100 * abs(outcome[2]["test"] - outcome[1]["test"])
+    row = {"case": "data parallel (torchrun, gloo)", "1 process test": outcome[1]["test"],
+           "2 processes test": outcome[2]["test"], "1 process samples/s": outcome[1]["samples_per_s"],
+           "2 processes samples/s": outcome[2]["samples_per_s"], "epochs": epochs}
+    return [row], [target("DDP: |2 processes - 1 process| test accuracy (points)", gap, 0.5, "<=")]
+
+
+def bf16(epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    data = to.data.mnist(seed=0)
+    row: dict[str, Any] = {"case": "bf16 autocast vs fp32"}
+    for precision in ("fp32", "bf16", "fp32 again"):
+        torch.manual_seed(0)
+        module = LeNet300()
+        start = time.perf_counter()
+        Trainer(TrainSpec(epochs=epochs, early_stopping=None, precision=precision.split()[0])).fit(
+            module, data.train, data.val)
+        row[f"{precision} s/epoch"] = (time.perf_counter() - start) / epochs
+        row[f"{precision} test"] = accuracy(module, data.test)
+    return [row], []  # a measurement, not a target: whether bf16 pays depends on the CPU
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, shorter schedules")
+    quick = parser.parse_args().quick
+    torch.set_num_threads(2)
+    seeds = 1 if quick else 3
+    rows, targets = [], []
+    for part in (lambda: distillation(seeds, 20 if quick else 40), lambda: augmentation(seeds, 300 if quick else 600),
+                 checkpointing, lambda: early_stopping(seeds, 30 if quick else 60),
+                 lambda: data_parallel(5 if quick else 15), lambda: bf16(3 if quick else 5)):
+        new_rows, new_targets = part()
+        rows += new_rows
+        targets += new_targets
+        print(json.dumps(new_rows, default=str), flush=True)
+    console = Console()
+    for row in rows:
+        table = Table(title=row["case"])
+        for column in ("measure", "value"):
+            table.add_column(column)
+        for key, value in row.items():
+            if key != "case":
+                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        console.print(table)
+    report_targets(targets)
+    print(f"wrote {write_results('training_quick' if quick else 'training', rows, targets)}")
+
+
+if __name__ == "__main__":
+    main()

