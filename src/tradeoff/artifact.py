@@ -28,12 +28,13 @@ def load_artifact(directory: Path, search_dirs: tuple[Path, ...] = ()) -> ModelH
     if meta["factory"] is None:
         raise ModelError(f"{directory} holds a torch state dict made from an in-memory module, with no factory "
                          "to rebuild it", "build your module, then load_state_dict(read_weights(artifact))")
-    module = build_module(meta["factory"], search_dirs).eval()
+    options = meta.get("factory_options") or {}
+    module = build_module(meta["factory"], search_dirs, options).eval()
     for structure in meta["structure_steps"]:
         module = build_pass(structure["step"]).restructure(module, structure["state"])
     module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
-    return ModelHandle(module=module.eval(), factory=meta["factory"], structure_steps=tuple(meta["structure_steps"]),
-                       runtime=meta.get("runtime"))
+    return ModelHandle(module=module.eval(), factory=meta["factory"], factory_options=options,
+                       structure_steps=tuple(meta["structure_steps"]), runtime=meta.get("runtime"))
 
 
 def verify_manifest(directory: Path) -> None:

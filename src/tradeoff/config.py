@@ -23,6 +23,7 @@ class StrictModel(BaseModel):
 class ModelSpec(StrictModel):
     source: Literal["torch", "onnx", "huggingface"]
     factory: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the factory
     weights: Path | None = None
     path: Path | None = None
     output: str | None = None  # an ONNX model's output of scores, where it has several
@@ -35,6 +36,9 @@ class ModelSpec(StrictModel):
             raise ValueError("a torch model needs 'factory' (module:callable returning an nn.Module)")
         if self.source == "onnx" and not self.path:
             raise ValueError("an onnx model needs 'path' (the .onnx file)")
+        if self.options and self.source != "torch":
+            raise ValueError("'options' are keyword arguments of a torch model's factory; they apply to source: torch "
+                             "only")
         if self.output is not None and self.source != "onnx":
             raise ValueError("'output' names an output of an onnx model; it applies to source: onnx only")
         if self.source == "huggingface" and not self.path:

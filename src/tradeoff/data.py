@@ -63,6 +63,14 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return x / 255.0, y
 
 
+def _mnist1d() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D (Greydanus, 2020): 5,000 procedurally made 40-step signals of the ten digits (its default seed)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    made = make_dataset(get_dataset_args())
+    return np.concatenate([made["x"], made["x_test"]]), np.concatenate([made["y"], made["y_test"]])
+
+
 def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     def load() -> tuple[np.ndarray, np.ndarray]:
         from sklearn import datasets
@@ -76,6 +84,7 @@ def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
 
 BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "mnist5k": _mnist5k,
+    "mnist1d": _mnist1d,
     "digits": _sklearn("digits"),
     "breast_cancer": _sklearn("breast_cancer"),
     "wine": _sklearn("wine"),
@@ -229,5 +238,6 @@ def text(path: str | Path | None = None, *, tokenizer: str | Path, name: str | N
 
 mnist = _builtin("mnist5k")
 digits = _builtin("digits")
+mnist1d = _builtin("mnist1d")
 breast_cancer = _builtin("breast_cancer")
 wine = _builtin("wine")

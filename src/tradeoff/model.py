@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import pickle
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from torch.nn.utils import parametrize
 
 from tradeoff import huggingface, sparse_storage
 from tradeoff.config import ModelSpec
-from tradeoff.errors import ModelError
+from tradeoff.errors import ConfigError, ModelError
 from tradeoff.imports import import_object
 from tradeoff.onnx_output import keep_scores_output
 
@@ -44,6 +45,7 @@ class ModelHandle:
     module: nn.Module | None = None
     onnx_bytes: bytes | None = None
     factory: str | None = None
+    factory_options: dict[str, Any] = field(default_factory=dict)  # the factory's keyword arguments
     structure_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     runtime: str | None = None  # the runtime it was measured fastest on; None: its format's default
 
@@ -98,7 +100,7 @@ class ModelHandle:
                 artifact = directory / "model.pt"
                 torch.save(state, artifact)
         meta = {"format": self.format, "artifact": artifact.name, "runtime": self.runtime, "factory": self.factory,
-                "structure_steps": list(self.structure_steps)}
+                "factory_options": self.factory_options, "structure_steps": list(self.structure_steps)}
         (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
         return artifact
 
@@ -164,10 +166,20 @@ def load_state(module: nn.Module, state: Any, source: str) -> nn.Module:
     return module
 
 
-def build_module(factory: str, search_dirs: tuple[Path, ...] = ()) -> nn.Module:
+def build_module(factory: str, search_dirs: tuple[Path, ...] = (), options: dict[str, Any] | None = None) -> nn.Module:
+    """The module `factory` builds, called with `options` as keyword arguments (checked against its signature
+    first, so a misspelled option is the user's one-line error, not a traceback)."""
     if factory.startswith(huggingface.FACTORY_PREFIX):
         return huggingface.build_from_factory(factory)
-    module = import_object(factory, "model.factory", search_dirs)()
+    build = import_object(factory, "model.factory", search_dirs)
+    try:
+        inspect.signature(build).bind(**(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"model.options {options} do not fit {factory}: {exc}",
+                          "name the factory's own keyword arguments") from None
+    except ValueError:  # a callable without a signature to check: call it and see
+        pass
+    module = build(**(options or {}))
     if not isinstance(module, nn.Module):
         raise ModelError(f"model.factory '{factory}' returned a {type(module).__name__}, not a torch nn.Module")
     return module
@@ -215,7 +227,7 @@ def load_model(spec: ModelSpec, search_dirs: tuple[Path, ...] = ()) -> ModelHand
     if spec.source == "huggingface":
         factory = huggingface.hf_factory(Path(spec.path), spec.task)  # type: ignore[arg-type]
         return ModelHandle(module=huggingface.build_from_factory(factory), factory=factory)
-    module = build_module(spec.factory, search_dirs)  # type: ignore[arg-type]
+    module = build_module(spec.factory, search_dirs, spec.options)  # type: ignore[arg-type]
     if spec.weights is not None:
         module = load_state(module, read_weights(Path(spec.weights), spec.allow_pickle), str(spec.weights))
-    return ModelHandle(module=module.eval(), factory=spec.factory)
+    return ModelHandle(module=module.eval(), factory=spec.factory, factory_options=dict(spec.options))

