@@ -167,9 +167,11 @@ def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its 
                  out: Annotated[Path, typer.Option(help="Folder for synthetic.npz, val.npz, test.npz and "
                                                         "distill.json.")] = Path("distilled"),
                  seed: Annotated[int, typer.Option(help="Seeds the samples, embedders and judge model.")] = 0,
-                 iterations: Annotated[int, typer.Option(help="dm: steps of distribution matching.")] = 200,
+                 iterations: Annotated[int, typer.Option(help="dm: steps of distribution matching.")] = 100,
                  lr: Annotated[float, typer.Option(help="dm: learning rate of the synthetic images.")] = 1.0,
-                 real_per_class: Annotated[int, typer.Option(help="dm: real images per class in each step.")] = 64,
+                 real_per_class: Annotated[int, typer.Option(help="dm: real images per class in each step.")] = 32,
+                 augment: Annotated[bool, typer.Option(help="dm: warp each class's real and synthetic images alike "
+                                                            "(scale, rotation, shift), as DSA does.")] = False,
                  train_steps: Annotated[int, typer.Option(help="Steps the judge model trains on the synthetic "
                                                                "set.")] = 300,
                  quiet: Quiet = False, as_json: AsJson = False) -> None:
@@ -178,7 +180,7 @@ def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its 
     from tradeoff.training.synthetic_data import distill_data as run
 
     done = run(task, per_class=per_class, method=method, out=out, seed=seed, iterations=iterations,  # type: ignore[arg-type]
-               lr=lr, real_per_class=real_per_class, train_steps=train_steps, quiet=quiet or as_json)
+               lr=lr, real_per_class=real_per_class, augment=augment, train_steps=train_steps, quiet=quiet or as_json)
     if as_json:
         print(json.dumps(done.summary))
     elif not quiet:

@@ -22,7 +22,7 @@ from tradeoff.errors import ConfigError, DataError
 from tradeoff.training.dataset_distillation import distill_dataset
 from tradeoff.training.synthetic_data import accuracy_trained_on
 
-FAST = {"iterations": 50, "real_per_class": 32}  # the figures below hold at these; the default is 200 and 64
+FAST = {"iterations": 50, "real_per_class": 32}  # the figures below hold at these; the default is 100 and 32
 JUDGE_STEPS = 150
 
 
@@ -83,6 +83,10 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_others(digits: Da
         assert np.array_equal(first.x, again.x) and np.array_equal(first.y, again.y), method
         assert first.x.shape == other.x.shape == (20, 1, 8, 8)
         assert not np.array_equal(first.x, other.x), method
+    augmented = distill_dataset(digits.train, 2, seed=0, iterations=5, augment=True)
+    assert np.array_equal(augmented.x, distill_dataset(digits.train, 2, seed=0, iterations=5, augment=True).x)
+    plain = distill_dataset(digits.train, 2, seed=0, iterations=5)
+    assert not np.array_equal(augmented.x, plain.x)  # the siamese warps lead the images elsewhere
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)

@@ -27,6 +27,7 @@ from torch import nn
 
 from tradeoff.config import Task, TrainSpec, load_task
 from tradeoff.data import Split, load_data
+from tradeoff.errors import DataError
 from tradeoff.evaluation import predict
 from tradeoff.metrics import BUILTIN
 from tradeoff.rundir import write_atomic, write_json
@@ -95,32 +96,36 @@ def _bars(iterations: int, quiet: bool) -> Iterator[tuple[Callable[[int], None],
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
-        distilling = progress.add_task("distil", total=max(iterations, 1))
+        distilling = progress.add_task("distil", total=iterations, visible=iterations > 0)
         training = progress.add_task("train judge", total=None)
         yield (lambda step: progress.update(distilling, completed=step),
                lambda epoch, epochs: progress.update(training, completed=epoch, total=epochs))
 
 
 def distill_data(task: Task | str | Path, *, per_class: int = 10, method: Method = "dm", out: str | Path = "distilled",
-                 seed: int = 0, iterations: int = 200, lr: float = 1.0, real_per_class: int = 64,
-                 train_steps: int = 300, quiet: bool = False) -> DistilledData:
+                 seed: int = 0, iterations: int = 100, lr: float = 1.0, real_per_class: int = 32,
+                 augment: bool = False, train_steps: int = 300, quiet: bool = False) -> DistilledData:
     """Distil the task's training split to `per_class` samples a class (see `distill_dataset`), write
     out/synthetic.npz with the task's val.npz and test.npz beside it, train a fresh judge model on the synthetic set
     alone for about `train_steps` steps and write its test accuracy, with the settings, to out/distill.json."""
     spec = task if isinstance(task, Task) else load_task(task)
     data = load_data(spec.data, spec.import_dirs)
+    if not data.labelled:
+        raise DataError("dataset distillation keeps samples per class, and this data has no labels",
+                        "give data with a target")
     out = Path(out)
     with _bars(iterations if method == "dm" else 0, quiet) as (on_step, on_epoch):
         started = time.monotonic()
         synthetic = distill_dataset(data.train, per_class, method=method, seed=seed, iterations=iterations, lr=lr,
-                                    real_per_class=real_per_class, on_iteration=on_step)
+                                    real_per_class=real_per_class, augment=augment, on_iteration=on_step)
         distilled = time.monotonic()
         for split, name in zip((synthetic, data.val, data.test), SPLIT_FILES.values(), strict=True):
             write_atomic(out / name, _npz(split))
         accuracy = accuracy_trained_on(synthetic, data.test, seed=seed, steps=train_steps, on_epoch_end=on_epoch)
     summary = {
         "task": spec.name, "method": method, "per_class": per_class, "samples": len(synthetic), "seed": seed,
-        "settings": {"iterations": iterations, "lr": lr, "real_per_class": real_per_class} if method == "dm" else {},
+        "settings": {"iterations": iterations, "lr": lr, "real_per_class": real_per_class,
+                     "augment": augment} if method == "dm" else {},
         "distilled_from": len(data.train), "seconds": {"distil": distilled - started,
                                                       "train": time.monotonic() - distilled},
         "judge": {"model": "ConvNet" if len(data.sample_shape) == 3 else "MLP", "train_steps": train_steps,
