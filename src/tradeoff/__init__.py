@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tradeoff.recipe import Recipe
     from tradeoff.replay import apply, evaluate
     from tradeoff.training.run import train
+    from tradeoff.training.synthetic_data import distill_data
 
 # public name -> (module defining it, attribute; None: the name is that submodule)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -26,10 +27,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "optimize": ("tradeoff.optimize", "optimize"), "OptimizeResult": ("tradeoff.optimize", "OptimizeResult"),
     "Recipe": ("tradeoff.recipe", "Recipe"), "apply": ("tradeoff.replay", "apply"),
     "evaluate": ("tradeoff.replay", "evaluate"), "train": ("tradeoff.training.run", "train"),
+    "distill_data": ("tradeoff.training.synthetic_data", "distill_data"),
 }
 
 __all__ = ["ConfigError", "DataError", "ModelError", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "TradeoffError", "apply", "data", "evaluate", "optimize", "train", "training"]
+           "TradeoffError", "apply", "data", "distill_data", "evaluate", "optimize", "train", "training"]
 __version__ = "0.1.0"
 
 

@@ -158,6 +158,39 @@ def train(task: Annotated[Path, typer.Argument(help="Task YAML file; its train: 
                       markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("distill-data")
+@user_errors
+def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its training split is distilled.")],
+                 per_class: Annotated[int, typer.Option(help="Samples per class in the synthetic set.")] = 10,
+                 method: Annotated[str, typer.Option(help="dm (distribution matching), herding (a coreset of real "
+                                                          "samples) or random (real samples).")] = "dm",
+                 out: Annotated[Path, typer.Option(help="Folder for synthetic.npz, val.npz, test.npz and "
+                                                        "distill.json.")] = Path("distilled"),
+                 seed: Annotated[int, typer.Option(help="Seeds the samples, embedders and judge model.")] = 0,
+                 iterations: Annotated[int, typer.Option(help="dm: steps of distribution matching.")] = 100,
+                 lr: Annotated[float, typer.Option(help="dm: learning rate of the synthetic images.")] = 1.0,
+                 real_per_class: Annotated[int, typer.Option(help="dm: real images per class in each step.")] = 32,
+                 augment: Annotated[bool, typer.Option(help="dm: warp each class's real and synthetic images alike "
+                                                            "(scale, rotation, shift), as DSA does.")] = False,
+                 train_steps: Annotated[int, typer.Option(help="Steps the judge model trains on the synthetic "
+                                                               "set.")] = 300,
+                 quiet: Quiet = False, as_json: AsJson = False) -> None:
+    """Distil the task's training split to a few samples per class; write them as a data file with the task's
+    validation and test splits beside it, and the test accuracy of a fresh ConvNet trained on them alone."""
+    from tradeoff.training.synthetic_data import distill_data as run
+
+    done = run(task, per_class=per_class, method=method, out=out, seed=seed, iterations=iterations,  # type: ignore[arg-type]
+               lr=lr, real_per_class=real_per_class, augment=augment, train_steps=train_steps, quiet=quiet or as_json)
+    if as_json:
+        print(json.dumps(done.summary))
+    elif not quiet:
+        console.print(f"{done.summary['samples']} samples ({per_class} per class, {method}) from "
+                      f"{done.summary['distilled_from']}: {out / 'synthetic.npz'}\n"
+                      f"test accuracy of a {done.summary['judge']['model']} trained on them alone: "
+                      f"{done.test_accuracy:.4f}\ntrain on them with the data section "
+                      f"{json.dumps(done.data_section)}", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 @user_errors
 def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")],
