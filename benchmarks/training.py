@@ -12,6 +12,8 @@
 8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, against
    training from scratch on all of them; and (full run only) all-MiniLM-L6-v2 fine-tuned on the Python
    reference's topics against a linear probe on its frozen embeddings.
+9. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as
+   many real images picked at random or by herding (the papers' ConvNet trained on each alone).
 
 Every figure is on the test split (3 seeds; 1 with --quick); nothing decides on it.
 
@@ -54,18 +56,6 @@ from tradeoff.passes import Context, build_pass  # noqa: E402
 from tradeoff.training import Trainer  # noqa: E402
 
 
-class HalfLeNet(nn.Module):
-    """LeNet-300-100 at half width: the distillation student."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 150), nn.ReLU(), nn.Linear(150, 50), nn.ReLU(),
-                                    nn.Linear(50, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
 def accuracy(module: nn.Module, split: Split) -> float:
     module.eval()
     with torch.inference_mode():
@@ -82,7 +72,8 @@ def distillation(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[di
     arms: dict[str, list[float]] = {"alone": [], "distilled": []}
     for seed in range(seeds):
         for arm, weight in (("alone", 0.0), ("distilled", 3.0)):
-            step = {"pass": "distill.kd", "student": "benchmarks.training:HalfLeNet", "weight": weight,
+            step = {"pass": "distill.kd", "student": "tradeoff.architectures:MLP", "weight": weight,
+                    "student_options": {"input_shape": [784], "classes": 10, "widths": [150, 50]},  # half LeNet
                     "temperature": 4.0, "finetune_epochs": epochs, "lr": 1e-3, "seed": seed}
             arms[arm].append(accuracy(build_pass(step).apply(teacher, ctx).torch_module(), data.test))
     alone, distilled = float(np.mean(arms["alone"])), float(np.mean(arms["distilled"]))
@@ -302,6 +293,31 @@ def text_transfer(epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any
                           100 * (tuned_acc - probe_acc), 0.0, ">=")]
 
 
+def dataset_distillation(counts: tuple[int, ...], methods: tuple[str, ...]) -> tuple[list[dict[str, Any]],
+                                                                                    list[dict[str, Any]]]:
+    """Synthetic MNIST-5k training sets of a few images per class (DM) against as many real ones picked at random
+    (and by herding): the test accuracy of the papers' ConvNet trained on each alone (seed 0)."""
+    from tradeoff.training.dataset_distillation import distill_dataset
+    from tradeoff.training.synthetic_data import accuracy_trained_on
+
+    data = to.data.mnist(seed=0, shape=(1, 28, 28))
+    rows, targets = [], []
+    for count in counts:
+        row: dict[str, Any] = {"case": f"dataset distillation: MNIST-5k, {count} per class"}
+        for method in methods:
+            start = time.perf_counter()
+            synthetic = distill_dataset(data.train, count, method=method, seed=0)
+            row[f"{method} distil s"] = time.perf_counter() - start
+            row[method] = accuracy_trained_on(synthetic, data.test, seed=0)
+        rows.append(row)
+        goal = {1: 0.85, 10: 0.96}.get(count)
+        if goal is not None:
+            targets.append(target(f"dataset distillation: DM test accuracy at {count} per class", row["dm"], goal, ">="))
+        targets.append(target(f"dataset distillation: DM minus random at {count} per class (points)",
+                              100 * (row["dm"] - row["random"]), 0.0, ">="))
+    return rows, targets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, shorter schedules")
@@ -313,6 +329,8 @@ def main() -> None:
                  checkpointing, lambda: early_stopping(seeds, 30 if quick else 60),
                  lambda: data_parallel(5 if quick else 15), lambda: bf16(3 if quick else 5),
                  lambda: batch_norm(seeds, 15 if quick else 40), lambda: transfer(seeds, 10 if quick else 20),
+                 lambda: dataset_distillation((1,) if quick else (1, 10, 50),
+                                              ("dm", "random") if quick else ("dm", "herding", "random")),
                  *(() if quick else (lambda: text_transfer(4),))):
         new_rows, new_targets = part()
         rows += new_rows

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from tradeoff.artifact import load_artifact
 from tradeoff.config import TrainSpec
@@ -21,19 +20,9 @@ from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.training import Trainer
 
-
-class TinyMLP(nn.Module):
-    """A student with 8 hidden units where the teacher has 128 and 64."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-STUDENT = "test_distill_kd:TinyMLP"
+# 8 hidden units where the teacher has 128 and 64
+STUDENT = {"student": "tradeoff.architectures:MLP",
+           "student_options": {"input_shape": [64], "classes": 10, "widths": [8]}}
 
 
 def test_a_distilled_student_beats_the_same_student_trained_on_labels_alone(mlp: ModelHandle, ctx: Context) -> None:
@@ -42,7 +31,7 @@ def test_a_distilled_student_beats_the_same_student_trained_on_labels_alone(mlp:
     evaluator = Evaluator(mlp, ctx.data, get_metric("accuracy"), 2, (1,))
 
     def accuracy(weight: float, seed: int) -> float:
-        step = {"pass": "distill.kd", "student": STUDENT, "weight": weight, "temperature": 4.0,
+        step = {"pass": "distill.kd", **STUDENT, "weight": weight, "temperature": 4.0,
                 "finetune_epochs": 60, "lr": 3e-3, "seed": seed}
         return evaluator.score(build_pass(step).apply(mlp, fixed), "val")
 
@@ -53,7 +42,7 @@ def test_a_distilled_student_beats_the_same_student_trained_on_labels_alone(mlp:
 
 def test_a_named_student_is_saved_and_reloaded_as_its_own_architecture(mlp: ModelHandle, ctx: Context,
                                                                         tmp_path: Path) -> None:
-    student = build_pass({"pass": "distill.kd", "student": STUDENT, "finetune_epochs": 1}).apply(
+    student = build_pass({"pass": "distill.kd", **STUDENT, "finetune_epochs": 1}).apply(
         mlp, replace(ctx, teacher=mlp))
     assert count_parameters(student)[0] == 64 * 8 + 8 + 8 * 10 + 10
     student.save(tmp_path / "student")

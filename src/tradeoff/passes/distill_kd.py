@@ -23,6 +23,7 @@ from tradeoff.training.trainer import require_teacher
 
 class DistillConfig(FinetuneConfig):
     student: str | None = None  # "module:factory" of a smaller architecture; None: the model given
+    student_options: dict[str, Any] = Field(default_factory=dict)  # the student factory's keyword arguments
     temperature: float = Field(default=4.0, gt=0.0)
     weight: float = Field(default=1.0, ge=0.0)  # of the soft-target term, beside the labels' cross-entropy
     feature_weight: float = Field(default=0.0, ge=0.0)  # hints from the teacher's same-named, same-shaped layers
@@ -45,7 +46,7 @@ class KnowledgeDistillationPass(Pass[DistillConfig]):
             student = model.torch_module()
         else:
             torch.manual_seed(config.seed)
-            student = build_module(config.student)
+            student = build_module(config.student, options=config.student_options)
         distillation = KnowledgeDistillation(student, teacher, config.temperature, config.weight,
                                              config.feature_weight) if ctx.data.labelled else None
         ctx.trainer.finetune(student, ctx, config, distillation=distillation)
@@ -55,4 +56,6 @@ class KnowledgeDistillationPass(Pass[DistillConfig]):
 
     def restructure(self, module: nn.Module, state: dict[str, Any]) -> nn.Module:
         """A named student replaces the architecture the factory rebuilt."""
-        return build_module(self.config.student) if self.config.student is not None else module
+        if self.config.student is None:
+            return module
+        return build_module(self.config.student, options=self.config.student_options)
