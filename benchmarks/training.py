@@ -312,7 +312,8 @@ def dataset_distillation(counts: tuple[int, ...], methods: tuple[str, ...]) -> t
         rows.append(row)
         goal = {1: 0.85, 10: 0.96}.get(count)
         if goal is not None:
-            targets.append(target(f"dataset distillation: DM test accuracy at {count} per class", row["dm"], goal, ">="))
+            targets.append(target(f"dataset distillation: DM test accuracy at {count} per class", row["dm"], goal,
+                                  ">="))
         targets.append(target(f"dataset distillation: DM minus random at {count} per class (points)",
                               100 * (row["dm"] - row["random"]), 0.0, ">="))
     return rows, targets
