@@ -23,9 +23,11 @@ from tradeoff.training.transfer import (
 
 class TransferConfig(FinetuneConfig):
     classes: int | None = Field(default=None, ge=2)  # None: the labels of the training split, 0..max
-    head_epochs: int = Field(default=1, ge=0)  # epochs that train the new head alone
-    gradual: bool = True  # then one more layer group per epoch; False: everything after head_epochs
-    lr_decay: float = Field(default=2.6, ge=1.0)  # each group down trains this many times slower (ULMFiT)
+    # Plain fine-tuning of everything by default: on MNIST-5k 0-4 -> 5-9 (a CNN, 10 epochs) it beat ULMFiT's
+    # schedule (head_epochs 1, gradual, lr_decay 2.6) at 10% of the labels (0.898 vs 0.839) and 25% (0.944 vs 0.900).
+    head_epochs: int = Field(default=0, ge=0)  # epochs that train the new head alone
+    gradual: bool = False  # True: then one more layer group per epoch; False: everything after head_epochs
+    lr_decay: float = Field(default=1.0, ge=1.0)  # each group down trains this many times slower (ULMFiT: 2.6)
     finetune_epochs: int = Field(default=10, ge=1)
     seed: int = Field(default=0, ge=0)  # the new head's initial weights
 
