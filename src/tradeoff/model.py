@@ -171,15 +171,15 @@ def build_module(factory: str, search_dirs: tuple[Path, ...] = (), options: dict
     first, so a misspelled option is the user's one-line error, not a traceback)."""
     if factory.startswith(huggingface.FACTORY_PREFIX):
         return huggingface.build_from_factory(factory)
-    build = import_object(factory, "model.factory", search_dirs)
+    build, options = import_object(factory, "model.factory", search_dirs), options or {}
     try:
-        inspect.signature(build).bind(**(options or {}))
+        inspect.signature(build).bind(**options)
     except TypeError as exc:
         raise ConfigError(f"model.options {options} do not fit {factory}: {exc}",
                           "name the factory's own keyword arguments") from None
     except ValueError:  # a callable without a signature to check: call it and see
         pass
-    module = build(**(options or {}))
+    module = build(**options)
     if not isinstance(module, nn.Module):
         raise ModelError(f"model.factory '{factory}' returned a {type(module).__name__}, not a torch nn.Module")
     return module

@@ -12,9 +12,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from tradeoff.config import Settings, Task
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env, int8_warning
@@ -31,7 +28,7 @@ from tradeoff.report.build import measured, ratios, search_stats, trial_entry, v
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
-from tradeoff.runlog import terminal
+from tradeoff.runlog import labelled_bar, live_progress, terminal_console
 from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
@@ -184,7 +181,7 @@ def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[Tr
     if quiet:
         yield (lambda record: None), (lambda status: None)
         return
-    console = Console(file=terminal(), highlight=False, soft_wrap=True)
+    console = terminal_console()
     if done:
         console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
     if not console.is_terminal:
@@ -197,10 +194,7 @@ def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[Tr
 
         yield line, (lambda status: None)
         return
-    columns = (TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    # rich would route sys.stdout and sys.stderr above the bar, the libraries' prints too: those stay in the log
-    with Progress(*columns, console=console, transient=False, redirect_stdout=False, redirect_stderr=False) as progress:
+    with live_progress(console, *labelled_bar("search")) as progress:
         bar = progress.add_task("", total=total, completed=done)
 
         def on_trial(record: TrialRecord) -> None:

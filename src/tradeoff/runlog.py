@@ -16,12 +16,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+
 _terminal: TextIO | None = None
 
 
 def terminal() -> TextIO:
     """Where tradeoff's own output goes: the real stdout, also while library output is captured."""
     return _terminal if _terminal is not None else sys.stdout
+
+
+def terminal_console() -> Console:
+    """A rich console on `terminal()`, for progress and results."""
+    return Console(file=terminal(), highlight=False, soft_wrap=True)
+
+
+def labelled_bar(label: str) -> tuple[ProgressColumn, ...]:
+    """The columns of a bar that says what it counts, how far, for how long, and what is going on now."""
+    return (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"))
+
+
+def live_progress(console: Console, *columns: ProgressColumn) -> Progress:
+    """rich would route sys.stdout and sys.stderr above the bar, the libraries' prints too: those stay in the log."""
+    return Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False)
 
 
 @contextlib.contextmanager

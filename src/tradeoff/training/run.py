@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import save
 
 from tradeoff.config import Task, load_task
@@ -31,7 +29,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.problem import Subject, is_task, problem
 from tradeoff.report.training import render_training_html
 from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
-from tradeoff.runlog import terminal
+from tradeoff.runlog import labelled_bar, live_progress, terminal_console
 from tradeoff.runtimes import runtime_for
 from tradeoff.training.distributed import world
 from tradeoff.training.trainer import EpochRecord, Trainer, TrainResult
@@ -46,9 +44,6 @@ class TrainedModel:
     run_dir: Path
 
 
-def _score(model: ModelHandle, split_name: str, data: DataBundle, metric: Metric, threads: int) -> float:
-    split = getattr(data, split_name)
-    return metric(predict(runtime_for(model).load(model, threads), split), split.y, split.y)
 
 
 @contextlib.contextmanager
@@ -57,7 +52,7 @@ def _epoch_bar(total: int, quiet: bool) -> Iterator[Callable[[EpochRecord], None
     if quiet or not world().main:
         yield lambda record: None
         return
-    console = Console(file=terminal(), highlight=False, soft_wrap=True)
+    console = terminal_console()
 
     def said(r: EpochRecord) -> str:
         score = "" if r.monitor_metric is None else f", metric {r.monitor_metric:.4f}"
@@ -66,9 +61,7 @@ def _epoch_bar(total: int, quiet: bool) -> Iterator[Callable[[EpochRecord], None
     if not console.is_terminal:
         yield lambda record: console.print(said(record), markup=False)
         return
-    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+    with live_progress(console, *labelled_bar("train")) as progress:
         bar = progress.add_task("", total=total)
         yield lambda record: progress.update(bar, completed=record.epoch, description=said(record))
 
@@ -101,8 +94,9 @@ def train(subject: Subject | None = None, *, data: DataBundle | None = None, out
         result = Trainer(spec.train).train(module, given.data, metric=metric, checkpoint=run_dir.train_state,
                                            resume=resume, on_epoch_end=on_epoch_end)
     trained = replace(given.model, module=module.eval())
-    threads = spec.runtime.threads
-    scores = {split: _score(trained, split, given.data, metric, threads) for split in ("val", "test")}
+    run = runtime_for(trained).load(trained, spec.runtime.threads)
+    scores = {name: metric(predict(run, split), split.y, split.y)
+              for name, split in (("val", given.data.val), ("test", given.data.test))}
     if here.main:
         _write(run_dir, trained, result, scores, metric, time.monotonic() - started)
     return TrainedModel(trained, result, scores["val"], scores["test"], run_dir.root)

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from tradeoff.config import Task, TrainSpec, load_task
@@ -31,7 +30,7 @@ from tradeoff.errors import DataError
 from tradeoff.evaluation import predict
 from tradeoff.metrics import BUILTIN
 from tradeoff.rundir import write_atomic, write_json
-from tradeoff.runlog import terminal
+from tradeoff.runlog import live_progress, terminal_console
 from tradeoff.training.convnet import ConvNet
 from tradeoff.training.dataset_distillation import Method, distill_dataset
 from tradeoff.training.trainer import Trainer
@@ -90,12 +89,12 @@ def _npz(split: Split) -> bytes:
 @contextlib.contextmanager
 def _bars(iterations: int, quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[int, int], None]]]:
     """Two bars, distillation steps then the judge's training epochs; nothing when quiet or not on a terminal."""
-    console = Console(file=terminal(), highlight=False, soft_wrap=True)
+    console = terminal_console()
     if quiet or not console.is_terminal:
         yield (lambda step: None), (lambda epoch, epochs: None)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+    with live_progress(console, *columns) as progress:
         distilling = progress.add_task("distil", total=iterations, visible=iterations > 0)
         training = progress.add_task("train judge", total=None)
         yield (lambda step: progress.update(distilling, completed=step),

@@ -232,10 +232,8 @@ class Trainer:
         train, holdout = ctx.data.train_holdout()
         if not ctx.data.labelled:
             train, holdout = self.with_teacher_targets(ctx, train), self.with_teacher_targets(ctx, holdout)
-        stopping = self.options.early_stopping
-        spec = self.options.model_copy(update={
-            "epochs": epochs, "lr": options.lr, "seed": ctx.seed, "warmup_epochs": 0.0,
-            "early_stopping": None if stopping is None else stopping.model_copy(update={"split": "holdout"})})
+        spec = self.options.model_copy(update={"epochs": epochs, "lr": options.lr, "seed": ctx.seed,
+                                               "warmup_epochs": 0.0})
         if hidden_state_weight > 0:
             teacher = require_teacher(ctx, "distilling hidden states").torch_module()
             distillation = HiddenStateDistillation(module, teacher, hidden_state_weight)
