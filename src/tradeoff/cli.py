@@ -158,6 +158,43 @@ def train(task: Annotated[Path, typer.Argument(help="Task YAML file; its train: 
                       markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+@user_errors
+def tune(task: Annotated[Path, typer.Argument(help="Task YAML file; its tune: section says what is tuned.")],
+         out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+         storage: Annotated[str | None, typer.Option(help="The study's storage, in place of search.storage: an RDB "
+                                                          "URL shares it with `tradeoff worker` processes.")] = None,
+         quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """Tune training and model options on validation; train the best on train+val and score it on test once.
+
+    Writes runs/<name>/: tune.json, report.html, model.safetensors and tuned.yaml, a task file of the tuned model
+    that `tradeoff optimize runs/<name>/tuned.yaml` takes as it is."""
+    from tradeoff.tuning.run import tune as run
+
+    done = run(_task(task, allow_pickle), out=out, storage=storage, quiet=quiet or as_json)
+    summary = json.loads((done.run_dir / "tune.json").read_text())
+    if as_json:
+        print(json.dumps({"run_dir": str(done.run_dir), "tuned_task": str(done.tuned_task) if done.tuned_task else None,
+                          **{k: summary[k] for k in ("best", "final", "compute")}}))
+        return
+    if quiet:
+        return
+    counted = sum(summary["compute"][state] for state in ("complete", "pruned", "failed"))
+    table = Table(title=f"{done.run_dir.name}: the best of {counted} trials (trial {done.trial})")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    for key, value in done.params.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    lines = [f"{summary['metric']['name']}: validation {done.val_metric:.4f} (trained on train), test "
+             f"{done.test_metric:.4f} (retrained on train+val for {summary['final']['epochs']} epochs, scored once)",
+             f"compute: {done.epochs_trained} epochs trained, {summary['compute']['pruned']} trials pruned",
+             f"report:  {done.run_dir / 'report.html'}"]
+    if done.tuned_task:
+        lines.append(f"next:    tradeoff optimize {done.tuned_task}")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("distill-data")
 @user_errors
 def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its training split is distilled.")],

@@ -209,6 +209,35 @@ class TrainSpec(StrictModel):
         return self
 
 
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "nsga2")
+
+
+class TuneSpec(StrictModel):
+    """What `tradeoff tune` searches (see tuning/space.py for the ranges `space` takes). Its budget, seed and
+    storage are the `search:` section's. A list of objectives is an order of priority, as in optimize."""
+
+    space: dict[str, Any] = Field(min_length=1)  # `train.<option>` or `model.<factory keyword>` -> range
+    objectives: tuple[Literal["metric", "latency", "size", "macs"], ...] = Field(default=("metric",), min_length=1)
+    sampler: str = "tpe"  # one of SAMPLERS, or module:callable(seed) returning an Optuna sampler
+    pruner: Literal["median", "successive_halving", "hyperband", "wilcoxon", "dominance", "none"] | None = None
+    train_function: str | None = None  # module:callable(module, data, options, report_epoch); None: the Trainer
+
+    @model_validator(mode="after")
+    def _objectives_fit_the_pruner(self) -> TuneSpec:
+        if self.pruner not in (None, "dominance", "none") and len(self.objectives) > 1:
+            raise ValueError(f"pruner {self.pruner} compares one objective; with {len(self.objectives)} objectives use "
+                             f"pruner: dominance (the default) or none")
+        if self.sampler not in SAMPLERS and ":" not in self.sampler:
+            raise ValueError(f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}, or give "
+                             f"module:callable returning an Optuna sampler")
+        return self
+
+    @property
+    def pruner_name(self) -> str:
+        """median for one objective, dominance for several, unless the task names one."""
+        return self.pruner or ("median" if len(self.objectives) == 1 else "dominance")
+
+
 PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
 # runs/<name>/ is written to: a name is one plain folder name, never a path that leaves the output folder
 RunName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -237,6 +266,7 @@ class Settings(StrictModel):
     runtime: RuntimeSpec = RuntimeSpec()
     search: SearchSpec = SearchSpec()
     train: TrainSpec = TrainSpec()
+    tune: TuneSpec | None = None
 
 
 class Task(Settings):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tradeoff.data import DataBundle
@@ -17,6 +17,8 @@ class Context:
 
     `deadline` (time.monotonic()) is when the run's time budget ends: training stops at the next epoch past it.
     `progress` receives short status lines ("fine-tuning: epoch 2/3") for the caller's progress bar.
+    `on_epoch(epoch, values)`, set by the study for each trial, takes what a candidate that trains measured after
+    each epoch (the validation metric, and what was known before training); it raises to stop a hopeless trial.
     """
 
     data: DataBundle
@@ -28,3 +30,4 @@ class Context:
     teacher: ModelHandle | None = None
     metric: Metric | None = None  # the task's metric, for passes that check it while they work
     trainer: Trainer = field(default_factory=Trainer)
+    on_epoch: Callable[[int, Mapping[str, float | None]], None] | None = None

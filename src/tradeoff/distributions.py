@@ -6,10 +6,13 @@ search that samples them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+
+from tradeoff.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,22 @@ class Int(Float):
 
 
 Distribution = Choice | Float | Int
+
+
+def parse_range(name: str, raw: Any, section: str = "search.space") -> Distribution:
+    """A task file's range: {low, high[, log]} (ints give an Int), a list of choices, or one fixed value."""
+    if isinstance(raw, Mapping):
+        if set(raw) - {"low", "high", "log"} or not {"low", "high"} <= set(raw):
+            raise ConfigError(f"{section}.{name} must be {{low, high}} (optionally log: true), a list of "
+                              f"choices or one value, got {dict(raw)}")
+        low, high, log = raw["low"], raw["high"], bool(raw.get("log", False))
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low > high:
+            raise ConfigError(f"{section}.{name} needs numbers with low <= high, got {low} and {high}")
+        if log and low <= 0:
+            raise ConfigError(f"{section}.{name} is on a log scale, so low must be above 0, got {low}")
+        return Int(low, high, log) if isinstance(low, int) and isinstance(high, int) else Float(low, high, log)
+    if isinstance(raw, list | tuple):
+        if not raw:
+            raise ConfigError(f"{section}.{name} lists no choices", "give at least one value")
+        return Choice(tuple(raw))
+    return Choice((raw,))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import webbrowser
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from tradeoff.report.build import measured, ratios, search_stats, trial_entry, v
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
-from tradeoff.runlog import labelled_bar, live_progress, terminal_console
+from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
@@ -113,7 +111,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     study = open_study(settings, storage, _task_key(record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
-    with _progress(search.trials, counted_trials(study), quiet) as (on_trial, on_status):
+    with trial_progress(search.trials, counted_trials(study), quiet, _passes) as (on_trial, on_status):
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
@@ -171,39 +169,6 @@ def _task_key(record: dict[str, Any]) -> str:
     """What must not change between a killed run and its resumption: all but the search's budgets."""
     search = {k: v for k, v in record.get("search", {}).items() if k not in ("trials", "timeout_s", "finalists")}
     return hashlib.sha256(json.dumps({**record, "search": search}, sort_keys=True).encode()).hexdigest()
-
-
-@contextmanager
-def _progress(total: int, done: int, quiet: bool) -> Iterator[tuple[Callable[[TrialRecord], None],
-                                                                     Callable[[str], None]]]:
-    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed
-    study says so first; without a terminal (CI, nohup) each finished trial is one plain line instead of a bar."""
-    if quiet:
-        yield (lambda record: None), (lambda status: None)
-        return
-    console = terminal_console()
-    if done:
-        console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
-    if not console.is_terminal:
-        finished = itertools.count(done + 1)
-
-        def line(record: TrialRecord) -> None:
-            note = f": {record.note}" if record.note else ""
-            console.print(f"trial {record.number} ({next(finished)}/{total}): {_passes(record)} ({record.state}{note})",
-                          markup=False)
-
-        yield line, (lambda status: None)
-        return
-    with live_progress(console, *labelled_bar("search")) as progress:
-        bar = progress.add_task("", total=total, completed=done)
-
-        def on_trial(record: TrialRecord) -> None:
-            progress.update(bar, advance=1, description=f"trial {record.number}: {_passes(record)} ({record.state})")
-
-        def on_status(status: str) -> None:
-            progress.update(bar, description=status)
-
-        yield on_trial, on_status
 
 
 def _passes(record: TrialRecord) -> str:

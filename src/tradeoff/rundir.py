@@ -53,7 +53,7 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
 class RunDir:
     """runs/<name>/: task.yaml, env.json, log.txt, study.db, trials/<n>/ (error.txt for a failed one), best/,
     report.json, report.html; from `tradeoff train`: train_state.pt, model.safetensors, history.json, train.json
-    and report.html."""
+    and report.html; from `tradeoff tune`: study.db, model.safetensors, tune.json, tuned.yaml and report.html."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -71,6 +71,9 @@ class RunDir:
     weights = property(lambda self: self.root / "model.safetensors")
     history = property(lambda self: self.root / "history.json")
     train_json = property(lambda self: self.root / "train.json")
+    # what `tradeoff tune` writes besides: the search's summary, and the task that carries its result on
+    tune_json = property(lambda self: self.root / "tune.json")
+    tuned_task = property(lambda self: self.root / "tuned.yaml")
 
     def storage_url(self) -> str:
         return f"sqlite:///{self.study_db.resolve()}"

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from tradeoff.search.record import TrialRecord
 
 _terminal: TextIO | None = None
 
@@ -69,3 +73,36 @@ def library_output_to(log: Path, heading: str) -> Iterator[None]:
             for fd in saved:
                 os.close(fd)
             _terminal = previous
+
+
+@contextlib.contextmanager
+def trial_progress(total: int, done: int, quiet: bool, describe: Callable[[TrialRecord], str]
+                   ) -> Iterator[tuple[Callable[[TrialRecord], None], Callable[[str], None]]]:
+    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed
+    study says so first; without a terminal (CI, nohup) each finished trial is one plain line instead of a bar."""
+    if quiet:
+        yield (lambda record: None), (lambda status: None)
+        return
+    console = terminal_console()
+    if done:
+        console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
+    if not console.is_terminal:
+        finished = itertools.count(done + 1)
+
+        def line(record: TrialRecord) -> None:
+            note = f": {record.note}" if record.note else ""
+            said = f"trial {record.number} ({next(finished)}/{total}): {describe(record)} ({record.state}{note})"
+            console.print(said, markup=False)
+
+        yield line, (lambda status: None)
+        return
+    with live_progress(console, *labelled_bar("search")) as progress:
+        bar = progress.add_task("", total=total, completed=done)
+
+        def on_trial(record: TrialRecord) -> None:
+            progress.update(bar, advance=1, description=f"trial {record.number}: {describe(record)} ({record.state})")
+
+        def on_status(status: str) -> None:
+            progress.update(bar, description=status)
+
+        yield on_trial, on_status

@@ -20,6 +20,7 @@ from tradeoff.objectives import CONSTRAINTS
 
 State = Literal["complete", "pruned", "failed", "duplicate", "skipped", "running", "interrupted"]
 _CANDIDATE, _KEY, _STRATEGY, _RESULT = "candidate", "candidate_key", "strategy", "result"
+_INTERMEDIATE = "intermediate"
 _TASK, _LAYOUT = "task_key", "layout"
 LAYOUT = 2  # version of what trials store; studies written before TrialRecord have none
 
@@ -42,6 +43,7 @@ class TrialRecord:
     retry_of: int | None = None
     error: str | None = None  # the traceback of a failed trial
     failed_step: int | None = None  # how many steps of its recipe it took to fail, where a step failed
+    intermediate: dict[int, tuple[float, ...]] = field(default_factory=dict)  # epoch -> objectives (minimized)
 
     @property
     def counted(self) -> bool:
@@ -76,7 +78,8 @@ class TrialRecord:
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
                    violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of,
-                   error=result.get("error"), failed_step=result.get("failed_step"))
+                   error=result.get("error"), failed_step=result.get("failed_step"),
+                   intermediate={int(e): tuple(v) for e, v in attrs.get(_INTERMEDIATE, {}).items()})
 
 
 def claim(study: optuna.Study, task_key: str, where: str) -> None:
@@ -123,3 +126,10 @@ def write_result(trial: optuna.Trial, state: State, note: str | None = None,
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
                                   "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
                                   "error": error, "failed_step": failed_step})
+
+
+def write_intermediate(trial: optuna.Trial, epoch: int, point: tuple[float, ...]) -> None:
+    """The objectives (minimized) a training candidate reached after `epoch`: what pruners compare trials by,
+    for several objectives too (Optuna's own intermediate values take one)."""
+    known = dict(trial.user_attrs.get(_INTERMEDIATE, {}))
+    trial.set_user_attr(_INTERMEDIATE, {**known, str(epoch): list(point)})

@@ -27,7 +27,7 @@ import optuna
 import torch
 
 from tradeoff.context import Context
-from tradeoff.distributions import Choice, Distribution, Float, Int
+from tradeoff.distributions import Choice, Distribution, parse_range
 from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.model import ModelHandle
 from tradeoff.passes import STAGES, TAGS, Pass, build_pass, get_pass, registered_passes
@@ -269,23 +269,6 @@ def select_passes(names: tuple[str, ...] | None, tags: tuple[str, ...], exclude_
             if kind.tags & set(tags) and not kind.tags & set(exclude_tags)]
 
 
-def _distribution(name: str, raw: Any) -> Distribution:
-    """A task file's range: {low, high[, log]} (ints give an Int), a list of choices, or one fixed value."""
-    if isinstance(raw, Mapping):
-        if set(raw) - {"low", "high", "log"} or not {"low", "high"} <= set(raw):
-            raise ConfigError(f"search.space.{name} must be {{low, high}} (optionally log: true), a list of "
-                              f"choices or one value, got {dict(raw)}")
-        low, high, log = raw["low"], raw["high"], bool(raw.get("log", False))
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low > high:
-            raise ConfigError(f"search.space.{name} needs numbers with low <= high, got {low} and {high}")
-        return Int(low, high, log) if isinstance(low, int) and isinstance(high, int) else Float(low, high, log)
-    if isinstance(raw, list | tuple):
-        if not raw:
-            raise ConfigError(f"search.space.{name} lists no choices", "give at least one value")
-        return Choice(tuple(raw))
-    return Choice((raw,))
-
-
 def default_space(menu: list[str], target: str, start: frozenset[str],
                   user_space: Mapping[str, Any] | None = None) -> RecipeSpace:
     """The space of the menu's passes that suit the runtime target and the model (by the traits it starts with),
@@ -312,7 +295,7 @@ def default_space(menu: list[str], target: str, start: frozenset[str],
                             for f in get_pass(p).Config.model_fields if f != "version"})
             raise ConfigError(f"search.space names '{key}', which no pass in this search has",
                               f"names that exist: {', '.join(known)}")
-        distribution = params[key] = _distribution(key, raw)
+        distribution = params[key] = parse_range(key, raw)
         ends = distribution.values if isinstance(distribution, Choice) else (distribution.low, distribution.high)
         for name in (p for p in slots[stage] if option in get_pass(p).Config.model_fields):
             for value in ends:  # a value the pass refuses fails here, not trials later

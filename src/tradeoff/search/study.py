@@ -29,7 +29,16 @@ from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import minimized, violations
-from tradeoff.search.record import State, TrialRecord, claim, mark_candidate, queue, records, write_result
+from tradeoff.search.record import (
+    State,
+    TrialRecord,
+    claim,
+    mark_candidate,
+    queue,
+    records,
+    write_intermediate,
+    write_result,
+)
 from tradeoff.search.space import StepFailed
 
 # Consecutive samples that yield no new candidate before the space counts as exhausted.
@@ -72,15 +81,26 @@ class CandidateSpace(Protocol):
         model), and the names of those steps."""
 
 
+class Pruned(optuna.TrialPruned):
+    """A candidate stopped before it was fully measured: over a ceiling before training, or hopeless at an epoch.
+    `values` are what was measured by then (the epochs trained among them)."""
+
+    def __init__(self, note: str, values: Mapping[str, float | None] | None = None) -> None:
+        super().__init__(note)
+        self.note, self.values = note, dict(values or {})
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What measuring one candidate found, before it is judged against the constraints."""
+    """What measuring one candidate found, before it is judged against the constraints; `state` pruned where it
+    was found hopeless before all of it was measured (`note` says why)."""
 
     values: dict[str, float | None]
     latency: Latency | None = None
     runtime: str | None = None
     runtimes: dict[str, float] = field(default_factory=dict)
-    note: str | None = None  # why it was not timed
+    note: str | None = None
+    state: State = "complete"
 
 
 def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val: Measurement,
@@ -90,7 +110,7 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
     measured = evaluator.measure(model, "val", timing=False)
     drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     if max_metric_drop is not None and drop > max_metric_drop:
-        return Outcome(values=measured.values(metric_drop=drop),
+        return Outcome(values=measured.values(metric_drop=drop), state="pruned",
                        note="metric drop over the limit on validation; latency not timed")
     model, runtimes = evaluator.with_fastest_runtime(model, "val")
     if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
@@ -115,15 +135,17 @@ def _storage(url: str | None, heartbeat_s: int) -> RDBStorage | None:
                           ) from None
 
 
-def open_study(settings: Settings, url: str | None, task_key: str) -> optuna.Study:
-    """Create the study, or join it when its storage holds one for this same task (budgets may differ)."""
+def open_study(settings: Settings, url: str | None, task_key: str, sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """Create the study, or join it when its storage holds one for this same task (budgets may differ). The
+    sampler defaults to multivariate TPE; the pruner judges single-objective trials that report epochs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
-                                             n_startup_trials=6)
+        sampler = sampler or optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
+                                                        n_startup_trials=6)
         study = optuna.create_study(study_name=settings.name, storage=_storage(url, settings.search.heartbeat_s),
-                                    sampler=sampler, load_if_exists=True,
+                                    sampler=sampler, pruner=pruner, load_if_exists=True,
                                     directions=["minimize"] * len(settings.objectives))
     claim(study, task_key, f"the study '{settings.name}' in {url}")
     _retry_stale(study)
@@ -179,6 +201,8 @@ class StudyRun:
     higher_is_better: bool
     on_trial: Callable[[TrialRecord], None] = lambda record: None
     debug: bool = False  # a failing candidate raises instead of being recorded as a failed trial
+    # judges a multi-objective trial at an epoch (Optuna's pruners take one objective): True stops it
+    dominated: Callable[[optuna.Study, int, tuple[float, ...]], bool] | None = None
 
     def run(self) -> None:
         """Measure new candidates until the trial budget, the time budget or the space is used up.
@@ -248,9 +272,10 @@ class StudyRun:
     def _measure(self, trial: optuna.Trial, candidate: Candidate, seen: Mapping[str, TrialRecord]) -> TrialRecord:
         """Build and measure the candidate. A step that changed nothing is left out of its recipe and named in the
         note; what is left may be the baseline (skipped) or a candidate measured before (a duplicate)."""
+        epochs: list[int] = []
         try:
             with _heartbeat(self.study, trial):
-                model = self.space.build(candidate, self.ctx)
+                model = self.space.build(candidate, replace(self.ctx, on_epoch=self._reporter(trial, epochs)))
                 effective, unchanged = self.space.without_unchanged(candidate)
                 note = None
                 if unchanged:
@@ -261,6 +286,9 @@ class StudyRun:
                     if (earlier := seen.get(effective.key())) is not None:
                         return self._duplicate(trial, earlier, note)
                 outcome = self.measure(model)
+        except Pruned as pruned:
+            write_result(trial, "pruned", note=pruned.note, values={**pruned.values, **_trained(epochs)})
+            return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         except Exception as exc:  # one broken candidate must not end a long search; the trial says why
             failed = exc if isinstance(exc, StepFailed) else StepFailed("measuring", exc)
             write_result(trial, "failed", note=failed.note, error=failed.details, failed_step=failed.depth)
@@ -270,13 +298,38 @@ class StudyRun:
             return record
         if note is not None:
             outcome = replace(outcome, note="; ".join(n for n in (note, outcome.note) if n))
+        outcome = replace(outcome, values={**outcome.values, **_trained(epochs)})
         first_batch = self.settings.runtime.batch_sizes[0]
         broken = {v.constraint: v.missed_by
                   for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}
-        state: State = "complete" if outcome.latency is not None else "pruned"
-        write_result(trial, state, note=outcome.note, values=outcome.values, latency=outcome.latency,
+        write_result(trial, outcome.state, note=outcome.note, values=outcome.values, latency=outcome.latency,
                      runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken)
-        if state == "pruned":
+        if outcome.state == "pruned":
             return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,
                                                                       first_batch, self.higher_is_better))))
+
+    def _reporter(self, trial: optuna.Trial, epochs: list[int]) -> Callable[[int, Mapping[str, float | None]], None]:
+        """What a candidate that trains calls after each epoch with the values known so far: the study keeps them
+        and stops the trial (Pruned) where its pruner finds it hopeless: Optuna's own for one objective, the
+        `dominated` rule for several (Optuna's pruners take one)."""
+        first_batch = self.settings.runtime.batch_sizes[0]
+
+        def report(epoch: int, values: Mapping[str, float | None]) -> None:
+            epochs.append(epoch)
+            point = minimized(self.settings.objectives, values, first_batch, self.higher_is_better)
+            write_intermediate(trial, epoch, point)
+            if len(point) == 1:
+                trial.report(point[0], epoch)
+                hopeless = trial.should_prune()
+            else:
+                hopeless = self.dominated is not None and self.dominated(self.study, epoch, point)
+            if hopeless:
+                raise Pruned(f"stopped after epoch {epoch}: behind the finished trials at that epoch", values)
+
+        return report
+
+
+def _trained(epochs: list[int]) -> dict[str, float | None]:
+    """The epochs a trial trained, for counting the compute a search spent."""
+    return {"epochs": float(len(epochs))} if epochs else {}

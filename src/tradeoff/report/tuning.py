@@ -1,0 +1,115 @@
+"""The report of `tradeoff tune`: how the search went (each trial's validation metric and the best so far), which
+parameters mattered (Optuna's fANOVA importances), where the good trials lie (parallel coordinates), and, for
+several objectives, the metric against the cost. Self-contained like report.html: plotly.js inlined once."""
+
+from __future__ import annotations
+
+import warnings
+from html import escape
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+
+from tradeoff.objectives import OBJECTIVES, value_key
+from tradeoff.report.html import STYLE, fixed, html_table
+from tradeoff.search.record import TrialRecord
+
+STATE_COLOURS = {"complete": "#1f77b4", "pruned": "#bbbbbb", "failed": "#d62728"}
+
+
+def _figure_html(figure: go.Figure, div_id: str, first: bool) -> str:
+    figure.update_layout(height=380, margin={"t": 40, "b": 40})
+    return figure.to_html(full_html=False, include_plotlyjs=first, div_id=div_id)  # fixed ids: a pure function
+
+
+def _history(trials: list[TrialRecord], metric: dict[str, Any]) -> go.Figure:
+    figure = go.Figure()
+    for state, colour in STATE_COLOURS.items():
+        shown = [r for r in trials if r.state == state and r.values.get("metric") is not None]
+        figure.add_trace(go.Scatter(x=[r.number for r in shown], y=[r.values["metric"] for r in shown], mode="markers",
+                                    name=state, marker={"color": colour}))
+    best, xs, ys = None, [], []
+    for r in sorted(trials, key=lambda r: r.number):
+        value = r.values.get("metric")
+        if r.state == "complete" and value is not None and (
+                best is None or (value > best if metric["higher_is_better"] else value < best)):
+            best = value
+        if best is not None:
+            xs.append(r.number)
+            ys.append(best)
+    figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="best so far", line={"shape": "hv"}))
+    figure.update_layout(title=f"{metric['name']} on validation, by trial (pruned: at the epoch it was stopped)",
+                         xaxis_title="trial", yaxis_title=metric["name"])
+    return figure
+
+
+def _importances(study: optuna.Study) -> go.Figure | None:
+    """fANOVA importances of the parameters for the validation metric; None with too few finished trials."""
+    def target(trial: optuna.trial.FrozenTrial) -> float:
+        return float(TrialRecord.read(trial).values.get("metric") or 0.0)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study, target=target)
+    except (RuntimeError, ValueError):
+        return None
+    names = list(found)[::-1]
+    figure = go.Figure(go.Bar(x=[found[n] for n in names], y=names, orientation="h"))
+    figure.update_layout(title="parameter importance for the validation metric (fANOVA)", xaxis_title="importance")
+    return figure
+
+
+def _parallel(study: optuna.Study, metric: str) -> go.Figure | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return optuna.visualization.plot_parallel_coordinate(
+                study, target=lambda t: float(TrialRecord.read(t).values.get("metric") or 0.0), target_name=metric)
+    except (RuntimeError, ValueError):
+        return None
+
+
+def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, first_batch: int) -> go.Figure | None:
+    cost = next((o for o in objectives if o != "metric"), None)
+    if cost is None:
+        return None
+    key = value_key(OBJECTIVES[cost], first_batch)
+    shown = [r for r in trials if r.state == "complete" and r.values.get(key) is not None]
+    figure = go.Figure(go.Scatter(x=[r.values[key] for r in shown], y=[r.values["metric"] for r in shown],
+                                  mode="markers", text=[f"trial {r.number}" for r in shown]))
+    figure.update_layout(title=f"{metric} against {cost}", xaxis_title=key, yaxis_title=metric)
+    return figure
+
+
+def render_tuning_html(name: str, summary: dict[str, Any], study: optuna.Study, trials: list[TrialRecord],
+                       first_batch: int) -> str:
+    metric, best, final = summary["metric"], summary["best"], summary["final"]
+    figures = [f for f in (_history(trials, metric), _importances(study), _parallel(study, metric["name"]),
+                           _tradeoff(trials, summary["objectives"], metric["name"], first_batch)) if f is not None]
+    plots = "\n".join(_figure_html(f, f"figure{i}", i == 0) for i, f in enumerate(figures))
+    defaults = summary["defaults"]
+    compared = (f" · the task's own settings (trial {defaults['trial']}): {fixed(defaults['values'].get('metric'))}"
+                if defaults else "")
+    params = [[k, str(v)] for k, v in (best["params"] or {}).items()]  # html_table escapes every cell
+    rows = [[str(t["number"]), t["state"], ", ".join(f"{k}={v}" for k, v in (t["params"] or {}).items()),
+             fixed(t["values"].get("metric")), str(int(t["values"].get("epochs") or 0)), t["note"] or ""]
+            for t in summary["trials"]]
+    compute = summary["compute"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>tradeoff tune: {escape(name)}</title>
+<style>{STYLE}</style></head><body>
+<h1>tradeoff tune: {escape(name)}</h1>
+<p class="sub">best: trial {best['trial']}, {escape(metric['name'])} on validation
+<b>{fixed(best['values'].get('metric'))}</b>{compared} · retrained on train+val for {final['epochs']} epochs:
+test <b>{fixed(final['test_metric'])}</b> (scored once; it decided nothing) · sampler {escape(summary['sampler'])},
+pruner {escape(summary['pruner'])} · {compute['complete']} complete, {compute['pruned']} pruned,
+{compute['failed']} failed, {compute['epochs_trained']} epochs trained in all</p>
+<h2>Best parameters</h2>
+{html_table(['parameter', 'value'], params, (), 'params')}
+{plots}
+<h2>Trials</h2>
+{html_table(['trial', 'state', 'parameters', metric['name'], 'epochs', 'note'], rows, (0, 3, 4), 'trials')}
+</body></html>
+"""

@@ -1,0 +1,1 @@
+"""Hyperparameter tuning: spaces of train and model options, their samplers and pruners, and `tradeoff tune`."""
