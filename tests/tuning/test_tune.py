@@ -188,3 +188,14 @@ def test_a_bad_tune_section_is_one_line_naming_the_fix(tmp_path: Path, tune: dic
     done = subprocess.run([str(TRADEOFF), "tune", str(task), "--out", str(tmp_path / "r")], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_trials_are_reproducible_from_the_seed_and_their_parameters(tmp_path: Path) -> None:
+    task = _task(tmp_path, {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
+                            "model.widths": {"layers": {"low": 1, "high": 2}, "width": [16, 32]}},
+                 trials=3, train={"epochs": 2})
+    first, second = (json.loads((to.tune(task, out=tmp_path / run, quiet=True).run_dir / "tune.json").read_text())
+                     for run in ("a", "b"))
+    assert [(t["params"], t["values"]["metric"]) for t in first["trials"]] == \
+        [(t["params"], t["values"]["metric"]) for t in second["trials"]]
+    assert first["final"]["test_metric"] == second["final"]["test_metric"]

@@ -154,9 +154,10 @@ def _conditions_first(params: list[Param]) -> list[Param]:
             if other not in by_key or other == param.key:
                 raise ConfigError(f"{SECTION}.{param.key}.when names '{other}', which is not tuned",
                                   "a condition names another key of tune.space")
-            if isinstance(by_key[other].range, Choice) and not set(values) <= set(by_key[other].range.values):
+            known = by_key[other].range
+            if isinstance(known, Choice) and not set(values) <= set(known.values):
                 raise ConfigError(f"{SECTION}.{param.key}.when wants {other} in {list(values)}, which it never takes "
-                                  f"(its choices: {list(by_key[other].range.values)})")
+                                  f"(its choices: {list(known.values)})")
     ordered: list[Param] = []
     while len(ordered) < len(params):
         ready = [p for p in params if p not in ordered and all(by_key[k] in ordered for k in p.when)]
@@ -194,9 +195,9 @@ class HyperparameterSpace:
         if any(p.key.startswith("model.") for p in params) and model.factory is None:
             raise ConfigError("tune.space tunes model options, but the model has no factory to build it with",
                               "give the model as source: torch with a factory, or tune train options only")
-        space = cls(params, model, **rest)
-        space._check_ranges()
-        return space
+        parsed = cls(params, model, **rest)
+        parsed._check_ranges()
+        return parsed
 
     def _check_ranges(self) -> None:
         """Every end of every range must make valid train options and fit the factory: found now, not at trial 7."""
@@ -330,7 +331,12 @@ def train_model(module: nn.Module, data: DataBundle, options: TrainSpec, metric:
     restored, else every epoch run."""
     if train_function is not None:
         reported: list[int] = []
-        train_function(module, data, options, lambda epoch, value: (reported.append(epoch), report(epoch, value)))
+
+        def counted(epoch: int, value: float) -> None:
+            reported.append(epoch)
+            report(epoch, value)
+
+        train_function(module, data, options, counted)
         module.eval()
         return max(len(reported), 1)
     result = Trainer(options).fit(module, data.train, data.val, metric=metric, deadline=deadline,
