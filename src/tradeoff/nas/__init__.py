@@ -1,0 +1,9 @@
+"""Neural architecture search, in the three parts the field names, each swappable: the space (`space`), the
+strategy that samples it (`strategies`, Optuna samplers beside Optuna's random and TPE), and cheap evaluation
+before training (`proxy`). The trial loop that trains and measures candidates is the tuner's."""
+
+from tradeoff.nas.space import Architecture, ArchitectureSpace, BlockSpace, UserSpace, load_space
+from tradeoff.nas.strategies import RegularizedEvolution, Reinforce
+
+__all__ = ["Architecture", "ArchitectureSpace", "BlockSpace", "RegularizedEvolution", "Reinforce", "UserSpace",
+           "load_space"]
