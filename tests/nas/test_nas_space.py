@@ -70,6 +70,8 @@ def test_space_mistakes_are_one_line_errors() -> None:
         load_space({"family": "cnn", "cnn": {"widht": [8]}}, (40,), 10)
     with pytest.raises(ConfigError, match="high \\(1\\) is below low \\(3\\)"):
         load_space({"family": "mlp", "mlp": {"depth": {"low": 3, "high": 1}}}, (40,), 10)
+    with pytest.raises(ConfigError, match=r"'cnn.depth'.*give a depth range as \{low: 1, high: 4\}"):
+        load_space({"family": "cnn", "cnn": {"depth": [1, 4]}}, (40,), 10)
     with pytest.raises(ConfigError, match="section 'gru' is given but family"):
         load_space({"family": "cnn", "gru": {"hidden": [8]}}, (40,), 10)
     with pytest.raises(ConfigError, match="family"):

@@ -60,6 +60,8 @@ class DepthRange(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_number(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):  # [1, 4] would read as two choices or as a range: ask which
+            raise ValueError("give a depth range as {low: 1, high: 4}, or one number to fix it")
         return {"low": value, "high": value} if isinstance(value, int) else value
 
     @model_validator(mode="after")
