@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 import tradeoff as to
+from tradeoff.config import ModelSpec
 from tradeoff.errors import ConfigError
+from tradeoff.model import load_model
 from tradeoff.nas import Architecture, load_space
 from tradeoff.nas.space import USER_FACTORY
 
@@ -43,6 +45,11 @@ def test_every_family_builds_and_runs_on_the_data_it_is_sampled_for() -> None:
         family = trial.params["family"]
         assert all(name == "family" or name.startswith(f"{family}_") for name in trial.params)
         assert architecture.build().eval()(signals).shape == (4, 10)
+    spec = ModelSpec(**sampled[0][1].model_section())  # the chosen architecture is a task file's model as is
+    torch.manual_seed(0)
+    rebuilt = load_model(spec).torch_module()
+    torch.manual_seed(0)
+    assert torch.equal(rebuilt(signals), sampled[0][1].build().eval()(signals))
     images = _sampled({"family": "cnn", "cnn": {"width": [4, 8], "stride": [1, 2]}}, 5, shape=(1, 8, 8))
     assert all(a.build()(torch.zeros(2, 1, 8, 8)).shape == (2, 10) for _, a in images)
 

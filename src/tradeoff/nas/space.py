@@ -139,6 +139,10 @@ class Architecture:
         """A freshly initialised module (seed torch first for the same weights)."""
         return build_module(self.factory, search_dirs, dict(self.options))
 
+    def model_section(self) -> dict[str, Any]:
+        """The task file's `model` that builds this architecture: how the chosen one goes on to train or optimize."""
+        return {"source": "torch", "factory": self.factory, "options": dict(self.options)}
+
 
 class ArchitectureSpace(Protocol):
     def sample(self, trial: optuna.Trial) -> Architecture:
