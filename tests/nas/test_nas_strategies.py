@@ -134,3 +134,15 @@ def test_reinforce_concentrates_its_policy_on_the_best_choices() -> None:
         preferred = [int(np.argmax(sampler.probabilities(f"x{i}", choices))) for i in range(len(TARGET))]
         right.append(sum(p == best for p, best in zip(preferred, TARGET, strict=True)))
     assert np.mean(right) >= 4, right  # of 6 choices; a policy that learned nothing gets 1.2 right on average
+
+
+def test_evolution_draws_afresh_where_a_parents_value_left_the_space() -> None:
+    def narrowing(trial: optuna.Trial) -> float:  # the depth range shrinks after 15 trials (a user edited the space)
+        depth = trial.suggest_int("depth", 1, 4 if trial.number < 15 else 2)
+        return depth + trial.suggest_categorical("x", [0, 1, 2])
+
+    study = optuna.create_study(direction="maximize", sampler=RegularizedEvolution(population=5, tournament=2,
+                                                                                   seed=0))
+    study.optimize(narrowing, n_trials=30)
+    assert all(t.params["depth"] <= 2 for t in study.trials[15:])
+    assert max(t.params["depth"] for t in study.trials[:15]) > 2  # so the late parents did hold values now outside
