@@ -12,7 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import tradeoff as to
-from tradeoff.architectures import CNN, MLP, GRUClassifier
+from tradeoff.architectures import CNN, MLP, GRUClassifier, mnist1d_paper_cnn
 from tradeoff.artifact import load_artifact
 from tradeoff.cli import app
 from tradeoff.config import ModelSpec
@@ -72,3 +72,34 @@ def test_options_that_do_not_fit_the_factory_are_one_line(tmp_path: Path) -> Non
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
     result = CliRunner().invoke(app, ["train", str(tmp_path / "task.yaml")])
     assert result.exit_code == 2 and "options" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_mnist1d_papers_cnn_has_the_papers_layers_and_parameter_count(mnist1d: to.data.DataBundle) -> None:
+    # ConvBase in github.com/greydanus/mnist1d (notebooks/models.py): Conv1d(1, 25, 5), Conv1d(25, 25, 3) twice, all
+    # stride 2 padding 1, ReLU, then Linear(125, 10) over the flattened 25 x 5 features: 5,210 parameters
+    model = mnist1d_paper_cnn()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (1, 25, (5,), (2,), (1,)), (25, 25, (3,), (2,), (1,)), (25, 25, (3,), (2,), (1,))]
+    assert sum(p.numel() for p in model.parameters()) == 5210
+    assert model(torch.from_numpy(mnist1d.val.x[:4])).shape == (4, 10)
+
+
+def test_per_block_kernel_and_stride_and_a_flatten_head_that_sizes_itself() -> None:
+    model = CNN([1, 40], 10, channels=[4, 8], kernel=[7, 3], stride=[2, 1], pool=False, head="flatten")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv1d)]
+    assert [(c.kernel_size, c.stride) for c in convs] == [((7,), (2,)), ((3,), (1,))]
+    assert model.head[-1].in_features == 8 * 20  # 40 -> 20 (stride 2) -> 20
+    images = CNN([1, 8, 8], 10, channels=[4], pool=True, head="flatten")
+    assert images.head[-1].in_features == 4 * 4 * 4 and images(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="kernel has 3 entries for 2 blocks"):
+        CNN([1, 40], 10, channels=[4, 8], kernel=[3, 3, 3])
+    with pytest.raises(ConfigError, match="block 1 leaves nothing"):
+        CNN([1, 8], 10, channels=[4, 4], kernel=5, stride=2, padding=0, pool=False)  # 8 -> 2 -> nothing
+
+
+def test_skip_connections_in_an_mlp_go_where_widths_match() -> None:
+    plain, skipped = MLP([64], 10, widths=[32, 32, 16]), MLP([64], 10, widths=[32, 32, 16], residual=True)
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in skipped.parameters())
+    assert [type(m).__name__ for m in skipped.layers].count("_Residual") == 1  # only 32 -> 32
+    assert list(plain.state_dict()) == list(MLP([64], 10, widths=[32, 32, 16], residual=False).state_dict())
