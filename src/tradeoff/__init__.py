@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tradeoff.replay import apply, evaluate
     from tradeoff.training.run import train
     from tradeoff.training.synthetic_data import distill_data
-    from tradeoff.tuning.run import TuneResult, tune
+    from tradeoff.tuning.run import NasResult, TuneResult, nas, tune
 
 # public name -> (module defining it, attribute; None: the name is that submodule)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -30,11 +30,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "evaluate": ("tradeoff.replay", "evaluate"), "train": ("tradeoff.training.run", "train"),
     "distill_data": ("tradeoff.training.synthetic_data", "distill_data"),
     "tune": ("tradeoff.tuning.run", "tune"), "TuneResult": ("tradeoff.tuning.run", "TuneResult"),
+    "nas": ("tradeoff.tuning.run", "nas"), "NasResult": ("tradeoff.tuning.run", "NasResult"),
 }
 
-__all__ = ["ConfigError", "DataError", "ModelError", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "optimize", "train", "training",
-           "tune"]
+__all__ = ["ConfigError", "DataError", "ModelError", "NasResult", "OptimizeResult", "Recipe", "RuntimeBackendError",
+           "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "nas", "optimize", "train",
+           "training", "tune"]
 __version__ = "0.1.0"
 
 

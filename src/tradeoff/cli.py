@@ -195,6 +195,54 @@ def tune(task: Annotated[Path, typer.Argument(help="Task YAML file; its tune: se
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+@user_errors
+def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: section is the architecture space.")],
+        out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+        storage: Annotated[str | None, typer.Option(help="The study's storage, in place of search.storage: an RDB "
+                                                         "URL shares it with `tradeoff worker` processes.")] = None,
+        quiet: Quiet = False, as_json: AsJson = False) -> None:
+    """Search architectures: each trained briefly on train and judged on validation, its latency measured on the
+    task's runtime; the Pareto front, the task's own model as reference, and the chosen one trained on train+val
+    and scored on test once.
+
+    Writes runs/<name>/: nas.json, report.html, model.safetensors and nas.yaml, a task file of the chosen
+    architecture that `tradeoff optimize runs/<name>/nas.yaml` takes as it is."""
+    from tradeoff.nas.space import Architecture
+    from tradeoff.tuning.run import nas as run
+
+    done = run(_task(task, allow_pickle=False), out=out, storage=storage, quiet=quiet or as_json)
+    summary = json.loads((done.run_dir / "nas.json").read_text())
+    if as_json:
+        print(json.dumps({"run_dir": str(done.run_dir), "nas_task": str(done.tuned_task) if done.tuned_task else None,
+                          **{k: summary[k] for k in ("best", "final", "compute", "front", "reference")}}))
+        return
+    if quiet:
+        return
+    name, first = summary["metric"]["name"], _first_latency(done.values)
+    chosen = Architecture(done.architecture["factory"], done.architecture["options"])
+    lines = [f"chosen: trial {done.trial}, {chosen}",
+             f"{name}: validation {done.values['metric']:.4f}, test {done.test_metric:.4f} (trained on train+val, "
+             f"scored once); {first}, {int(done.values.get('params') or 0):,} parameters",
+             f"Pareto front (validation): trials {', '.join(map(str, done.front))}"]
+    if done.reference is not None:
+        ref = done.reference
+        lines.append(f"reference (the task's model): {name} validation {ref['values']['metric']:.4f}, test "
+                     f"{ref['test_metric']:.4f}; {_first_latency(ref['values'])}, "
+                     f"{int(ref['values'].get('params') or 0):,} parameters; dominated by trials "
+                     f"{', '.join(map(str, ref['dominated_by'])) or 'none'}")
+    lines.append(f"compute: {done.epochs_trained} epochs trained, {summary['compute']['pruned']} trials pruned")
+    lines.append(f"report:  {done.run_dir / 'report.html'}")
+    if done.tuned_task:
+        lines.append(f"next:    tradeoff optimize {done.tuned_task}")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _first_latency(values: dict[str, Any]) -> str:
+    key = next((k for k in values if k.startswith("latency_ms.p50@b")), None)
+    return f"p50 {values[key]:.4f} ms at batch {key.rpartition('@b')[2]}" if key else "latency not timed"
+
+
 @app.command("distill-data")
 @user_errors
 def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its training split is distilled.")],

@@ -210,32 +210,64 @@ class TrainSpec(StrictModel):
 
 
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "nsga2")
+TrainedObjective = Literal["metric", "latency", "size", "macs"]
+PrunerName = Literal["median", "successive_halving", "hyperband", "wilcoxon", "dominance", "none"]
 
 
-class TuneSpec(StrictModel):
-    """What `tradeoff tune` searches (see tuning/space.py for the ranges `space` takes). Its budget, seed and
-    storage are the `search:` section's. A list of objectives is an order of priority, as in optimize."""
+class TrainedSearch(StrictModel):
+    """What a search whose candidates are trained shares: its objectives (an order of priority, as in optimize)
+    and the pruner that stops a trial behind the others at an epoch. Budget, seed and storage are `search:`'s."""
 
-    space: dict[str, Any] = Field(min_length=1)  # `train.<option>` or `model.<factory keyword>` -> range
-    objectives: tuple[Literal["metric", "latency", "size", "macs"], ...] = Field(default=("metric",), min_length=1)
-    sampler: str = "tpe"  # one of SAMPLERS, or module:callable(seed) returning an Optuna sampler
-    pruner: Literal["median", "successive_halving", "hyperband", "wilcoxon", "dominance", "none"] | None = None
-    train_function: str | None = None  # module:callable(module, data, options, report_epoch); None: the Trainer
+    objectives: tuple[TrainedObjective, ...] = Field(default=("metric",), min_length=1)
+    pruner: PrunerName | None = None
 
     @model_validator(mode="after")
-    def _objectives_fit_the_pruner(self) -> TuneSpec:
+    def _pruner_fits_the_objectives(self) -> TrainedSearch:
         if self.pruner not in (None, "dominance", "none") and len(self.objectives) > 1:
             raise ValueError(f"pruner {self.pruner} compares one objective; with {len(self.objectives)} objectives use "
                              f"pruner: dominance (the default) or none")
-        if self.sampler not in SAMPLERS and ":" not in self.sampler:
-            raise ValueError(f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}, or give "
-                             f"module:callable returning an Optuna sampler")
         return self
 
     @property
     def pruner_name(self) -> str:
         """median for one objective, dominance for several, unless the task names one."""
         return self.pruner or ("median" if len(self.objectives) == 1 else "dominance")
+
+
+class TuneSpec(TrainedSearch):
+    """What `tradeoff tune` searches (see tuning/space.py for the ranges `space` takes)."""
+
+    space: dict[str, Any] = Field(min_length=1)  # `train.<option>` or `model.<factory keyword>` -> range
+    sampler: str = "tpe"  # one of SAMPLERS, or module:callable(seed) returning an Optuna sampler
+    train_function: str | None = None  # module:callable(module, data, options, report_epoch); None: the Trainer
+
+    @model_validator(mode="after")
+    def _known_sampler(self) -> TuneSpec:
+        if self.sampler not in SAMPLERS and ":" not in self.sampler:
+            raise ValueError(f"unknown sampler '{self.sampler}'; choose one of {', '.join(SAMPLERS)}, or give "
+                             f"module:callable returning an Optuna sampler")
+        return self
+
+
+class NasSpec(TrainedSearch):
+    """What `tradeoff nas` searches: an architecture space (nas/space.py: families, depth, widths, kernels, ...; or
+    module:callable), the strategy that samples it, and an optional zero-cost proxy that ranks `proxy_candidates`
+    random architectures before the search, whose `proxy_top` best are trained first."""
+
+    space: dict[str, Any] | str
+    strategy: Literal["random", "evolution", "tpe", "rl"] = "tpe"
+    proxy: Literal["naswot", "synflow"] | None = None
+    proxy_candidates: int = Field(default=100, ge=1)
+    proxy_top: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _strategy_fits_the_objectives(self) -> NasSpec:
+        if self.strategy in ("evolution", "rl") and len(self.objectives) > 1:
+            raise ValueError(f"strategy {self.strategy} follows one objective; bound the others with constraints "
+                             f"(max_latency_ms, max_size_bytes) or use strategy tpe or random")
+        if self.proxy_top > self.proxy_candidates:
+            raise ValueError(f"proxy_top ({self.proxy_top}) cannot exceed proxy_candidates ({self.proxy_candidates})")
+        return self
 
 
 PresetName = Literal["realtime", "accuracy-critical", "mobile", "balanced"]
@@ -267,6 +299,7 @@ class Settings(StrictModel):
     search: SearchSpec = SearchSpec()
     train: TrainSpec = TrainSpec()
     tune: TuneSpec | None = None
+    nas: NasSpec | None = None
 
 
 class Task(Settings):

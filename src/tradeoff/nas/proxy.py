@@ -102,6 +102,7 @@ class Ranked:
 def sample_candidates(space: ArchitectureSpace, count: int, seed: int = 0) -> list[Candidate]:
     """`count` architectures drawn at random from `space` on a scratch in-memory study (the real study sees only
     the ones enqueued)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study is no news to the user
     scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     candidates = []
     for _ in range(count):

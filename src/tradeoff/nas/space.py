@@ -143,6 +143,11 @@ class Architecture:
         """The task file's `model` that builds this architecture: how the chosen one goes on to train or optimize."""
         return {"source": "torch", "factory": self.factory, "options": dict(self.options)}
 
+    def __str__(self) -> str:
+        """`CNN(channels=[16, 32], kernel=5)`: the factory's name and the options that are not the data's shape."""
+        options = {k: v for k, v in self.options.items() if k not in ("input_shape", "classes")}
+        return f"{self.factory.rpartition(':')[2]}({', '.join(f'{k}={v}' for k, v in options.items())})"
+
 
 class ArchitectureSpace(Protocol):
     def sample(self, trial: optuna.Trial) -> Architecture:

@@ -1,6 +1,7 @@
-"""The report of `tradeoff tune`: how the search went (each trial's validation metric and the best so far), which
-parameters mattered (Optuna's fANOVA importances), where the good trials lie (parallel coordinates), and, for
-several objectives, the metric against the cost. Self-contained like report.html: plotly.js inlined once."""
+"""The report of `tradeoff tune` and `tradeoff nas`: how the search went (each trial's validation metric and the best
+so far), which parameters mattered (Optuna's fANOVA importances), where the good trials lie (parallel
+coordinates), the metric against the cost (several objectives, or an architecture search), and for an architecture
+search its Pareto front and the reference model. Self-contained like report.html: plotly.js inlined once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import optuna
 import plotly.graph_objects as go
 
+from tradeoff.nas.space import Architecture
 from tradeoff.objectives import OBJECTIVES, value_key
 from tradeoff.report.html import STYLE, fixed, html_table
 from tradeoff.search.record import TrialRecord
@@ -71,8 +73,9 @@ def _parallel(study: optuna.Study, metric: str) -> go.Figure | None:
         return None
 
 
-def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, first_batch: int) -> go.Figure | None:
-    cost = next((o for o in objectives if o != "metric"), None)
+def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, first_batch: int,
+              architectures: bool) -> go.Figure | None:
+    cost = next((o for o in objectives if o != "metric"), "latency" if architectures else None)
     if cost is None:
         return None
     key = value_key(OBJECTIVES[cost], first_batch)
@@ -83,24 +86,54 @@ def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, fir
     return figure
 
 
-def render_tuning_html(name: str, summary: dict[str, Any], study: optuna.Study, trials: list[TrialRecord],
-                       first_batch: int) -> str:
+def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
+    """The Pareto front and the reference model of an architecture search."""
+    latency = f"latency_ms.p50@b{first_batch}"
+    by_number = {t["number"]: t for t in summary["trials"]}
+    rows = [[str(n), fixed(by_number[n]["values"].get("metric")), fixed(by_number[n]["values"].get(latency)),
+             f"{int(by_number[n]['values'].get('params') or 0):,}", _architecture(by_number[n]["params"])]
+            for n in summary["front"]]
+    front = html_table(["trial", summary["metric"]["name"], f"p50 ms (batch {first_batch})", "parameters",
+                        "architecture"], rows, (0, 1, 2, 3), "front")
+    reference = summary.get("reference")
+    said = ""
+    if reference:
+        values = reference["values"]
+        beaten = ", ".join(str(n) for n in reference["dominated_by"]) or "no trial"
+        said = (f"<p>Reference, the task's own model trained alike: {escape(_architecture(reference))}, "
+                f"{escape(summary['metric']['name'])} {fixed(values.get('metric'))} on validation, "
+                f"{fixed(values.get(latency))} ms, {int(values.get('params') or 0):,} parameters; test "
+                f"{fixed(reference['test_metric'])}. At least as good on all three (on validation), better on one: "
+                f"{escape(beaten)}.</p>")
+    return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}"
+
+
+def _architecture(params: dict[str, Any] | None) -> str:
+    model = (params or {}).get("model")
+    return str(Architecture(model["factory"], model["options"])) if model else ""
+
+
+def render_tuning_html(name: str, kind: str, summary: dict[str, Any], study: optuna.Study,
+                       trials: list[TrialRecord], first_batch: int) -> str:
     metric, best, final = summary["metric"], summary["best"], summary["final"]
+    architectures = "front" in summary
     figures = [f for f in (_history(trials, metric), _importances(study), _parallel(study, metric["name"]),
-                           _tradeoff(trials, summary["objectives"], metric["name"], first_batch)) if f is not None]
+                           _tradeoff(trials, summary["objectives"], metric["name"], first_batch, architectures))
+               if f is not None]
     plots = "\n".join(_figure_html(f, f"figure{i}", i == 0) for i, f in enumerate(figures))
-    defaults = summary["defaults"]
+    defaults = summary.get("defaults")
     compared = (f" · the task's own settings (trial {defaults['trial']}): {fixed(defaults['values'].get('metric'))}"
                 if defaults else "")
-    params = [[k, str(v)] for k, v in (best["params"] or {}).items()]  # html_table escapes every cell
+    params = [[k, _architecture(best["params"]) if k == "model" else str(v)]  # html_table escapes every cell
+              for k, v in (best["params"] or {}).items()]
     rows = [[str(t["number"]), t["state"], ", ".join(f"{k}={v}" for k, v in (t["params"] or {}).items()),
              fixed(t["values"].get("metric")), str(int(t["values"].get("epochs") or 0)), t["note"] or ""]
             for t in summary["trials"]]
     compute = summary["compute"]
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>tradeoff tune: {escape(name)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>tradeoff {kind}: {escape(name)}</title>
 <style>{STYLE}</style></head><body>
-<h1>tradeoff tune: {escape(name)}</h1>
+<h1>tradeoff {kind}: {escape(name)}</h1>
 <p class="sub">best: trial {best['trial']}, {escape(metric['name'])} on validation
 <b>{fixed(best['values'].get('metric'))}</b>{compared} · retrained on train+val for {final['epochs']} epochs:
 test <b>{fixed(final['test_metric'])}</b> (scored once; it decided nothing) · sampler {escape(summary['sampler'])},
@@ -108,6 +141,7 @@ pruner {escape(summary['pruner'])} · {compute['complete']} complete, {compute['
 {compute['failed']} failed, {compute['epochs_trained']} epochs trained in all</p>
 <h2>Best parameters</h2>
 {html_table(['parameter', 'value'], params, (), 'params')}
+{_architecture_sections(summary, first_batch) if architectures else ''}
 {plots}
 <h2>Trials</h2>
 {html_table(['trial', 'state', 'parameters', metric['name'], 'epochs', 'note'], rows, (0, 3, 4), 'trials')}

@@ -1,11 +1,13 @@
-"""`tradeoff tune` and `to.tune`: search training hyperparameters and model options on validation, then train the
-best once more on train+val and score it on test, once.
+"""`tradeoff tune` / `to.tune` (training and model options) and `tradeoff nas` / `to.nas` (architectures): searches
+whose candidates are trained, decided on validation; the chosen one is trained once more on train+val and scored
+on test, once.
 
 Every trial builds its model anew, has its cost measured before training (a ceiling it breaks prunes it then), and
 trains on the training split watched on validation, where the pruner may stop it after any epoch. The best trial
 is the first objective's best among the trials within the ceilings (later objectives break ties). The run
-directory holds the study, tune.json, report.html, the final model's weights, and tuned.yaml: the task with the
-tuned options and those weights, which `tradeoff optimize` takes as it is.
+directory holds the study, tune.json or nas.json, report.html, the final model's weights, and tuned.yaml or
+nas.yaml: the task with the chosen options or architecture and those weights, which `tradeoff optimize` takes as
+it is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import Constraints, Settings, Task, TrainSpec, TuneSpec
+from tradeoff.config import Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle, Split
 from tradeoff.env import collect_env
@@ -31,14 +33,17 @@ from tradeoff.evaluation import Evaluator
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
+from tradeoff.nas import Architecture, load_space, proxy_batch, rank_by_proxy, sample_candidates
+from tradeoff.objectives import minimized
 from tradeoff.problem import Problem, Subject, problem
 from tradeoff.report.tuning import render_tuning_html
 from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
 from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records
+from tradeoff.search.select import dominates, pareto_front
 from tradeoff.search.study import StudyRun, counted_trials, open_study
 from tradeoff.tuning.cost import ONNX_RUNTIMES, CostMeter
-from tradeoff.tuning.space import HyperparameterSpace, train_model
+from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, train_model
 from tradeoff.tuning.strategies import dominance_rule, pruner_for, sampler_for
 
 
@@ -58,6 +63,20 @@ class TuneResult:
     tuned_task: Path | None  # tuned.yaml, where the model came from a task file
 
 
+@dataclass(frozen=True)
+class NasResult:
+    architecture: dict[str, Any]  # the chosen network as a task file's model section (factory, options)
+    trial: int
+    values: dict[str, float | None]  # the chosen trial's, on validation: metric, latency, size, params, macs
+    test_metric: float  # the final model's (the architecture trained on train+val), scored once
+    model: ModelHandle
+    front: list[int]  # trials on the Pareto front of validation metric, latency and parameters
+    reference: dict[str, Any] | None  # the task's own model trained alike: values, test metric, who dominates it
+    epochs_trained: int
+    run_dir: Path
+    tuned_task: Path | None  # nas.yaml: the task with the chosen architecture and its weights
+
+
 def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out: str | Path = "runs",
          storage: str | None = None, quiet: bool = False, debug: bool = False, **settings: Any) -> TuneResult:
     """Tune a task's training and model options (a task file or Task with a `tune:` section, or a torch module with
@@ -68,55 +87,210 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     if spec is None:
         raise ConfigError("the task has no tune: section",
                           "add tune: {space: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}")
-    if given.model.module is None:
-        raise ModelError("tuning trains the model, and this one is ONNX",
-                         "give a torch model (source: torch with a factory) to tune")
-    metric = get_metric(given.settings.metric, given.search_dirs)
-    if not metric.needs_labels:
-        raise ConfigError(f"tuning trains on labels, and metric '{metric.name}' compares with the given model instead",
-                          "use a metric of labels (accuracy, f1, mse, ...)")
-    settings_ = _study_settings(given.settings, spec, storage)
-    run = settings_.runtime
-    evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
-    limits = settings_.constraints.model_dump()
-    meter = CostMeter(evaluator, limits, timed="latency" in spec.objectives or limits["max_latency_ms"] is not None,
-                      runtime=run.target if run.target in ONNX_RUNTIMES else "torch")
+    setup = _Setup.of(given, spec, storage, "tune", timed=False, out=out)
     function = import_object(spec.train_function, "tune.train_function", given.search_dirs) \
         if spec.train_function else None
-    space = HyperparameterSpace.parse(spec.space, given.model, train=given.settings.train, data=given.data,
-                                      metric=metric, meter=meter, train_function=function,
-                                      search_dirs=given.search_dirs)
-    run_dir = RunDir(Path(out) / settings_.name)
-    write_yaml(run_dir.task, given.record)
-    write_json(run_dir.env, {**collect_env(run.threads), "argv": shlex.join(sys.argv),
-                             "seeds": {"search": settings_.search.seed, "train": given.settings.train.seed,
-                                       "data": given.data.spec.seed}})
-
-    search = settings_.search
-    url = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
+    space = HyperparameterSpace.parse(spec.space, given.model, train_function=function, **setup.space_parts())
     max_epochs = max([given.settings.train.epochs, *_epoch_choices(spec)])
-    study = open_study(settings_, url, _task_key(given.record),
-                       sampler_for(spec.sampler, search.seed, space, len(spec.objectives), given.search_dirs),
-                       pruner_for(spec.pruner_name, max_epochs))
-    ctx = Context(data=given.data, seed=search.seed, threads=run.threads, metric=metric)
-    with trial_progress(search.trials, counted_trials(study), quiet, _described) as (on_trial, on_status):
-        StudyRun(study, space, replace(ctx, progress=on_status), space.measure, settings_, metric.higher_is_better,
-                 on_trial, debug, dominated=dominance_rule(spec.pruner_name)).run()
-
-    trials = [r for r in records(study) if r.counted]
-    best = _best(trials)
-    final = _final_model(space, best, given, metric)
-    test_metric = evaluator.score(final, "test")  # the one reading of the test split
-    train = space.train_options(space.at(best.params))
-    tuned = _write(run_dir, given, study, best, final, train, test_metric, trials, spec, metric)
+    sampler = sampler_for(spec.sampler, setup.seed, space, len(spec.objectives), given.search_dirs)
+    study, trials, best = setup.search(space, sampler, max_epochs, quiet, debug)
+    final, test_metric = setup.final_model(space, best)
+    defaults = next((r for r in trials if r.strategy == "defaults"), None)
+    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.sampler,
+                        defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
-                      run_dir=run_dir.root, tuned_task=tuned)
+                      run_dir=setup.run_dir.root, tuned_task=tuned)
 
 
-def _study_settings(settings: Settings, spec: TuneSpec, storage: str | None) -> Settings:
-    """The settings the study runs under: the tune objectives, the ceilings (a metric drop bounds optimize, which
-    compares with a baseline; tuning has none), and the storage a flag may name."""
+def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: str | Path = "runs",
+        storage: str | None = None, quiet: bool = False, debug: bool = False, **settings: Any) -> NasResult:
+    """Search architectures (a task file or Task with a `nas:` section): each trained by the task's train: options
+    on train, judged on validation with its latency measured on the task's runtime; the task's own model is the
+    reference, trained alike. The chosen architecture is trained on train+val and scored on test once, the
+    reference too."""
+    given = problem(subject, data=data, where="nas()", **settings)
+    spec = given.settings.nas
+    if spec is None:
+        raise ConfigError("the task has no nas: section",
+                          "add nas: {space: {family: cnn, cnn: {depth: {low: 1, high: 4}, width: [16, 32, 64]}}}")
+    setup = _Setup.of(given, spec, storage, "nas", timed=True, out=out)
+    classes = int(given.data.train.y.max()) + 1
+    architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
+    space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
+    proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
+    reference = _reference(space, given, setup) if given.model.factory else None
+    sampler = sampler_for(spec.strategy, setup.seed, space, len(spec.objectives), given.search_dirs)
+    study, trials, best = setup.search(space, sampler, given.settings.train.epochs, quiet, debug)
+    final, test_metric = setup.final_model(space, best)
+    points = {r.number: _cost_point(r.values, setup.first_batch, setup.metric) for r in trials if r.feasible}
+    front = pareto_front(points)
+    if reference is not None:
+        mine = _cost_point(reference["values"], setup.first_batch, setup.metric)
+        reference["dominated_by"] = [n for n, point in points.items() if dominates(point, mine)]
+    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.strategy, front=front,
+                        reference=reference, proxy=proxy_scores)
+    return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
+                     test_metric=test_metric, model=final, front=front, reference=reference,
+                     epochs_trained=epochs_trained(trials), run_dir=setup.run_dir.root, tuned_task=tuned)
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What a search of trained candidates holds between its steps: the problem, the settings the study runs
+    under, the metric, the evaluator and cost meter, and the run directory."""
+
+    given: Problem
+    spec: TrainedSearch
+    kind: str  # tune or nas: names the section, the summary file and the derived task
+    settings: Settings
+    metric: Metric
+    evaluator: Evaluator
+    meter: CostMeter
+    run_dir: RunDir
+
+    @classmethod
+    def of(cls, given: Problem, spec: TrainedSearch, storage: str | None, kind: str, timed: bool,
+           out: str | Path) -> _Setup:
+        """Check the problem suits a search that trains, and write task.yaml and env.json; `timed`: latency is
+        measured for every candidate, not only where an objective or a ceiling needs it."""
+        if given.model.module is None:
+            raise ModelError(f"{kind} trains the model, and this one is ONNX",
+                             "give a torch model (source: torch with a factory)")
+        metric = get_metric(given.settings.metric, given.search_dirs)
+        if not metric.needs_labels:
+            raise ConfigError(f"{kind} trains on labels, and metric '{metric.name}' compares with the given model "
+                              f"instead", "use a metric of labels (accuracy, f1, mse, ...)")
+        settings = _study_settings(given.settings, spec, storage)
+        run = settings.runtime
+        evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
+        limits = settings.constraints.model_dump()
+        meter = CostMeter(evaluator, limits, timed="latency" in spec.objectives or timed or
+                          limits["max_latency_ms"] is not None,
+                          runtime=run.target if run.target in ONNX_RUNTIMES else "torch")
+        run_dir = RunDir(Path(out) / settings.name)
+        write_yaml(run_dir.task, given.record)
+        write_json(run_dir.env, {**collect_env(run.threads), "argv": shlex.join(sys.argv),
+                                 "seeds": {"search": settings.search.seed, "train": given.settings.train.seed,
+                                           "data": given.data.spec.seed}})
+        return cls(given, spec, kind, settings, metric, evaluator, meter, run_dir)
+
+    @property
+    def seed(self) -> int:
+        return self.settings.search.seed
+
+    @property
+    def first_batch(self) -> int:
+        return self.settings.runtime.batch_sizes[0]
+
+    @property
+    def ctx(self) -> Context:
+        return Context(data=self.given.data, seed=self.seed, threads=self.settings.runtime.threads,
+                       metric=self.metric)
+
+    def space_parts(self) -> dict[str, Any]:
+        """What a HyperparameterSpace takes from the setup."""
+        return {"train": self.given.settings.train, "data": self.given.data, "metric": self.metric,
+                "meter": self.meter, "search_dirs": self.given.search_dirs}
+
+    def search(self, space: HyperparameterSpace, sampler: optuna.samplers.BaseSampler, max_epochs: int, quiet: bool,
+               debug: bool) -> tuple[optuna.Study, list[TrialRecord], TrialRecord]:
+        """Run (or resume, or join) the study to its budget; its counted trials and the best of them."""
+        search = self.settings.search
+        url = {"sqlite": self.run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
+        study = open_study(self.settings, url, _task_key(self.given.record), sampler,
+                           pruner_for(self.spec.pruner_name, max_epochs))
+        with trial_progress(search.trials, counted_trials(study), quiet, _described) as (on_trial, on_status):
+            StudyRun(study, space, replace(self.ctx, progress=on_status), space.measure, self.settings,
+                     self.metric.higher_is_better, on_trial, debug, dominated=dominance_rule(self.spec.pruner_name)
+                     ).run()
+        trials = [r for r in records(study) if r.counted]
+        return study, trials, _best(trials)
+
+    def final_model(self, space: HyperparameterSpace, best: TrialRecord) -> tuple[ModelHandle, float]:
+        """The best trial's candidate trained again on train+val, and its test metric: the one reading of test."""
+        final = retrained(space, space.at(best.params), int(best.values.get("retrain_epochs") or 1), self.metric)
+        return final, self.evaluator.score(final, "test")
+
+    def write(self, study: optuna.Study, space: HyperparameterSpace, best: TrialRecord, final: ModelHandle,
+              test_metric: float, trials: list[TrialRecord], **extra: Any) -> Path | None:
+        """The final weights, <kind>.json, report.html, and <kind>.yaml (tuned.yaml for tune): the task with the
+        chosen options or architecture and those weights, which optimize takes as it is; only where the task came
+        from a file (a module given in Python has no factory to rebuild it)."""
+        module = final.module
+        assert module is not None
+        weights = self.run_dir.weights
+        write_atomic(weights, save({k: v.contiguous() for k, v in module.state_dict().items()}))
+        summary = {
+            "metric": {"name": self.metric.name, "higher_is_better": self.metric.higher_is_better},
+            "objectives": list(self.spec.objectives), "pruner": self.spec.pruner_name, **extra,
+            "best": {"trial": best.number, "params": best.candidate, "values": best.values},
+            "final": {"trained_on": "train+val", "epochs": int(best.values.get("retrain_epochs") or 1),
+                      "factory": final.factory, "factory_options": final.factory_options, "test_metric": test_metric},
+            "compute": {"epochs_trained": epochs_trained(trials),
+                        **{state: sum(r.state == state for r in trials) for state in ("complete", "pruned", "failed")}},
+            "trials": [{"number": r.number, "state": r.state, "strategy": r.strategy, "params": r.candidate,
+                        "values": r.values, "note": r.note} for r in trials],
+        }
+        write_json(self.run_dir.root / f"{self.kind}.json", summary)
+        write_atomic(self.run_dir.report_html, render_tuning_html(self.run_dir.root.name, self.kind, summary, study,
+                                                                  trials, self.first_batch))
+        if not isinstance(self.given.settings, Task) or final.factory is None:
+            return None
+        record = {k: v for k, v in self.given.record.items() if k not in ("tune", "nas")}
+        record["name"] = f"{self.given.settings.name}-{self.kind}"
+        record["model"] = {"source": "torch", "factory": final.factory, "options": final.factory_options,
+                           "weights": str(weights.resolve())}
+        record["train"] = space.train_options(space.at(best.params)).model_dump(mode="json")
+        path = self.run_dir.root / ("tuned.yaml" if self.kind == "tune" else f"{self.kind}.yaml")
+        write_yaml(path, record)
+        return path
+
+
+def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: int, metric: Metric) -> ModelHandle:
+    """A candidate trained again, from the same initial weights, on train+val for `epochs` (as many as brought its
+    trial its kept weights): validation has decided, so it may now teach."""
+    options = space.train_options(candidate).model_copy(
+        update={"epochs": epochs, "early_stopping": None, "warmup_epochs": 0.0})
+    handle = space.fresh_model(candidate, options.seed)
+    module = handle.torch_module()
+    data = space.data
+    both = Split(np.concatenate([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y]))
+    train_model(module, replace(data, train=both), options, metric, lambda epoch, value: None,
+                train_function=space.train_function)
+    return handle.with_module(module)
+
+
+def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> dict[str, Any]:
+    """The task's own model, trained and measured as every trial is (never pruned), then trained on train+val and
+    scored on test once: what an architecture search has to beat."""
+    assert given.model.factory is not None
+    candidate = Hyperparameters({}, Architecture(given.model.factory, given.model.factory_options))
+    measured = space.measure(space.build(candidate, setup.ctx))
+    final = retrained(space, candidate, int(measured.values.get("retrain_epochs") or 1), setup.metric)
+    return {"model": candidate.architecture.model_section(),  # type: ignore[union-attr]
+            "values": measured.values, "test_metric": setup.evaluator.score(final, "test")}
+
+
+def _proxy_first(space: HyperparameterSpace, spec: NasSpec, data: DataBundle, seed: int) -> list[dict[str, Any]]:
+    """Rank `proxy_candidates` random architectures by the zero-cost proxy on one training batch; the best
+    `proxy_top` are the search's first trials. Returns every scored candidate, best first."""
+    assert space.architectures is not None and spec.proxy is not None
+    ranked = rank_by_proxy(sample_candidates(space.architectures, spec.proxy_candidates, seed),
+                           proxy_batch(data.train, seed=seed), spec.proxy, seed)
+    space.first = [(r.candidate.params, "proxy") for r in ranked[: spec.proxy_top]]
+    return [{"params": r.candidate.params, "score": r.score} for r in ranked]
+
+
+def _cost_point(values: dict[str, float | None], first_batch: int, metric: Metric) -> tuple[float, ...]:
+    """(metric, latency, parameters), all minimized: the axes of an architecture's front."""
+    return minimized(("metric", "latency", "size"), {**values, "size_bytes": values.get("params")}, first_batch,
+                     metric.higher_is_better)
+
+
+def _study_settings(settings: Settings, spec: TrainedSearch, storage: str | None) -> Settings:
+    """The settings the study runs under: the search's objectives, the ceilings (a metric drop bounds optimize,
+    which compares with a baseline; a search that trains has none), and the storage a flag may name."""
     limits = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
                          max_size_bytes=settings.constraints.max_size_bytes)
     search = settings.search.model_copy(update={"storage": storage}) if storage else settings.search
@@ -137,7 +311,14 @@ def _task_key(record: dict[str, Any]) -> str:
 
 
 def _described(record: TrialRecord) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in (record.candidate or {}).items()) or "the task's own settings"
+    """A trial's candidate in a line: its values, and an architecture as its factory's name and options."""
+    said = []
+    for key, value in (record.candidate or {}).items():
+        if key == "model":
+            said.append(str(Architecture(value["factory"], value["options"])))
+        else:
+            said.append(f"{key}={_short(value)}")
+    return ", ".join(said) or "the task's own settings"
 
 
 def _short(value: Any) -> str:
@@ -157,54 +338,3 @@ def _best(trials: list[TrialRecord]) -> TrialRecord:
                               f"ceiling, {states['pruned']} pruned, {states['failed']} failed)",
                               "loosen the ceilings, widen the space or raise search.trials")
     return min(finished, key=lambda r: r.objectives)  # type: ignore[arg-type, return-value]
-
-
-def _final_model(space: HyperparameterSpace, best: TrialRecord, given: Problem, metric: Metric) -> ModelHandle:
-    """The best trial's model trained again, from the same initial weights, on train+val for as many epochs as
-    brought the trial its weights: validation has decided, so it may now teach."""
-    candidate = space.at(best.params)
-    options = space.train_options(candidate).model_copy(
-        update={"epochs": int(best.values.get("retrain_epochs") or 1), "early_stopping": None, "warmup_epochs": 0.0})
-    handle = space.fresh_model(candidate, options.seed)
-    module = handle.torch_module()
-    data = given.data
-    both = Split(np.concatenate([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y]))
-    train_model(module, replace(data, train=both), options, metric, lambda epoch, value: None,
-                train_function=space.train_function)
-    return handle.with_module(module)
-
-
-def _write(run_dir: RunDir, given: Problem, study: optuna.Study, best: TrialRecord, final: ModelHandle,
-           train: TrainSpec, test_metric: float, trials: list[TrialRecord], spec: TuneSpec,
-           metric: Metric) -> Path | None:
-    """The final weights, tune.json, report.html, and tuned.yaml: the task with the best options and those
-    weights (only where the model came from a task file's factory, which can build it again)."""
-    module = final.module
-    assert module is not None
-    write_atomic(run_dir.weights, save({k: v.contiguous() for k, v in module.state_dict().items()}))
-    defaults = next((r for r in trials if r.strategy == "defaults"), None)
-    summary = {
-        "metric": {"name": metric.name, "higher_is_better": metric.higher_is_better},
-        "objectives": list(spec.objectives), "sampler": spec.sampler, "pruner": spec.pruner_name,
-        "best": {"trial": best.number, "params": best.candidate, "values": best.values},
-        "defaults": {"trial": defaults.number, "values": defaults.values} if defaults else None,
-        "final": {"trained_on": "train+val", "epochs": int(best.values.get("retrain_epochs") or 1),
-                  "factory_options": final.factory_options, "test_metric": test_metric},
-        "compute": {"epochs_trained": epochs_trained(trials),
-                    **{state: sum(r.state == state for r in trials) for state in ("complete", "pruned", "failed")}},
-        "trials": [{"number": r.number, "state": r.state, "strategy": r.strategy, "params": r.candidate,
-                    "values": r.values, "note": r.note} for r in trials],
-    }
-    write_json(run_dir.tune_json, summary)
-    write_atomic(run_dir.report_html, render_tuning_html(run_dir.root.name, summary, study, trials,
-                                                         given.settings.runtime.batch_sizes[0]))
-    if not isinstance(given.settings, Task) or given.settings.model.factory is None:
-        return None
-    record = {k: v for k, v in given.record.items() if k != "tune"}
-    record["name"] = f"{given.settings.name}-tuned"
-    record["model"] = {**record["model"], "options": final.factory_options,
-                       "weights": str(run_dir.weights.resolve())}
-    record["train"] = train.model_dump(mode="json")
-    write_yaml(run_dir.tuned_task, record)
-    return run_dir.tuned_task
-

@@ -34,7 +34,8 @@ from tradeoff.distributions import Choice, Distribution, Float, parse_range
 from tradeoff.errors import ConfigError
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric
-from tradeoff.model import ModelHandle, build_module
+from tradeoff.model import ModelHandle
+from tradeoff.nas.space import Architecture, ArchitectureSpace
 from tradeoff.search.record import TrialRecord
 from tradeoff.search.study import Outcome
 from tradeoff.training.trainer import Trainer
@@ -87,15 +88,19 @@ class LayerWidths(Param):
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """The values a trial chose, by key (`train.lr`, `model.widths`); what is not tuned is the task's own."""
+    """The values a trial chose, by key (`train.lr`, `model.widths`), and the architecture an architecture search
+    chose; what is not tuned is the task's own."""
 
     values: dict[str, Any]
+    architecture: Architecture | None = None
 
     def key(self) -> str:
-        return json.dumps(self.values, sort_keys=True)
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.values)
+        if self.architecture is None:
+            return dict(self.values)
+        return {**self.values, "model": self.architecture.model_section()}
 
     def section(self, name: str) -> dict[str, Any]:
         """The values of `train` or `model`, nested where a key is dotted."""
@@ -187,6 +192,8 @@ class HyperparameterSpace:
     meter: CostMeter
     train_function: TrainFunction | None = None
     search_dirs: tuple[Path, ...] = ()
+    architectures: ArchitectureSpace | None = None  # an architecture search's space; None: the task's factory
+    first: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # points to measure before sampling
     _trained: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # id(module) -> epochs to retrain
 
     @classmethod
@@ -218,22 +225,20 @@ class HyperparameterSpace:
     def train_options(self, candidate: Hyperparameters, where: str = "a trial's train options") -> TrainSpec:
         return validate(TrainSpec, _merged(self.train.model_dump(), candidate.section("train")), where)
 
-    def model_options(self, candidate: Hyperparameters) -> dict[str, Any]:
-        return {**self.model.factory_options, **candidate.section("model")}
-
     # -- what the study asks of a space -------------------------------------------------------------------------
     def sample(self, trial: optuna.Trial) -> Hyperparameters:
-        return self._candidate(lambda name, distribution: distribution.suggest(trial, name))
+        return self._candidate(trial)
 
     def at(self, params: Mapping[str, Any]) -> Hyperparameters:
-        return self._candidate(lambda name, _: params[name])
+        return self._candidate(optuna.trial.FixedTrial(dict(params)))
 
-    def _candidate(self, pick: Callable[[str, Distribution], Any]) -> Hyperparameters:
+    def _candidate(self, trial: optuna.Trial | optuna.trial.FixedTrial) -> Hyperparameters:
         chosen: dict[str, Any] = {}
         for param in self.params:  # a condition's key comes first; it may be unset, and then has its default
             if all(chosen.get(k, self._default(k)) in v for k, v in param.when.items()):
-                chosen[param.key] = param.value(pick)
-        return Hyperparameters(chosen)
+                chosen[param.key] = param.value(lambda name, distribution: distribution.suggest(trial, name))
+        architecture = self.architectures.sample(trial) if self.architectures is not None else None  # type: ignore[arg-type]
+        return Hyperparameters(chosen, architecture)
 
     def _default(self, key: str) -> Any:
         section, *path = key.split(".")
@@ -247,7 +252,7 @@ class HyperparameterSpace:
 
     def grid(self) -> list[dict[str, Any]] | None:
         names = {name: d for p in self.params for name, d in p.names.items()}
-        if not all(isinstance(d, Choice) for d in names.values()):
+        if self.architectures is not None or not all(isinstance(d, Choice) for d in names.values()):
             return None
         return [dict(zip(names, point, strict=True))
                 for point in itertools.product(*(d.values for d in names.values()))]  # type: ignore[union-attr]
@@ -261,9 +266,12 @@ class HyperparameterSpace:
         return {n: list(d.values) for n, d in names.items()}  # type: ignore[union-attr]
 
     def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
-        """The task's own settings first, where the space holds them: every later trial is compared with them."""
+        """The points given to measure first; else the task's own settings, where the space holds them: every
+        later trial is compared with them."""
         if any(True for _ in finished):
             return []
+        if self.first or self.architectures is not None:
+            return list(self.first)
         point: dict[str, Any] = {}
         for param in self.params:
             default = self._default(param.key)
@@ -305,14 +313,19 @@ class HyperparameterSpace:
         return handle.with_module(module)
 
     def fresh_model(self, candidate: Hyperparameters, seed: int) -> ModelHandle:
-        """The untrained model: built by the factory with the candidate's options (weights drawn from `seed`), or
-        a copy of the given module."""
+        """The untrained model: the candidate's architecture, or the task's factory with the candidate's options
+        (weights drawn from `seed`), or a copy of the given module."""
         torch.manual_seed(seed)
-        if self.model.factory is None:
+        if candidate.architecture is not None:
+            architecture = candidate.architecture
+        elif self.model.factory is not None:
+            options = {**self.model.factory_options, **candidate.section("model")}
+            architecture = Architecture(self.model.factory, options)
+        else:
             return self.model.with_module(self.model.torch_module())
-        options = self.model_options(candidate)
-        module = build_module(self.model.factory, self.search_dirs, options)
-        return ModelHandle(module=module.eval(), factory=self.model.factory, factory_options=options)
+        module = architecture.build(self.search_dirs)
+        return ModelHandle(module=module.eval(), factory=architecture.factory,
+                           factory_options=dict(architecture.options))
 
     def measure(self, model: ModelHandle) -> Outcome:
         """The trained model's metric on validation, its cost (measured before training), and the epochs to train

@@ -16,6 +16,7 @@ import optuna
 
 from tradeoff.errors import ConfigError
 from tradeoff.imports import import_object
+from tradeoff.nas.strategies import RegularizedEvolution, Reinforce
 from tradeoff.search.record import records
 from tradeoff.search.select import dominates
 from tradeoff.tuning.space import HyperparameterSpace
@@ -26,7 +27,8 @@ WARMUP_EPOCHS = 1  # the first epoch after which a trial can be judged
 
 def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: int,
                 search_dirs: tuple[Path, ...] = ()) -> optuna.samplers.BaseSampler:
-    """`name`: tpe, gp, cmaes, random, grid, nsga2, or module:callable(seed) returning an Optuna sampler."""
+    """`name`: tpe, gp, cmaes, random, grid, nsga2, the architecture search's evolution (regularized) and rl
+    (REINFORCE), or module:callable(seed) returning an Optuna sampler."""
     if name == "cmaes" and objectives > 1:
         raise ConfigError("sampler cmaes optimizes one objective", "use tpe or nsga2 for several objectives")
     with warnings.catch_warnings():
@@ -46,6 +48,10 @@ def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: in
             return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
+        if name == "evolution":
+            return RegularizedEvolution(seed=seed)
+        if name == "rl":
+            return Reinforce(seed=seed)
     sampler = import_object(name, "tune.sampler", search_dirs)(seed)
     if not isinstance(sampler, optuna.samplers.BaseSampler):
         raise ConfigError(f"tune.sampler '{name}' returned a {type(sampler).__name__}, not an Optuna sampler",

@@ -1,0 +1,107 @@
+"""`tradeoff nas` on MNIST-1D: the strategies under one protocol, the zero-cost proxy's first picks, the front, the
+reference model, and the chosen architecture handed on to optimize."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import tradeoff as to
+from tradeoff.config import load_task
+from tradeoff.errors import ConfigError
+from tradeoff.evaluation import Evaluator
+from tradeoff.metrics import get_metric
+from tradeoff.nas import load_space, proxy_batch, rank_by_proxy, sample_candidates
+from tradeoff.problem import problem
+from tradeoff.search.select import dominates
+
+TRADEOFF = Path(sys.executable).with_name("tradeoff")
+SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 3}, "width": [8, 16, 32], "kernel": [3, 5],
+                                  "stride": [1, 2], "norm": ["none", "batch"]}}
+
+
+def _task(tmp_path: Path, trials: int, nas: dict[str, Any], epochs: int = 3) -> Path:
+    raw = {"name": "mnist1d-nas", "model": {"source": "torch", "factory": "tradeoff.architectures:mnist1d_paper_cnn"},
+           "data": {"source": "builtin", "name": "mnist1d"}, "runtime": {"threads": 1},
+           "train": {"epochs": epochs, "lr": 0.003, "early_stopping": {"monitor": "metric", "patience": 2,
+                                                                       "split": "val"}},
+           "search": {"trials": trials, "seed": 0}, "nas": {"space": SPACE, **nas}}
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> to.NasResult:
+    folder = tmp_path_factory.mktemp("nas")
+    return to.nas(_task(folder, 6, {"strategy": "evolution", "proxy": "naswot", "proxy_candidates": 12,
+                                    "proxy_top": 2}), out=folder / "runs", quiet=True)
+
+
+def test_the_proxy_picks_are_trained_first(searched: to.NasResult) -> None:
+    summary = json.loads((searched.run_dir / "nas.json").read_text())
+    scores = [c["score"] for c in summary["proxy"]]
+    assert len(scores) == 12 and scores == sorted(scores, reverse=True)
+    first = [t for t in summary["trials"] if t["strategy"] == "proxy"]
+    assert [t["number"] for t in first] == [0, 1]
+
+
+def test_the_front_holds_exactly_the_undominated_trials(searched: to.NasResult) -> None:
+    summary = json.loads((searched.run_dir / "nas.json").read_text())
+    latency = "latency_ms.p50@b1"
+    points = {t["number"]: (-t["values"]["metric"], t["values"][latency], t["values"]["params"])
+              for t in summary["trials"] if t["state"] == "complete"}
+    front = {n for n, p in points.items() if not any(dominates(q, p) for q in points.values())}
+    assert set(summary["front"]) == front and searched.front == summary["front"]
+    reference = summary["reference"]
+    assert reference["model"]["factory"] == "tradeoff.architectures:mnist1d_paper_cnn"
+    assert reference["values"]["params"] == 5210 and 0 < reference["test_metric"] <= 1
+    mine = (-reference["values"]["metric"], reference["values"][latency], reference["values"]["params"])
+    assert reference["dominated_by"] == [n for n, p in points.items() if dominates(p, mine)]
+
+
+def test_the_chosen_architecture_goes_on_to_optimize_as_a_task_file(searched: to.NasResult) -> None:
+    assert searched.tuned_task is not None and searched.tuned_task.name == "nas.yaml"
+    task = load_task(searched.tuned_task)
+    assert task.nas is None and task.model.factory == searched.architecture["factory"]
+    assert task.model.options == searched.architecture["options"]
+    given = problem(task)
+    evaluator = Evaluator(given.model, given.data, get_metric("accuracy"), 1, (1,))
+    assert evaluator.score(given.model, "test") == pytest.approx(searched.test_metric)
+    html = (searched.run_dir / "report.html").read_text()
+    assert "Pareto front" in html and "Reference, the task's own model" in html
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "rl"])
+def test_each_strategy_searches_under_the_same_protocol(tmp_path: Path, strategy: str) -> None:
+    result = to.nas(_task(tmp_path, 3, {"strategy": strategy}, epochs=1), out=tmp_path / "runs", quiet=True)
+    trials = json.loads((result.run_dir / "nas.json").read_text())["trials"]
+    assert len(trials) == 3 and all(t["values"]["epochs"] == 1 for t in trials if t["state"] == "complete")
+    assert all(t["params"]["model"]["factory"] == "tradeoff.architectures:CNN" for t in trials)
+
+
+def test_proxy_ranking_is_what_the_search_queued(tmp_path: Path) -> None:
+    """The same sample and ranking, rebuilt outside the run, gives the parameters the run trained first."""
+    result = to.nas(_task(tmp_path, 2, {"strategy": "random", "proxy": "synflow", "proxy_candidates": 6,
+                                        "proxy_top": 2}, epochs=1), out=tmp_path / "runs", quiet=True)
+    given = problem(load_task(result.run_dir / "task.yaml"))
+    space = load_space(SPACE, given.data.sample_shape, 10)
+    ranked = rank_by_proxy(sample_candidates(space, 6, 0), proxy_batch(given.data.train, seed=0), "synflow", 0)
+    summary = json.loads((result.run_dir / "nas.json").read_text())
+    assert [t["params"]["model"] for t in summary["trials"]] == \
+        [r.candidate.architecture.model_section() for r in ranked[:2]]
+
+
+def test_a_strategy_of_one_objective_with_two_is_one_line(tmp_path: Path) -> None:
+    task = _task(tmp_path, 2, {"strategy": "evolution", "objectives": ["metric", "latency"]})
+    with pytest.raises(ConfigError, match="strategy evolution follows one objective"):
+        to.nas(task, out=tmp_path / "runs", quiet=True)
+    if TRADEOFF.is_file():
+        done = subprocess.run([str(TRADEOFF), "nas", str(task)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
