@@ -34,7 +34,7 @@ class CostMeter:
 
     def admit(self, model: ModelHandle, ctx: Context) -> dict[str, float | None]:
         """The model's cost; Pruned where it breaks a ceiling, so no epoch is spent on it."""
-        values = self._measure(model, ctx)
+        values = self.measure(model, ctx)
         if broken := violations(self.limits, values, self.first_batch):
             said = "; ".join(f"{v.constraint} {v.value:.4g} over the limit {v.limit:.4g}" for v in broken)
             raise Pruned(f"not trained: {said}", values)
@@ -46,7 +46,7 @@ class CostMeter:
     def latency_of(self, model: ModelHandle) -> Latency | None:
         return self._costs[_architecture(model)][1]
 
-    def _measure(self, model: ModelHandle, ctx: Context) -> dict[str, float | None]:
+    def measure(self, model: ModelHandle, ctx: Context) -> dict[str, float | None]:
         key = _architecture(model)
         if key not in self._costs:
             params, _ = count_parameters(model)

@@ -72,6 +72,7 @@ class NasResult:
     model: ModelHandle
     front: list[int]  # trials on the Pareto front of validation metric, latency and parameters
     reference: dict[str, Any] | None  # the task's own model trained alike: values, test metric, who dominates it
+    reference_model: ModelHandle | None  # that model, trained on train+val as the chosen one was
     epochs_trained: int
     run_dir: Path
     tuned_task: Path | None  # nas.yaml: the task with the chosen architecture and its weights
@@ -119,7 +120,7 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
-    reference = _reference(space, given, setup) if given.model.factory else None
+    reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
     sampler = sampler_for(spec.strategy, setup.seed, space, len(spec.objectives), given.search_dirs)
     study, trials, best = setup.search(space, sampler, given.settings.train.epochs, quiet, debug)
     final, test_metric = setup.final_model(space, best)
@@ -132,6 +133,7 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
                         reference=reference, proxy=proxy_scores)
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
                      test_metric=test_metric, model=final, front=front, reference=reference,
+                     reference_model=reference_model,
                      epochs_trained=epochs_trained(trials), run_dir=setup.run_dir.root, tuned_task=tuned)
 
 
@@ -261,15 +263,15 @@ def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: in
     return handle.with_module(module)
 
 
-def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> dict[str, Any]:
+def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tuple[dict[str, Any], ModelHandle]:
     """The task's own model, trained and measured as every trial is (never pruned), then trained on train+val and
     scored on test once: what an architecture search has to beat."""
     assert given.model.factory is not None
     candidate = Hyperparameters({}, Architecture(given.model.factory, given.model.factory_options))
-    measured = space.measure(space.build(candidate, setup.ctx))
+    measured = space.measure(space.build(candidate, setup.ctx, bounded=False))
     final = retrained(space, candidate, int(measured.values.get("retrain_epochs") or 1), setup.metric)
     return {"model": candidate.architecture.model_section(),  # type: ignore[union-attr]
-            "values": measured.values, "test_metric": setup.evaluator.score(final, "test")}
+            "values": measured.values, "test_metric": setup.evaluator.score(final, "test")}, final
 
 
 def _proxy_first(space: HyperparameterSpace, spec: NasSpec, data: DataBundle, seed: int) -> list[dict[str, Any]]:

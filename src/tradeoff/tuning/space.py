@@ -297,11 +297,12 @@ class HyperparameterSpace:
     def without_unchanged(self, candidate: Any) -> tuple[Hyperparameters, list[str]]:
         return candidate, []
 
-    def build(self, candidate: Hyperparameters, ctx: Context) -> ModelHandle:
-        """The model the candidate describes, trained; over a ceiling it is pruned before training."""
+    def build(self, candidate: Hyperparameters, ctx: Context, bounded: bool = True) -> ModelHandle:
+        """The model the candidate describes, trained; over a ceiling it is pruned before training, unless it is
+        not `bounded` (a reference, measured whatever it costs)."""
         options = self.train_options(candidate)
         handle = self.fresh_model(candidate, options.seed)
-        cost = self.meter.admit(handle, ctx)
+        cost = self.meter.admit(handle, ctx) if bounded else self.meter.measure(handle, ctx)
         module = handle.torch_module()
 
         def report(epoch: int, value: float) -> None:

@@ -1,0 +1,150 @@
+"""Architecture search on MNIST-1D against the paper's CNN: does each strategy find, in the same time budget, an
+architecture that dominates it (higher test accuracy, no more parameters, no more measured latency)?
+
+The reference is the MNIST-1D paper's CNN (Greydanus 2020: three stride-2 convolutions of 25 channels, kernels 5,
+3, 3, then a linear layer; 5,210 parameters). Every strategy (random, regularized evolution, TPE, REINFORCE) runs
+`to.nas` with the same space, training protocol and time budget; its size and latency ceilings are the
+reference's own, measured first, so a candidate larger or slower than the reference is pruned before training.
+The chosen architecture and the reference are each trained on train+val by the same protocol and scored on test
+once; their latencies are then timed in interleaved rounds in this process, at batch 1 on torch with one thread.
+The paper's 94% comes from its own training (Adam at 1e-2, batch 100, 6,000 steps, 4,000 training samples); the
+full run also trains the reference that way for comparison (here 3,500 training samples: our split keeps 500
+for validation).
+
+    python benchmarks/nas.py [--quick] [--minutes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+import tradeoff as to  # noqa: E402
+from benchmarks.common import report_targets, target, write_results  # noqa: E402
+from tradeoff.architectures import mnist1d_paper_cnn  # noqa: E402
+from tradeoff.config import TrainSpec  # noqa: E402
+from tradeoff.data import Split, mnist1d  # noqa: E402
+from tradeoff.evaluation import Evaluator  # noqa: E402
+from tradeoff.measure import artifact_size, count_parameters  # noqa: E402
+from tradeoff.metrics import get_metric  # noqa: E402
+from tradeoff.model import ModelHandle  # noqa: E402
+from tradeoff.nas.space import Architecture  # noqa: E402
+from tradeoff.training import Trainer  # noqa: E402
+
+STRATEGIES = ("random", "evolution", "tpe", "rl")
+SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 4}, "width": [8, 12, 16, 24, 32],
+                                  "kernel": [3, 5, 7], "stride": [1, 2], "norm": ["none", "batch"],
+                                  "skip": [False, True], "head": ["gap", "flatten"]}}
+TRAIN = {"epochs": 25, "batch_size": 64, "lr": 0.003, "schedule": "cosine",
+         "early_stopping": {"monitor": "metric", "patience": 4, "split": "val"}}
+
+
+def _ceilings(threads: int) -> dict[str, float]:
+    """The reference's size and latency on this machine: what a candidate may not exceed."""
+    data = mnist1d()
+    handle = ModelHandle(module=mnist1d_paper_cnn().eval())
+    evaluator = Evaluator(handle, data, get_metric("accuracy"), threads, (1,), "torch")
+    latency = evaluator.interleaved_latency([handle], "val")[0][1].p50_ms
+    return {"max_size_bytes": artifact_size(handle).bytes, "max_latency_ms": latency}
+
+
+def _task(folder: Path, strategy: str, seed: int, minutes: float, ceilings: dict[str, float]) -> Path:
+    raw = {"name": f"nas-{strategy}-{seed}",
+           "model": {"source": "torch", "factory": "tradeoff.architectures:mnist1d_paper_cnn"},
+           "data": {"source": "builtin", "name": "mnist1d"}, "runtime": {"threads": 1, "target": "torch"},
+           "train": {**TRAIN, "seed": seed}, "constraints": ceilings,
+           "search": {"trials": 10_000, "timeout_s": minutes * 60, "seed": seed, "storage": "memory"},
+           "nas": {"strategy": strategy, "space": SPACE}}
+    path = folder / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _paper_protocol(seed: int) -> float:
+    """The reference trained as the paper trains it: Adam at 1e-2, batch 100, 6,000 steps, on train+val."""
+    data = mnist1d()
+    torch.manual_seed(seed)
+    module = mnist1d_paper_cnn()
+    x, y = np.concatenate([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y])
+    epochs = round(6000 * 100 / len(x))
+    options = TrainSpec(epochs=epochs, batch_size=100, lr=1e-2, early_stopping=None, clip=None, seed=seed)
+    Trainer(options).fit(module, Split(x, y), data.val)
+    module.eval()
+    with torch.no_grad():
+        predicted = module(torch.as_tensor(data.test.x)).argmax(1).numpy()
+    return float((predicted == data.test.y).mean())
+
+
+def _row(strategy: str, seed: int, result: to.NasResult, seconds: float) -> dict[str, Any]:
+    assert result.reference is not None and result.reference_model is not None
+    data = mnist1d()
+    evaluator = Evaluator(result.reference_model, data, get_metric("accuracy"), 1, (1,), "torch")
+    reference_latency, chosen_latency = (t[1].p50_ms for t in evaluator.interleaved_latency(
+        [result.reference_model, result.model], "test", rounds=5))
+    params = count_parameters(result.model)[0]
+    reference_params = count_parameters(result.reference_model)[0]
+    dominates = (result.test_metric > result.reference["test_metric"] and params <= reference_params
+                 and chosen_latency <= reference_latency)
+    return {"strategy": strategy, "seed": seed, "seconds": seconds, "epochs_trained": result.epochs_trained,
+            "architecture": str(Architecture(result.architecture["factory"], result.architecture["options"])),
+            "test_accuracy": result.test_metric, "reference_test_accuracy": result.reference["test_metric"],
+            "params": params, "reference_params": reference_params,
+            "latency_ms": chosen_latency, "reference_latency_ms": reference_latency, "dominates": dominates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, 2 minutes per strategy")
+    parser.add_argument("--minutes", type=float, help="search budget per strategy and seed (default 30; quick 2)")
+    arguments = parser.parse_args()
+    seeds = [0] if arguments.quick else [0, 1, 2]
+    minutes = arguments.minutes or (2.0 if arguments.quick else 30.0)
+    ceilings = _ceilings(threads=1)
+    print(f"reference ceilings: {ceilings['max_size_bytes']} bytes, {ceilings['max_latency_ms']:.4f} ms", flush=True)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for strategy in STRATEGIES:
+                started = time.monotonic()
+                result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings), out=Path(tmp) / "runs",
+                                quiet=True)
+                rows.append(_row(strategy, seed, result, time.monotonic() - started))
+                print(f"  {strategy} seed {seed}: {rows[-1]['architecture']} test {rows[-1]['test_accuracy']:.3f} "
+                      f"(reference {rows[-1]['reference_test_accuracy']:.3f}), dominates: {rows[-1]['dominates']}",
+                      flush=True)
+    paper = [] if arguments.quick else [_paper_protocol(seed) for seed in seeds]
+    table = Table(title=f"NAS on MNIST-1D, {minutes:g} min per search, against the paper's CNN trained alike")
+    for column in ("strategy", "seed", "architecture", "test acc", "ref", "params", "ref", "ms", "ref ms",
+                   "dominates"):
+        table.add_column(column, justify="left" if column == "architecture" else "right")
+    for r in rows:
+        table.add_row(r["strategy"], str(r["seed"]), r["architecture"], f"{r['test_accuracy']:.3f}",
+                      f"{r['reference_test_accuracy']:.3f}", str(r["params"]), str(r["reference_params"]),
+                      f"{r['latency_ms']:.4f}", f"{r['reference_latency_ms']:.4f}", "yes" if r["dominates"] else "no")
+    Console(width=240).print(table)
+    if paper:
+        print(f"the reference trained by the paper's protocol: test accuracy {np.mean(paper):.3f} "
+              f"({', '.join(f'{p:.3f}' for p in paper)})")
+    targets = [target(f"{strategy}: share of seeds whose architecture dominates the paper's CNN",
+                      float(np.mean([r["dominates"] for r in rows if r["strategy"] == strategy])), 1.0, ">=")
+               for strategy in STRATEGIES]
+    report_targets(targets)
+    extra = [{"paper_protocol_test_accuracy": p, "seed": s} for p, s in zip(paper, seeds, strict=False)]
+    print(f"wrote {write_results('nas_quick' if arguments.quick else 'nas', rows + extra, targets)}")
+
+
+if __name__ == "__main__":
+    main()
