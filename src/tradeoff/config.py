@@ -114,7 +114,7 @@ class RuntimeSpec(StrictModel):
 
 class SearchSpec(StrictModel):
     trials: int = Field(default=20, ge=1)
-    storage: str = "sqlite"
+    storage: str = "sqlite"  # the run directory's study.db; "memory"; or an RDB URL that many workers share
     timeout_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, lt=2**32)  # what Optuna's samplers (numpy) take
     passes: tuple[str, ...] | None = None  # the menu by name; None: the passes `tags` select
@@ -124,6 +124,7 @@ class SearchSpec(StrictModel):
     space: dict[str, Any] = Field(default_factory=dict)  # `stage__field` ranges replacing the passes' own
     heartbeat_s: int = Field(default=5, ge=1)  # how often a worker marks its trial alive (RDB storages)
     finalists: int = Field(default=4, ge=1)
+    mlflow: str | None = None  # an MLflow tracking URI: each trial that spent budget is logged there as a run
 
 
 class EarlyStopping(StrictModel):

@@ -1,0 +1,58 @@
+"""`tradeoff worker`: one more process measuring trials of a study that many share through an RDB storage.
+
+A worker joins the task's study, measures trials until the study's budget (search.trials, counted over every
+worker) or its own search.timeout_s is spent, and ends. It writes no run directory: the front, the choice, the
+test split and the report come from `tradeoff optimize` with the same storage, which runs what is left and
+finalizes from every worker's trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tradeoff.config import Settings, Task
+from tradeoff.errors import ConfigError
+from tradeoff.problem import Problem, problem
+
+# search.storage values that name a study only this process can reach
+PRIVATE_STORAGES = ("sqlite", "memory")
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    measured: int  # trials this worker measured (spent budget on)
+    study_trials: int  # trials of the study that spent budget, every worker's
+    budget: int
+
+
+def _optimize_worker(given: Problem, quiet: bool) -> WorkerResult:
+    from tradeoff.optimize import search_recipes
+    from tradeoff.search.study import counted_trials
+
+    searched = search_recipes(given, given.settings.search.storage, quiet, joining="joining the study")
+    return WorkerResult(searched.measured, counted_trials(searched.study), given.settings.search.trials)
+
+
+# the kinds of search a worker can join, by the command that finalizes them
+SEARCHES: dict[str, Callable[[Problem, bool], WorkerResult]] = {"optimize": _optimize_worker}
+
+
+def search_kind(settings: Settings) -> str:
+    """Which search the task file asks for, by the command that finalizes it: every task searches compressions
+    (optimize) until training (tune) and architecture (nas) searches declare theirs."""
+    return "optimize"
+
+
+def work(task: Task | str | Path, storage: str | None = None, quiet: bool = False) -> WorkerResult:
+    """Measure trials of the task's study on `storage` (default: search.storage, which must then be a URL) until
+    the study's trial budget or this worker's time budget is spent."""
+    given = problem(task, where="tradeoff worker")
+    url = storage or given.settings.search.storage
+    if url in PRIVATE_STORAGES:
+        raise ConfigError(f"a worker needs a study the other processes can reach, and search.storage is '{url}'",
+                          "pass --storage postgresql+psycopg://user@host/database (or set search.storage to it)")
+    search = given.settings.search.model_copy(update={"storage": url})
+    given = replace(given, settings=given.settings.model_copy(update={"search": search}))
+    return SEARCHES[search_kind(given.settings)](given, quiet)
