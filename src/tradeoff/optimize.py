@@ -131,6 +131,7 @@ def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool
     threads, metric = settings.runtime.threads, get_metric(settings.metric, given.search_dirs)
     load_plugins(settings.search.plugins, given.search_dirs)
     search = settings.search
+    trackers = [mlflow_tracker(search.mlflow, settings, metric.higher_is_better)] if search.mlflow else []
     start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
     space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
                           start, search.space)
@@ -140,7 +141,6 @@ def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
     measured = itertools.count()
-    trackers = [mlflow_tracker(search.mlflow, settings, metric.higher_is_better)] if search.mlflow else []
     with _progress(search.trials, counted_trials(study), quiet, joining) as (on_trial, on_status):
 
         def counted(record: TrialRecord) -> None:
