@@ -9,10 +9,10 @@ finalizes from every worker's trials.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from tradeoff.config import Settings, Task
+from tradeoff.config import Settings, Task, load_task
 from tradeoff.errors import ConfigError
 from tradeoff.problem import Problem, problem
 
@@ -48,11 +48,10 @@ def search_kind(settings: Settings) -> str:
 def work(task: Task | str | Path, storage: str | None = None, quiet: bool = False) -> WorkerResult:
     """Measure trials of the task's study on `storage` (default: search.storage, which must then be a URL) until
     the study's trial budget or this worker's time budget is spent."""
-    given = problem(task, where="tradeoff worker")
-    url = storage or given.settings.search.storage
+    spec = task if isinstance(task, Task) else load_task(task)
+    url = storage or spec.search.storage
     if url in PRIVATE_STORAGES:
         raise ConfigError(f"a worker needs a study the other processes can reach, and search.storage is '{url}'",
                           "pass --storage postgresql+psycopg://user@host/database (or set search.storage to it)")
-    search = given.settings.search.model_copy(update={"storage": url})
-    given = replace(given, settings=given.settings.model_copy(update={"search": search}))
-    return SEARCHES[search_kind(given.settings)](given, quiet)
+    spec = spec.model_copy(update={"search": spec.search.model_copy(update={"storage": url})})
+    return SEARCHES[search_kind(spec)](problem(spec, where="tradeoff worker"), quiet)

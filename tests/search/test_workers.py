@@ -109,3 +109,10 @@ def test_a_worker_killed_mid_trial_costs_nothing_finished_and_its_trial_is_retri
     retried = [r for r in after.values() if r.retry_of == killed[0].number]
     assert len(retried) == 1 and retried[0].counted and retried[0].key == killed[0].key
     assert retried[0].worker is not None and retried[0].worker.endswith(f":{survivor.pid}")
+
+
+def test_a_worker_without_a_shared_storage_is_one_clear_line(task_file) -> None:
+    task = task_file()  # search.storage: the run directory's sqlite, which no other process shares
+    done = subprocess.run([str(TRADEOFF), "worker", str(task)], cwd=TESTS, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "a worker needs a study the other processes can reach" in done.stderr and "--storage" in done.stderr
