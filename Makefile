@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo demo-transformer test chromium benchmark
+.PHONY: install demo demo-transformer test chromium postgresql benchmark
 
 $(BIN)/tradeoff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,13 @@ demo-transformer: examples/all-MiniLM-L6-v2
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# The tests of many workers on one study start a throwaway server from Debian's package (its programs live in
+# /usr/lib/postgresql/<version>/bin, off the PATH).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
 # pytest's exit code 5 means no test was collected: that is a failure here, never a silent pass.
-test: install chromium
+test: install chromium postgresql
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,17 @@ def optimized_run(tmp_path_factory: pytest.TempPathFactory, mlp_weights: Path) -
     from tradeoff.optimize import optimize
 
     return optimize(task, out=folder / "runs", quiet=True), task
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on loopback for the whole session, as a `postgresql+psycopg://` URL. Skipped where
+    the server is not installed, except under CI (the CI variable set), where a missing server fails the test."""
+    from tradeoff.testing.postgres import missing, postgres_server
+
+    if (why := missing()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {why}")
+        pytest.skip(why)
+    with postgres_server() as url:
+        yield url

@@ -27,6 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+Storage = Annotated[str | None, typer.Option(help="The study's storage URL, replacing search.storage: a "
+                                                  "PostgreSQL URL (postgresql+psycopg://user@host/database) that "
+                                                  "`tradeoff worker` processes share.")]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Trust and unpickle a .pt file that is not a "
                                                                   "plain state dict.")]
 
@@ -82,14 +85,15 @@ def _comparison(report: Any) -> Table:
 def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
              out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
              trials: Annotated[int | None, typer.Option(help="Override search.trials.")] = None,
-             quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False,
+             storage: Storage = None, quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False,
              strict: Annotated[bool, typer.Option(help="Exit with code 3 when the chosen model breaks a constraint "
                                                        "on the test split.")] = False,
              debug: Annotated[bool, typer.Option(help="Stop at the first failing candidate, with its traceback, "
                                                       "instead of recording it as a failed trial.")] = False) -> None:
     """Search recipes on validation, measure the chosen model on the test split, write runs/<name>/.
 
-    What the libraries print goes to runs/<name>/log.txt; a failed trial's traceback to trials/<n>/error.txt."""
+    What the libraries print goes to runs/<name>/log.txt; a failed trial's traceback to trials/<n>/error.txt. With
+    --storage shared by `tradeoff worker` processes: measure what is left of the budget, finalize from every trial."""
     from tradeoff.optimize import optimize as run
     from tradeoff.rundir import RunDir
     from tradeoff.runlog import library_output_to
@@ -98,7 +102,7 @@ def optimize(task: Annotated[Path, typer.Argument(help="Task YAML file.")],
     if trials is not None:
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"trials": trials})})
     with library_output_to(RunDir(out / spec.name).log, f"tradeoff optimize {task}"):
-        result = run(spec, out=out, quiet=quiet or as_json, debug=debug)
+        result = run(spec, out=out, quiet=quiet or as_json, storage=storage, debug=debug)
     report = result.report.data
     broken = report.best.test_violations
     if as_json:
@@ -129,6 +133,22 @@ def _print_outcome(report: Any, run_dir: Path, html_path: Path) -> None:
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"artifact: {run_dir / 'best'}\nreport:   {html_path}")
+
+
+@app.command()
+@user_errors
+def worker(task: Annotated[Path, typer.Argument(help="Task YAML file, the same as the other workers'.")],
+           storage: Storage = None, quiet: Quiet = False, allow_pickle: AllowPickle = False) -> None:
+    """Join the task's study on a shared storage and measure trials until its budget (search.trials, counted over
+    every worker) or this worker's search.timeout_s is spent.
+
+    Writes no run directory: `tradeoff optimize task.yaml --storage <the same URL>` finalizes from every trial."""
+    from tradeoff.worker import work
+
+    done = work(_task(task, allow_pickle), storage=storage, quiet=quiet)
+    if not quiet:
+        console.print(f"measured {done.measured} trials; the study has {done.study_trials} of {done.budget}",
+                      markup=False, highlight=False)
 
 
 @app.command()

@@ -112,9 +112,13 @@ class RuntimeSpec(StrictModel):
     batch_sizes: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(default=(1,), min_length=1)
 
 
+# search.storage values that name a study only this process can reach (the run directory's SQLite file, memory)
+PRIVATE_STORAGES = ("sqlite", "memory")
+
+
 class SearchSpec(StrictModel):
     trials: int = Field(default=20, ge=1)
-    storage: str = "sqlite"
+    storage: str = "sqlite"  # the run directory's study.db; "memory"; or an RDB URL that many workers share
     timeout_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, lt=2**32)  # what Optuna's samplers (numpy) take
     passes: tuple[str, ...] | None = None  # the menu by name; None: the passes `tags` select
@@ -124,6 +128,7 @@ class SearchSpec(StrictModel):
     space: dict[str, Any] = Field(default_factory=dict)  # `stage__field` ranges replacing the passes' own
     heartbeat_s: int = Field(default=5, ge=1)  # how often a worker marks its trial alive (RDB storages)
     finalists: int = Field(default=4, ge=1)
+    mlflow: str | None = None  # an MLflow tracking URI: each trial that spent budget is logged there as a run
 
 
 class EarlyStopping(StrictModel):
@@ -300,6 +305,13 @@ class Settings(StrictModel):
     train: TrainSpec = TrainSpec()
     tune: TuneSpec | None = None
     nas: NasSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_search_that_trains(self) -> Settings:
+        if self.tune is not None and self.nas is not None:
+            raise ValueError("a task has a tune: or a nas: section, not both; tune the architecture nas found with "
+                             "its nas.yaml")
+        return self
 
 
 class Task(Settings):

@@ -19,7 +19,7 @@ from tradeoff.errors import ConfigError
 class Choice:
     values: tuple[Any, ...]
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
 
 
@@ -29,7 +29,7 @@ class Float:
     high: float
     log: bool = False
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
@@ -37,7 +37,7 @@ class Float:
 class Int(Float):
     """Whole numbers from `low` to `high`."""
 
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
 
 

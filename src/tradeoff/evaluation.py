@@ -46,9 +46,12 @@ class Measurement:
     def primary_latency(self) -> Latency | None:
         return next(iter(self.latency.values()), None)
 
-    def values(self, metric_drop: float | None = None) -> dict[str, float | None]:
+    def values(self, metric_drop: float | None = None,
+               baseline: Measurement | None = None) -> dict[str, float | None]:
         """Every measured value by name, units in the name: what objectives and constraints look up; with
-        `metric_drop` (against a baseline on the same split) too."""
+        `metric_drop` (against a baseline on the same split) too. With a `baseline` timed by the same process, its
+        p50 (`baseline_latency_ms.p50@b<n>`) and this model's p50 over it (`latency_ratio.p50@b<n>`) at each batch
+        size both were timed at: a ratio reads the same on a fast machine and a slow one."""
         values: dict[str, float | None] = {
             "metric": self.metric, "size_bytes": self.size.bytes, "size_zstd_bytes": self.size.zstd_bytes,
             "params": self.params, "nonzero_params": self.nonzero_params, "macs": self.macs,
@@ -58,6 +61,9 @@ class Measurement:
         for batch, latency in self.latency.items():
             values[f"latency_ms.p50@b{batch}"] = latency.p50_ms
             values[f"latency_ms.p95@b{batch}"] = latency.p95_ms
+            if baseline is not None and (base := baseline.latency.get(batch)) is not None:
+                values[f"baseline_latency_ms.p50@b{batch}"] = base.p50_ms
+                values[f"latency_ratio.p50@b{batch}"] = latency.p50_ms / base.p50_ms
         return values
 
 

@@ -18,6 +18,9 @@ OBJECTIVES: dict[str, str] = {
     "macs": "macs",
     "peak_memory": "peak_memory_bytes",
 }
+# objectives the sampler is told as a ratio to the baseline that the worker measuring the trial timed itself, so
+# that trials timed on different machines (or by one machine at different moments) compare fairly
+RELATIVE: dict[str, str] = {"latency": "latency_ratio.p50@b{batch}"}
 # constraint name in a task file -> measured value it bounds from above
 CONSTRAINTS: dict[str, str] = {
     "max_metric_drop": "metric_drop",
@@ -50,15 +53,28 @@ def describe_change(objective: str, baseline: float, candidate: float) -> str:
     return times(baseline / candidate, *CHANGE_WORDS[objective])
 
 
+def sampled_names(objectives: Iterable[str], higher_is_better: bool) -> list[str]:
+    """What each entry of the vector a sampler is told measures (`minimized(..., relative=True)`), as a tracker
+    names it: 'latency_ratio', 'size_bytes', 'negated_metric' where a higher metric is better."""
+    names = []
+    for objective in objectives:
+        name = RELATIVE.get(objective, OBJECTIVES[objective]).split(".")[0].split("@")[0]
+        names.append(f"negated_{name}" if objective == "metric" and higher_is_better else name)
+    return names
+
+
 def value_key(template: str, first_batch: int) -> str:
     return template.format(batch=first_batch)
 
 
-def minimized(objectives: Iterable[str], values: Values, first_batch: int, higher_is_better: bool) -> tuple[float, ...]:
-    """The objective vector with every entry to be minimized; what was not measured counts as worst."""
+def minimized(objectives: Iterable[str], values: Values, first_batch: int, higher_is_better: bool,
+              relative: bool = False) -> tuple[float, ...]:
+    """The objective vector with every entry to be minimized; what was not measured counts as worst. `relative`:
+    the vector a sampler is told, latency as the ratio to the baseline (RELATIVE), not in ms."""
     vector = []
     for objective in objectives:
-        value = values.get(value_key(OBJECTIVES[objective], first_batch))
+        template = RELATIVE.get(objective, OBJECTIVES[objective]) if relative else OBJECTIVES[objective]
+        value = values.get(value_key(template, first_batch))
         if value is None:
             vector.append(float("inf"))
         else:

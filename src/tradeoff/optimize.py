@@ -1,16 +1,20 @@
-"""One optimize run, top to bottom: baseline, study on validation, finalists verified on test, run directory."""
+"""One optimize run, top to bottom: baseline, study on validation, finalists verified on test, run directory.
+
+The search (baseline, space, study, trials) is `search_recipes`, which `tradeoff worker` runs alone on a shared
+study; `_run` adds the finalization that only `optimize` does, from every worker's trials."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import itertools
 import webbrowser
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tradeoff.config import Settings, Task
+import optuna
+
+from tradeoff.config import Task
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.evaluation import Evaluator, Measurement
@@ -20,17 +24,18 @@ from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
-from tradeoff.problem import GivenModel, Subject, problem
+from tradeoff.problem import GivenModel, Problem, Subject, problem
 from tradeoff.recipe import Recipe
 from tradeoff.report.build import measured, ratios, search_stats, trial_entry, violation_entry
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.runlog import trial_progress
-from tradeoff.search.record import TrialRecord, records
+from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study
+from tradeoff.search.tracking import mlflow_tracker
 from tradeoff.training import Trainer
 
 INT8_PASSES = {"quantize.dynamic", "quantize.static"}
@@ -73,49 +78,90 @@ class OptimizeResult:
 
 def optimize(subject: Subject | None = None, /, *, task: Task | str | Path | None = None,
              model: GivenModel | None = None, data: DataBundle | None = None, out: str | Path = "runs",
-             quiet: bool = False, space: Mapping[str, Any] | None = None, debug: bool = False,
-             **settings: Any) -> OptimizeResult:
+             quiet: bool = False, space: Mapping[str, Any] | None = None, storage: str | None = None,
+             debug: bool = False, **settings: Any) -> OptimizeResult:
     """Search for the cheapest model that keeps the metric within the constraints.
 
     The first argument (or `task=` / `model=`) is a task (file path or `Task`) or a model (nn.Module, ModelHandle,
     .onnx file or artifact folder); a model comes with a `DataBundle` as `data=` and the task file's settings as
     keywords (metric, preset, constraints, objectives, runtime, search, name). `space` is the task file's
-    `search.space`: ranges that replace the passes' own, by `stage__option`. With `debug`, a candidate that fails
-    raises instead of being recorded as a failed trial.
+    `search.space`: ranges that replace the passes' own, by `stage__option`. `storage` replaces `search.storage`:
+    with the URL of a study that `tradeoff worker` processes share, this run measures what is left of its budget
+    and finalizes from every worker's trials. With `debug`, a candidate that fails raises instead of being recorded
+    as a failed trial.
     """
     given = problem(subject, task=task, model=model, data=data, where="optimize()", **settings)
-    if space is not None:
-        search = given.settings.search.model_copy(update={"space": dict(space)})
+    update: dict[str, Any] = {"space": dict(space)} if space is not None else {}
+    update |= {"storage": storage} if storage is not None else {}
+    if update:
+        search = given.settings.search.model_copy(update=update)
         given = replace(given, settings=given.settings.model_copy(update={"search": search}))
-    return _run(given.model, given.data, given.settings, given.record, Path(out), quiet, given.search_dirs,
-                debug)
+    return _run(given, Path(out), quiet, debug)
 
 
-def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[str, Any], out: Path,
-         quiet: bool, search_dirs: tuple[Path, ...] = (), debug: bool = False) -> OptimizeResult:
-    threads, metric = settings.runtime.threads, get_metric(settings.metric, search_dirs)
-    first_batch = settings.runtime.batch_sizes[0]
-    load_plugins(settings.search.plugins, search_dirs)
+@dataclass(frozen=True)
+class Search:
+    """What the search phase leaves for finalization: the study holding every worker's trials, and what measured
+    this process's share of them."""
+
+    study: optuna.Study
+    space: RecipeSpace
+    ctx: Context
+    evaluator: Evaluator
+    baseline_val: Measurement  # on validation, timed once before any candidate
+    measured: int  # trials that spent budget in this process
+
+
+def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool = False,
+                   joining: str = "resuming the search") -> Search:
+    """The search phase that `optimize` and `tradeoff worker` share: the space, the baseline measured on validation,
+    the study (created or joined) and this process's trials, until the study's budget (counted over every worker)
+    or this process's time budget is spent.
+
+    The baseline's latency is timed once, here, before any candidate, with nothing else running in this process;
+    each trial stores its latency in ms and as the ratio to this baseline, and the sampler is told the ratio, so
+    workers on machines of different speeds compare fairly. (Finalization times the finalists again, interleaved
+    with the baseline, on one machine.) `storage` None keeps the study in memory; a URL other than the run
+    directory's may be shared (`joining` is what a progress display says when the study has trials already).
+    """
+    model, data, settings = given.model, given.data, given.settings
+    threads, metric = settings.runtime.threads, get_metric(settings.metric, given.search_dirs)
+    load_plugins(settings.search.plugins, given.search_dirs)
     search = settings.search
+    trackers = [mlflow_tracker(search.mlflow, settings, metric.higher_is_better)] if search.mlflow else []
     start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
     space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
                           start, search.space)
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target)
-    run_dir = RunDir(out / settings.name)
-    env = {**collect_env(threads), "seeds": {"search": search.seed, "data": data.spec.seed}}
-    write_yaml(run_dir.task, record)
-    write_json(run_dir.env, env)
-
-    baseline_val = evaluator.measure(model, "val", timing=False)  # timed later, in rounds beside the finalists
-    storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
-    study = open_study(settings, storage, _task_key(record))
+    baseline_val = evaluator.measure(model, "val")
+    study = open_study(settings, storage, task_key(given.record), shared=search.storage not in ("sqlite", "memory"))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
-    with trial_progress(search.trials, counted_trials(study), quiet, _passes) as (on_trial, on_status):
+    measured = itertools.count()
+    with trial_progress(search.trials, counted_trials(study), quiet, _passes, joining) as (on_trial, on_status):
+
+        def counted(record: TrialRecord) -> None:
+            next(measured)
+            on_trial(record)
+
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
-                 settings, metric.higher_is_better, on_trial, debug).run()
+                 settings, metric.higher_is_better, counted, debug, trackers=trackers).run()
+    return Search(study, space, ctx, evaluator, baseline_val, next(measured))
+
+
+def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> OptimizeResult:
+    model, data, settings, record = given.model, given.data, given.settings, given.record
+    search, first_batch = settings.search, settings.runtime.batch_sizes[0]
+    run_dir = RunDir(out / settings.name)
+    env = {**collect_env(settings.runtime.threads), "seeds": {"search": search.seed, "data": data.spec.seed}}
+    write_yaml(run_dir.task, record)
+    write_json(run_dir.env, env)
+    storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
+    searched = search_recipes(given, storage, quiet, debug)
+    study, space, ctx, evaluator = searched.study, searched.space, searched.ctx, searched.evaluator
+    metric = evaluator.metric
 
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
@@ -128,7 +174,7 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
             write_atomic(run_dir.trial_error(trial.number), found.error)
     points = feasible_points(trials)
     baseline_val, finalists = _retime_on_validation(model, space, ctx, pareto_layers(points, search.finalists),
-                                                    trials, evaluator, baseline_val)
+                                                    trials, evaluator, searched.baseline_val)
     values = {n: c.measured.values(metric_drop=metric.drop(baseline_val.metric, c.measured.metric))
               for n, c in finalists.items()}
     choice = choose(values, baseline_val.values(), settings.objectives, limits, first_batch, metric.higher_is_better)
@@ -163,12 +209,6 @@ def _run(model: ModelHandle, data: DataBundle, settings: Settings, record: dict[
     write_atomic(run_dir.report_html, render_html(report))
     files = ReportFiles(data=report, json_path=run_dir.report_json, html_path=run_dir.report_html)
     return OptimizeResult(best=best, baseline=baseline_test, report=files, run_dir=run_dir.root)
-
-
-def _task_key(record: dict[str, Any]) -> str:
-    """What must not change between a killed run and its resumption: all but the search's budgets."""
-    search = {k: v for k, v in record.get("search", {}).items() if k not in ("trials", "timeout_s", "finalists")}
-    return hashlib.sha256(json.dumps({**record, "search": search}, sort_keys=True).encode()).hexdigest()
 
 
 def _passes(record: TrialRecord) -> str:

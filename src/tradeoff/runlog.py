@@ -76,16 +76,18 @@ def library_output_to(log: Path, heading: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def trial_progress(total: int, done: int, quiet: bool, describe: Callable[[TrialRecord], str]
+def trial_progress(total: int, done: int, quiet: bool, describe: Callable[[TrialRecord], str],
+                   joining: str = "resuming the search"
                    ) -> Iterator[tuple[Callable[[TrialRecord], None], Callable[[str], None]]]:
-    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed
-    study says so first; without a terminal (CI, nohup) each finished trial is one plain line instead of a bar."""
+    """A callback per finished trial (the bar advances) and one for what the current trial is doing. A resumed or
+    joined study says so first (`joining`); without a terminal (CI, nohup) each finished trial is one plain line
+    instead of a bar."""
     if quiet:
         yield (lambda record: None), (lambda status: None)
         return
     console = terminal_console()
     if done:
-        console.print(f"resuming the search: {done} of {total} trials already measured", markup=False)
+        console.print(f"{joining}: {done} of {total} trials already measured", markup=False)
     if not console.is_terminal:
         finished = itertools.count(done + 1)
 

@@ -96,7 +96,8 @@ def test_a_candidate_over_a_size_ceiling_is_pruned_before_any_training(tmp_path:
     # a 64-8-10 MLP is ~2.6 kB of float32, 64-256-10 ~77 kB
     result = to.tune(_task(tmp_path, space, trials=2, constraints={"max_size_bytes": 20_000}), out=tmp_path / "r",
                      quiet=True)
-    trials = {t["params"]["model.widths"][0]: t for t in json.loads((result.run_dir / "tune.json").read_text())["trials"]}
+    summary = json.loads((result.run_dir / "tune.json").read_text())
+    trials = {t["params"]["model.widths"][0]: t for t in summary["trials"]}
     assert trials[256]["state"] == "pruned" and trials[256]["note"].startswith("not trained: max_size_bytes")
     assert "epochs" not in trials[256]["values"] and trials[256]["values"]["size_bytes"] > 20_000
     assert trials[8]["state"] == "complete" and result.params["model.widths"] == [8]

@@ -8,7 +8,7 @@ from typing import cast
 from tradeoff.evaluation import Measurement
 from tradeoff.measure import Latency
 from tradeoff.metrics import Metric
-from tradeoff.objectives import Violation, violations
+from tradeoff.objectives import RELATIVE, Violation, value_key, violations
 from tradeoff.report.schema import Format, LatencyMs, Measured, Ratios, SearchStats, Split, Trial, TrialState
 from tradeoff.report.schema import Violation as ViolationEntry
 from tradeoff.search.record import TrialRecord
@@ -54,8 +54,10 @@ def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batc
     return Trial(number=record.number, recipe=recipe, passes=[s["pass"] for s in recipe["steps"]],
                  state=cast(TrialState, record.state), note=record.note, metric=values.get("metric"),
                  metric_drop=values.get("metric_drop"),
-                 latency_ms=latency_entry(record.latency) if record.latency else None, **counts,
-                 runtimes=record.runtimes, feasible=record.feasible, violations=[violation_entry(v) for v in broken])
+                 latency_ms=latency_entry(record.latency) if record.latency else None,
+                 latency_ratio=values.get(value_key(RELATIVE["latency"], first_batch)), **counts,
+                 runtimes=record.runtimes, worker=record.worker, feasible=record.feasible,
+                 violations=[violation_entry(v) for v in broken])
 
 
 def search_stats(records: list[TrialRecord]) -> SearchStats:

@@ -97,12 +97,16 @@ class Trial(_Frozen):
     metric: float | None = None
     metric_drop: float | None = None
     latency_ms: LatencyMs | None = None
+    # p50 at the first batch size over the baseline's, both timed by the worker that ran the trial (what its
+    # sampler was told): the figure that compares across workers on different machines, where ms do not
+    latency_ratio: float | None = None
     size_bytes: int | None = None
     size_zstd_bytes: int | None = None
     params: int | None = None
     nonzero_params: int | None = None
     macs: int | None = None
     runtimes: dict[str, float] = Field(default_factory=dict)  # p50 ms at the first batch size, where auto chose
+    worker: str | None = None  # host:pid of the process that measured it
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)
 
@@ -113,7 +117,7 @@ class SearchStats(_Frozen):
 
     measured: int  # complete, or pruned before timing
     failed: int
-    skipped: int  # spelled no candidate, the baseline, or one needing a step that had failed
+    skipped: int  # spelled no candidate, the baseline, or one needing a step that had failed; found the budget spent
     duplicates: int  # repeated a candidate measured before
     interrupted: int  # cut off by a killed worker and queued again
 

@@ -6,6 +6,10 @@ in one place and a killed or shared study is read back exactly as it was written
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import socket
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -21,8 +25,10 @@ from tradeoff.objectives import CONSTRAINTS
 State = Literal["complete", "pruned", "failed", "duplicate", "skipped", "running", "interrupted"]
 _CANDIDATE, _KEY, _STRATEGY, _RESULT = "candidate", "candidate_key", "strategy", "result"
 _INTERMEDIATE = "intermediate"
-_TASK, _LAYOUT = "task_key", "layout"
-LAYOUT = 2  # version of what trials store; studies written before TrialRecord have none
+_TASK, _LAYOUT, _WORKER = "task_key", "layout", "worker"
+# version of what trials store; studies written before TrialRecord have none. 3: the sampler is told latency as a
+# ratio to the measuring worker's own baseline (objectives.RELATIVE), which each trial's values hold beside the ms
+LAYOUT = 3
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,16 @@ class TrialRecord:
     key: str | None = None  # the candidate's identity, to spend no budget on a repeat
     strategy: str | None = None  # what queued it ("seed", "extension"); None: the sampler
     note: str | None = None
-    values: dict[str, float | None] = field(default_factory=dict)  # measured on validation, by name
+    # measured on validation, by name, by the worker that ran the trial: latency_ms.* in its milliseconds, and
+    # baseline_latency_ms.* (its own baseline, timed once as it started) with latency_ratio.* (the ms over it)
+    values: dict[str, float | None] = field(default_factory=dict)
     latency: Latency | None = None  # at the first batch size, with how it was timed
     runtime: str | None = None  # the runtime it was measured fastest on
     runtimes: dict[str, float] = field(default_factory=dict)  # p50 ms per runtime tried, where auto chose
-    objectives: tuple[float, ...] | None = None  # what the sampler was told, all minimized
+    objectives: tuple[float, ...] | None = None  # what the sampler was told, all minimized, latency as the ratio
     violations: dict[str, float] = field(default_factory=dict)  # constraint -> amount past its limit
     retry_of: int | None = None
+    worker: str | None = None  # host:pid of the process that measured it (many may share a study)
     error: str | None = None  # the traceback of a failed trial
     failed_step: int | None = None  # how many steps of its recipe it took to fail, where a step failed
     intermediate: dict[int, tuple[float, ...]] = field(default_factory=dict)  # epoch -> objectives (minimized)
@@ -78,8 +87,20 @@ class TrialRecord:
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
                    violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of,
+                   worker=attrs.get(_WORKER),
                    error=result.get("error"), failed_step=result.get("failed_step"),
                    intermediate={int(e): tuple(v) for e, v in attrs.get(_INTERMEDIATE, {}).items()})
+
+
+# settings that may differ between a killed run and its resumption, or between the workers of one study
+NOT_THE_TASK = ("trials", "timeout_s", "finalists", "storage", "heartbeat_s", "mlflow")
+
+
+def task_key(record: dict[str, Any]) -> str:
+    """What must not change between a killed run and its resumption, or between workers: the task as
+    runs/<name>/task.yaml records it, all but NOT_THE_TASK."""
+    search = {k: v for k, v in record.get("search", {}).items() if k not in NOT_THE_TASK}
+    return hashlib.sha256(json.dumps({**record, "search": search}, sort_keys=True).encode()).hexdigest()
 
 
 def claim(study: optuna.Study, task_key: str, where: str) -> None:
@@ -107,9 +128,11 @@ def queue(study: optuna.Study, params: dict[str, Any], strategy: str) -> None:
 
 
 def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> None:
-    """Written before the candidate is built, so a trial cut off by a kill still says what it was measuring."""
+    """Written before the candidate is built, so a trial cut off by a kill still says what it was measuring, and
+    where."""
     trial.set_user_attr(_CANDIDATE, candidate)
     trial.set_user_attr(_KEY, key)
+    trial.set_user_attr(_WORKER, this_worker())
 
 
 def write_result(trial: optuna.Trial, state: State, note: str | None = None,
@@ -133,3 +156,8 @@ def write_intermediate(trial: optuna.Trial, epoch: int, point: tuple[float, ...]
     for several objectives too (Optuna's own intermediate values take one)."""
     known = dict(trial.user_attrs.get(_INTERMEDIATE, {}))
     trial.set_user_attr(_INTERMEDIATE, {**known, str(epoch): list(point)})
+
+
+def this_worker() -> str:
+    """host:pid, what a trial records of the process that measured it."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -4,7 +4,8 @@ The loop knows candidates only through the CandidateSpace protocol and trial res
 a space of recipes, of training hyperparameters or of architectures runs through the same code. Everything a
 report needs is in the storage: a killed run resumes from it with no finished trial lost or repeated, and
 several workers share one study through an RDB storage, where heartbeats tell a dead worker's trial (retried)
-from a live one's (left alone).
+from a live one's (left alone). Each worker tells the sampler latency as a ratio to the baseline it timed itself,
+so trials measured on different machines compare fairly.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tradeoff.config import Settings
 from tradeoff.context import Context
@@ -43,6 +44,9 @@ from tradeoff.search.space import StepFailed
 
 # Consecutive samples that yield no new candidate before the space counts as exhausted.
 EXHAUSTED_AFTER = 40
+SCHEMA_RACE_RETRIES = 5  # workers creating a fresh database's tables at once
+# How often a trial waiting for room in a shared budget looks again (seconds).
+ROOM_POLL_S = 0.5
 
 
 class Candidate(Protocol):
@@ -106,7 +110,8 @@ class Outcome:
 def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val: Measurement,
                           max_metric_drop: float | None) -> Outcome:
     """Metric on validation first; a candidate that already breaks the metric constraint is hopeless and is not
-    timed. The others run on the fastest runtime (where the target is auto), metric included, then are timed."""
+    timed. The others run on the fastest runtime (where the target is auto), metric included, then are timed; their
+    values hold the latency in ms and, where `baseline_val` was timed (by this process), as a ratio to it."""
     measured = evaluator.measure(model, "val", timing=False)
     drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     if max_metric_drop is not None and drop > max_metric_drop:
@@ -117,33 +122,51 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
         measured = evaluator.measure(model, "val", timing=False)
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     measured = replace(measured, latency=evaluator.latency(model, "val"))
-    return Outcome(values=measured.values(metric_drop=drop), latency=measured.primary_latency,
+    return Outcome(values=measured.values(metric_drop=drop, baseline=baseline_val), latency=measured.primary_latency,
                    runtime=model.runtime, runtimes=runtimes)
 
 
 def _storage(url: str | None, heartbeat_s: int) -> RDBStorage | None:
     """An RDB storage with heartbeats: a trial whose worker stopped beating for three intervals is failed and
-    queued again (once); a live worker's trial is never touched."""
+    queued again (once); a live worker's trial is never touched.
+
+    Workers started together on an empty database race to create Optuna's tables, and the losers' CREATE fails on
+    a name the winner just took: such a clash is retried (the tables are there by then); anything else is the
+    user's URL or server."""
     if url is None:
         return None
-    try:
-        return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
-        raise ConfigError(f"cannot open the study storage {url}: {str(exc).splitlines()[0]}",
-                          "check search.storage (sqlite, memory, or an RDB URL such as postgresql+psycopg://...)"
-                          ) from None
+    attempts = 0
+    while True:
+        try:
+            return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable server
+            clash = "duplicate key" in str(exc) or "already exists" in str(exc)
+            if not clash or attempts == SCHEMA_RACE_RETRIES:
+                raise ConfigError(f"cannot open the study storage {url}: {str(exc).splitlines()[0]}",
+                                  "check search.storage (sqlite, memory, or an RDB URL such as "
+                                  "postgresql+psycopg://...)") from None
+            attempts += 1
+            time.sleep(random.uniform(0.2, 1.0))
+
+
+def sampler_seed(settings: Settings, shared: bool) -> int:
+    """The search's seed, or on a `shared` storage a fresh one per process: workers seeded alike would propose the
+    same candidates side by side. The order of a shared study's trials is not reproducible anyway; each trial is,
+    from its parameters and the task's seed."""
+    return random.SystemRandom().randrange(2**32) if shared else settings.search.seed
 
 
 def open_study(settings: Settings, url: str | None, task_key: str, sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None, shared: bool = False) -> optuna.Study:
     """Create the study, or join it when its storage holds one for this same task (budgets may differ). The
-    sampler defaults to multivariate TPE; the pruner judges single-objective trials that report epochs."""
+    sampler defaults to multivariate TPE (seeded by `sampler_seed`); the pruner judges single-objective trials
+    that report epochs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = sampler or optuna.samplers.TPESampler(seed=settings.search.seed, multivariate=True, group=True,
-                                                        n_startup_trials=6)
+        sampler = sampler or optuna.samplers.TPESampler(seed=sampler_seed(settings, shared), multivariate=True,
+                                                        group=True, n_startup_trials=6)
         study = optuna.create_study(study_name=settings.name, storage=_storage(url, settings.search.heartbeat_s),
                                     sampler=sampler, pruner=pruner, load_if_exists=True,
                                     directions=["minimize"] * len(settings.objectives))
@@ -162,6 +185,10 @@ def _retry_stale(study: optuna.Study) -> None:
 
 def counted_trials(study: optuna.Study) -> int:
     return sum(1 for r in records(study) if r.counted)
+
+
+def _measured(counted: Iterable[TrialRecord]) -> set[str]:
+    return {r.key for r in counted if r.key}
 
 
 @contextmanager
@@ -203,20 +230,21 @@ class StudyRun:
     debug: bool = False  # a failing candidate raises instead of being recorded as a failed trial
     # judges a multi-objective trial at an epoch (Optuna's pruners take one objective): True stops it
     dominated: Callable[[optuna.Study, int, tuple[float, ...]], bool] | None = None
+    trackers: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()  # Optuna callbacks, per counted trial
 
     def run(self) -> None:
-        """Measure new candidates until the trial budget, the time budget or the space is used up.
+        """Measure new candidates until the trial budget (counted over every worker of the study), the time budget
+        or the space is used up.
 
         A sample that repeats a measured candidate (or spells none) costs no budget; in a finite space it is
         followed by an unseen point of the grid, so small spaces are covered instead of resampled.
         """
         search = self.settings.search
         deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
-        seen = {r.key: r for r in records(self.study) if r.key and r.counted}
         settled: set[str] = set()  # candidates closed without a measurement: repeats, known failures
         grid = self.space.grid()
         unmeasured = {self.space.at(p).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
-        rng = random.Random(search.seed + len(seen))
+        rng = random.Random(search.seed + counted_trials(self.study))
         fruitless = 0
         while time.monotonic() < deadline:
             _retry_stale(self.study)
@@ -227,12 +255,18 @@ class StudyRun:
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 for params, strategy in self.space.queued(counted):
                     queue(self.study, params, strategy)
-            left = unmeasured.keys() - seen.keys() - settled if unmeasured is not None else None
+            left = unmeasured.keys() - _measured(counted) - settled if unmeasured is not None else None
             if left is not None and not left or fruitless >= EXHAUSTED_AFTER:
                 return
             with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for study.optimize
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()
+            with _heartbeat(self.study, trial):
+                room = self._room_for(trial)
+            if room is None:
+                self._skip(trial, "the trial budget was spent by other workers")
+                continue
+            seen = {r.key: r for r in room if r.key}
             record = self._trial(trial, self.space.sample(trial), seen)
             if not record.counted:
                 settled |= {record.key} if record.key else set()
@@ -241,8 +275,29 @@ class StudyRun:
                 fruitless += 1
                 continue
             fruitless = 0
-            seen[record.key] = record  # type: ignore[index]
             self.on_trial(record)
+            if self.trackers:
+                finished = self.study._storage.get_trial(trial._trial_id)  # noqa: SLF001 - see _heartbeat
+                for track in self.trackers:
+                    track(self.study, finished)
+
+    def _room_for(self, trial: optuna.Trial) -> list[TrialRecord] | None:
+        """The trials that spent budget, once the budget has room for this one to be measured; None where other
+        workers spent it. Workers race for the last trials of a shared budget: a trial goes ahead while the trials
+        that spent budget and the live ones begun before it (a lower id in the storage) leave room, and otherwise
+        waits for those to end (they may end as repeats, which spend none). Of two racing trials the later waits,
+        so the workers of a study together measure its budget, not one trial more."""
+        while True:
+            _retry_stale(self.study)  # a dead worker's trial stops holding up the others
+            trials = self.study.get_trials(deepcopy=False)
+            counted = [r for r in map(TrialRecord.read, trials) if r.counted]
+            earlier = sum(t.state == TrialState.RUNNING and t._trial_id < trial._trial_id  # noqa: SLF001
+                          for t in trials)
+            if len(counted) >= self.settings.search.trials:
+                return None
+            if len(counted) + earlier < self.settings.search.trials:
+                return counted
+            time.sleep(ROOM_POLL_S)
 
     def _trial(self, trial: optuna.Trial, candidate: Candidate | None,
                seen: Mapping[str, TrialRecord]) -> TrialRecord:
@@ -307,7 +362,8 @@ class StudyRun:
         if outcome.state == "pruned":
             return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,
-                                                                      first_batch, self.higher_is_better))))
+                                                                      first_batch, self.higher_is_better,
+                                                                      relative=True))))
 
     def _reporter(self, trial: optuna.Trial, epochs: list[int]) -> Callable[[int, Mapping[str, float | None]], None]:
         """What a candidate that trains calls after each epoch with the values known so far: the study keeps them
@@ -317,7 +373,7 @@ class StudyRun:
 
         def report(epoch: int, values: Mapping[str, float | None]) -> None:
             epochs.append(epoch)
-            point = minimized(self.settings.objectives, values, first_batch, self.higher_is_better)
+            point = minimized(self.settings.objectives, values, first_batch, self.higher_is_better, relative=True)
             write_intermediate(trial, epoch, point)
             if len(point) == 1:
                 trial.report(point[0], epoch)

@@ -2,7 +2,9 @@
 objective or a ceiling needs it) latency on the task's runtime.
 
 None of these depends on the weights, so they are measured on the untrained model, once per architecture, and a
-candidate over a ceiling is pruned before a single epoch is spent on it.
+candidate over a ceiling is pruned before a single epoch is spent on it. Latency is also kept as the ratio to the
+task's own model, timed by this process before any candidate: what the sampler is told, so that workers on
+machines of different speeds compare fairly.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ ONNX_RUNTIMES = ("onnxruntime", "openvino")
 @dataclass
 class CostMeter:
     evaluator: Evaluator
+    reference: ModelHandle  # the task's own model: the baseline latency ratios are taken against
     limits: dict[str, float | None]  # max_latency_ms, max_size_bytes
     timed: bool  # whether latency is needed (an objective or a ceiling)
     runtime: str = "torch"  # where latency is measured: torch, or an ONNX runtime after export.onnx
     _costs: dict[str, tuple[dict[str, float | None], Latency | None]] = field(default_factory=dict, init=False)
+    _baseline: dict[int, Latency] | None = field(default=None, init=False)
 
     @property
     def first_batch(self) -> int:
@@ -56,16 +60,22 @@ class CostMeter:
                 "macs": _float(count_macs(model, self.evaluator.data.val.x[:1]))}
             latency = None
             if self.timed:
-                deployed = model
-                if self.runtime in ONNX_RUNTIMES:
-                    deployed = build_pass({"pass": "export.onnx"}).apply(model, ctx).with_runtime(self.runtime)
-                timed = self.evaluator.latency(deployed, "val")
+                if self._baseline is None:  # once, before any candidate is timed
+                    self._baseline = self.evaluator.latency(self._deployed(self.reference, ctx), "val")
+                timed = self.evaluator.latency(self._deployed(model, ctx), "val")
                 latency = timed[self.first_batch]
                 for batch, measured in timed.items():
                     values[f"latency_ms.p50@b{batch}"] = measured.p50_ms
                     values[f"latency_ms.p95@b{batch}"] = measured.p95_ms
+                    values[f"baseline_latency_ms.p50@b{batch}"] = self._baseline[batch].p50_ms
+                    values[f"latency_ratio.p50@b{batch}"] = measured.p50_ms / self._baseline[batch].p50_ms
             self._costs[key] = (values, latency)
         return self._costs[key][0]
+
+    def _deployed(self, model: ModelHandle, ctx: Context) -> ModelHandle:
+        if self.runtime not in ONNX_RUNTIMES:
+            return model
+        return build_pass({"pass": "export.onnx"}).apply(model, ctx).with_runtime(self.runtime)
 
 
 def _architecture(model: ModelHandle) -> str:

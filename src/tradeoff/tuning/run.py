@@ -12,8 +12,6 @@ it is.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -24,7 +22,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
+from tradeoff.config import PRIVATE_STORAGES, Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle, Split
 from tradeoff.env import collect_env
@@ -39,9 +37,9 @@ from tradeoff.problem import Problem, Subject, problem
 from tradeoff.report.tuning import render_tuning_html
 from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
 from tradeoff.runlog import trial_progress
-from tradeoff.search.record import TrialRecord, records
+from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import dominates, pareto_front
-from tradeoff.search.study import StudyRun, counted_trials, open_study
+from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed
 from tradeoff.tuning.cost import ONNX_RUNTIMES, CostMeter
 from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, train_model
 from tradeoff.tuning.strategies import dominance_rule, pruner_for, sampler_for
@@ -84,24 +82,17 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     `data=` and settings such as `tune={"space": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}`).
     `storage` overrides search.storage (an RDB URL shares the study with other workers)."""
     given = problem(subject, data=data, where="tune()", **settings)
-    spec = given.settings.tune
-    if spec is None:
-        raise ConfigError("the task has no tune: section",
-                          "add tune: {space: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}")
-    setup = _Setup.of(given, spec, storage, "tune", timed=False, out=out)
-    function = import_object(spec.train_function, "tune.train_function", given.search_dirs) \
-        if spec.train_function else None
-    space = HyperparameterSpace.parse(spec.space, given.model, train_function=function, **setup.space_parts())
-    max_epochs = max([given.settings.train.epochs, *_epoch_choices(spec)])
-    sampler = sampler_for(spec.sampler, setup.seed, space, len(spec.objectives), given.search_dirs)
-    study, trials, best = setup.search(space, sampler, max_epochs, quiet, debug)
+    searching = tune_search(given, storage, Path(out))
+    setup, space = searching.setup, searching.space
+    study, trials = searching.run(quiet, debug)
+    best = _best(trials)
     final, test_metric = setup.final_model(space, best)
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
-    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.sampler,
+    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=setup.given.settings.tune.sampler,  # type: ignore[union-attr]
                         defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
-                      run_dir=setup.run_dir.root, tuned_task=tuned)
+                      run_dir=setup.written.root, tuned_task=tuned)
 
 
 def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: str | Path = "runs",
@@ -111,18 +102,13 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     reference, trained alike. The chosen architecture is trained on train+val and scored on test once, the
     reference too."""
     given = problem(subject, data=data, where="nas()", **settings)
-    spec = given.settings.nas
-    if spec is None:
-        raise ConfigError("the task has no nas: section",
-                          "add nas: {space: {family: cnn, cnn: {depth: {low: 1, high: 4}, width: [16, 32, 64]}}}")
-    setup = _Setup.of(given, spec, storage, "nas", timed=True, out=out)
-    classes = int(given.data.train.y.max()) + 1
-    architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
-    space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
+    searching = nas_search(given, storage, Path(out))
+    setup, space, spec = searching.setup, searching.space, given.settings.nas
+    assert spec is not None
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
     reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
-    sampler = sampler_for(spec.strategy, setup.seed, space, len(spec.objectives), given.search_dirs)
-    study, trials, best = setup.search(space, sampler, given.settings.train.epochs, quiet, debug)
+    study, trials = searching.run(quiet, debug)
+    best = _best(trials)
     final, test_metric = setup.final_model(space, best)
     points = {r.number: _cost_point(r.values, setup.first_batch, setup.metric) for r in trials if r.feasible}
     front = pareto_front(points)
@@ -133,8 +119,51 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
                         reference=reference, proxy=proxy_scores)
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
                      test_metric=test_metric, model=final, front=front, reference=reference,
-                     reference_model=reference_model,
-                     epochs_trained=epochs_trained(trials), run_dir=setup.run_dir.root, tuned_task=tuned)
+                     reference_model=reference_model, epochs_trained=epochs_trained(trials),
+                     run_dir=setup.written.root, tuned_task=tuned)
+
+
+@dataclass(frozen=True)
+class Searching:
+    """A search that trains its candidates, set up and ready to run: by the command that finalizes it, or by a
+    `tradeoff worker` that only measures trials."""
+
+    setup: _Setup
+    space: HyperparameterSpace
+    sampler: optuna.samplers.BaseSampler
+    max_epochs: int  # the longest a trial may train: Hyperband's largest resource
+
+    def run(self, quiet: bool, debug: bool = False,
+            joining: str = "resuming the search") -> tuple[optuna.Study, list[TrialRecord]]:
+        return self.setup.search(self.space, self.sampler, self.max_epochs, quiet, debug, joining)
+
+
+def tune_search(given: Problem, storage: str | None, out: Path | None) -> Searching:
+    """The tuning study of a task with a `tune:` section; `out` None writes no run directory (a worker)."""
+    spec = given.settings.tune
+    if spec is None:
+        raise ConfigError("the task has no tune: section",
+                          "add tune: {space: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}")
+    setup = _Setup.of(given, spec, storage, "tune", timed=False, out=out)
+    function = import_object(spec.train_function, "tune.train_function", given.search_dirs) \
+        if spec.train_function else None
+    space = HyperparameterSpace.parse(spec.space, given.model, train_function=function, **setup.space_parts())
+    sampler = sampler_for(spec.sampler, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
+    return Searching(setup, space, sampler, max([given.settings.train.epochs, *_epoch_choices(spec)]))
+
+
+def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searching:
+    """The architecture study of a task with a `nas:` section; `out` None writes no run directory (a worker)."""
+    spec = given.settings.nas
+    if spec is None:
+        raise ConfigError("the task has no nas: section",
+                          "add nas: {space: {family: cnn, cnn: {depth: {low: 1, high: 4}, width: [16, 32, 64]}}}")
+    setup = _Setup.of(given, spec, storage, "nas", timed=True, out=out)
+    classes = int(given.data.train.y.max()) + 1
+    architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
+    space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
+    sampler = sampler_for(spec.strategy, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
+    return Searching(setup, space, sampler, given.settings.train.epochs)
 
 
 @dataclass(frozen=True)
@@ -149,13 +178,13 @@ class _Setup:
     metric: Metric
     evaluator: Evaluator
     meter: CostMeter
-    run_dir: RunDir
+    run_dir: RunDir | None  # None: a worker, which writes none
 
     @classmethod
     def of(cls, given: Problem, spec: TrainedSearch, storage: str | None, kind: str, timed: bool,
-           out: str | Path) -> _Setup:
-        """Check the problem suits a search that trains, and write task.yaml and env.json; `timed`: latency is
-        measured for every candidate, not only where an objective or a ceiling needs it."""
+           out: Path | None) -> _Setup:
+        """Check the problem suits a search that trains, and write task.yaml and env.json (where `out` is given);
+        `timed`: latency is measured for every candidate, not only where an objective or a ceiling needs it."""
         if given.model.module is None:
             raise ModelError(f"{kind} trains the model, and this one is ONNX",
                              "give a torch model (source: torch with a factory)")
@@ -167,15 +196,32 @@ class _Setup:
         run = settings.runtime
         evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
         limits = settings.constraints.model_dump()
-        meter = CostMeter(evaluator, limits, timed="latency" in spec.objectives or timed or
-                          limits["max_latency_ms"] is not None,
+        meter = CostMeter(evaluator, given.model, limits,
+                          timed="latency" in spec.objectives or timed or limits["max_latency_ms"] is not None,
                           runtime=run.target if run.target in ONNX_RUNTIMES else "torch")
-        run_dir = RunDir(Path(out) / settings.name)
-        write_yaml(run_dir.task, given.record)
-        write_json(run_dir.env, {**collect_env(run.threads), "argv": shlex.join(sys.argv),
-                                 "seeds": {"search": settings.search.seed, "train": given.settings.train.seed,
-                                           "data": given.data.spec.seed}})
+        run_dir = None
+        if out is not None:
+            run_dir = RunDir(out / settings.name)
+            write_yaml(run_dir.task, given.record)
+            write_json(run_dir.env, {**collect_env(run.threads), "argv": shlex.join(sys.argv),
+                                     "seeds": {"search": settings.search.seed, "train": given.settings.train.seed,
+                                               "data": given.data.spec.seed}})
         return cls(given, spec, kind, settings, metric, evaluator, meter, run_dir)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may reach the study: any storage but the run directory's and memory."""
+        return self.settings.search.storage not in PRIVATE_STORAGES
+
+    @property
+    def sampler_seed(self) -> int:
+        return sampler_seed(self.settings, self.shared)
+
+    @property
+    def written(self) -> RunDir:
+        """The run directory, which the command that finalizes has (a worker writes none)."""
+        assert self.run_dir is not None, "a worker writes no run directory"
+        return self.run_dir
 
     @property
     def seed(self) -> int:
@@ -196,18 +242,17 @@ class _Setup:
                 "meter": self.meter, "search_dirs": self.given.search_dirs}
 
     def search(self, space: HyperparameterSpace, sampler: optuna.samplers.BaseSampler, max_epochs: int, quiet: bool,
-               debug: bool) -> tuple[optuna.Study, list[TrialRecord], TrialRecord]:
-        """Run (or resume, or join) the study to its budget; its counted trials and the best of them."""
+               debug: bool, joining: str) -> tuple[optuna.Study, list[TrialRecord]]:
+        """Run (or resume, or join) the study to its budget; the study and its counted trials."""
         search = self.settings.search
-        url = {"sqlite": self.run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
-        study = open_study(self.settings, url, _task_key(self.given.record), sampler,
-                           pruner_for(self.spec.pruner_name, max_epochs))
-        with trial_progress(search.trials, counted_trials(study), quiet, _described) as (on_trial, on_status):
-            StudyRun(study, space, replace(self.ctx, progress=on_status), space.measure, self.settings,
+        private = {"sqlite": self.run_dir.storage_url() if self.run_dir else None, "memory": None}
+        study = open_study(self.settings, private.get(search.storage, search.storage), task_key(self.given.record),
+                           sampler, pruner_for(self.spec.pruner_name, max_epochs))
+        with trial_progress(search.trials, counted_trials(study), quiet, _described, joining) as (on_trial, status):
+            StudyRun(study, space, replace(self.ctx, progress=status), space.measure, self.settings,
                      self.metric.higher_is_better, on_trial, debug, dominated=dominance_rule(self.spec.pruner_name)
                      ).run()
-        trials = [r for r in records(study) if r.counted]
-        return study, trials, _best(trials)
+        return study, [r for r in records(study) if r.counted]
 
     def final_model(self, space: HyperparameterSpace, best: TrialRecord) -> tuple[ModelHandle, float]:
         """The best trial's candidate trained again on train+val, and its test metric: the one reading of test."""
@@ -219,9 +264,9 @@ class _Setup:
         """The final weights, <kind>.json, report.html, and <kind>.yaml (tuned.yaml for tune): the task with the
         chosen options or architecture and those weights, which optimize takes as it is; only where the task came
         from a file (a module given in Python has no factory to rebuild it)."""
-        module = final.module
+        module, run_dir = final.module, self.written
         assert module is not None
-        weights = self.run_dir.weights
+        weights = run_dir.weights
         write_atomic(weights, save({k: v.contiguous() for k, v in module.state_dict().items()}))
         summary = {
             "metric": {"name": self.metric.name, "higher_is_better": self.metric.higher_is_better},
@@ -234,8 +279,8 @@ class _Setup:
             "trials": [{"number": r.number, "state": r.state, "strategy": r.strategy, "params": r.candidate,
                         "values": r.values, "note": r.note} for r in trials],
         }
-        write_json(self.run_dir.root / f"{self.kind}.json", summary)
-        write_atomic(self.run_dir.report_html, render_tuning_html(self.run_dir.root.name, self.kind, summary, study,
+        write_json(run_dir.root / f"{self.kind}.json", summary)
+        write_atomic(run_dir.report_html, render_tuning_html(run_dir.root.name, self.kind, summary, study,
                                                                   trials, self.first_batch))
         if not isinstance(self.given.settings, Task) or final.factory is None:
             return None
@@ -244,7 +289,7 @@ class _Setup:
         record["model"] = {"source": "torch", "factory": final.factory, "options": final.factory_options,
                            "weights": str(weights.resolve())}
         record["train"] = space.train_options(space.at(best.params)).model_dump(mode="json")
-        path = self.run_dir.root / ("tuned.yaml" if self.kind == "tune" else f"{self.kind}.yaml")
+        path = run_dir.root / ("tuned.yaml" if self.kind == "tune" else f"{self.kind}.yaml")
         write_yaml(path, record)
         return path
 
@@ -304,12 +349,6 @@ def _epoch_choices(spec: TuneSpec) -> list[int]:
     if isinstance(raw, dict):
         return [int(raw.get("high", 1))]
     return [int(v) for v in raw] if isinstance(raw, list) else ([int(raw)] if raw is not None else [])
-
-
-def _task_key(record: dict[str, Any]) -> str:
-    """What must not change between a killed run and its resumption: all but the search's budgets."""
-    search = {k: v for k, v in record.get("search", {}).items() if k not in ("trials", "timeout_s", "storage")}
-    return hashlib.sha256(json.dumps({**record, "search": search}, sort_keys=True).encode()).hexdigest()
 
 
 def _described(record: TrialRecord) -> str:

@@ -232,7 +232,7 @@ class HyperparameterSpace:
     def at(self, params: Mapping[str, Any]) -> Hyperparameters:
         return self._candidate(optuna.trial.FixedTrial(dict(params)))
 
-    def _candidate(self, trial: optuna.Trial | optuna.trial.FixedTrial) -> Hyperparameters:
+    def _candidate(self, trial: optuna.trial.BaseTrial) -> Hyperparameters:
         chosen: dict[str, Any] = {}
         for param in self.params:  # a condition's key comes first; it may be unset, and then has its default
             if all(chosen.get(k, self._default(k)) in v for k, v in param.when.items()):
