@@ -192,12 +192,9 @@ def tune(task: Annotated[Path, typer.Argument(help="Task YAML file; its tune: se
     from tradeoff.tuning.run import tune as run
 
     done = run(_task(task, allow_pickle), out=out, storage=storage, quiet=quiet or as_json)
-    summary = json.loads((done.run_dir / "tune.json").read_text())
-    if as_json:
-        print(json.dumps({"run_dir": str(done.run_dir), "tuned_task": str(done.tuned_task) if done.tuned_task else None,
-                          **{k: summary[k] for k in ("best", "final", "compute")}}))
-        return
-    if quiet:
+    summary = _search_summary(done.run_dir / "tune.json", done.tuned_task, as_json or quiet, as_json,
+                              ("best", "final", "compute"))
+    if summary is None:
         return
     counted = sum(summary["compute"][state] for state in ("complete", "pruned", "failed"))
     table = Table(title=f"{done.run_dir.name}: the best of {counted} trials (trial {done.trial})")
@@ -232,12 +229,9 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
     from tradeoff.tuning.run import nas as run
 
     done = run(_task(task, allow_pickle=False), out=out, storage=storage, quiet=quiet or as_json)
-    summary = json.loads((done.run_dir / "nas.json").read_text())
-    if as_json:
-        print(json.dumps({"run_dir": str(done.run_dir), "nas_task": str(done.tuned_task) if done.tuned_task else None,
-                          **{k: summary[k] for k in ("best", "final", "compute", "front", "reference")}}))
-        return
-    if quiet:
+    summary = _search_summary(done.run_dir / "nas.json", done.tuned_task, as_json or quiet, as_json,
+                              ("best", "final", "compute", "front", "reference"))
+    if summary is None:
         return
     name, first = summary["metric"]["name"], _first_latency(done.values)
     chosen = Architecture(done.architecture["factory"], done.architecture["options"])
@@ -256,6 +250,17 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
     if done.tuned_task:
         lines.append(f"next:    tradeoff optimize {done.tuned_task}")
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _search_summary(path: Path, next_task: Path | None, silent: bool, as_json: bool,
+                    keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """A tune or nas run's summary file, for the terminal; None where nothing more is to be printed (--quiet, or
+    --json, which prints `keys` of it, the run directory and the task file it derived, here)."""
+    summary = json.loads(path.read_text())
+    if as_json:
+        print(json.dumps({"run_dir": str(path.parent), "next_task": str(next_task) if next_task else None,
+                          **{k: summary[k] for k in keys}}))
+    return None if silent else summary
 
 
 def _first_latency(values: dict[str, Any]) -> str:

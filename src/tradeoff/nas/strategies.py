@@ -49,6 +49,18 @@ def _seeds(seed: int | None, count: int) -> list[int | None]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(count)]
 
 
+class _OneAtATime(BaseSampler):
+    """A sampler that draws every parameter on its own as the trial asks for it (define-by-run), with no joint
+    (relative) sampling: what both strategies here are."""
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+
 @dataclass
 class _Mutation:
     """The plan of one evolution trial: the parent's parameters, with `mutated` redrawn (None: a random trial)."""
@@ -57,7 +69,7 @@ class _Mutation:
     mutated: str | None
 
 
-class RegularizedEvolution(BaseSampler):
+class RegularizedEvolution(_OneAtATime):
     """Aging evolution (Real et al. 2019, "Regularized Evolution for Image Classifier Architecture Search").
 
     Until `population` trials have completed every trial is random. After that the population is the
@@ -80,13 +92,6 @@ class RegularizedEvolution(BaseSampler):
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
         self._rng = np.random.RandomState()
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return {}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         _single_objective(study, "regularized evolution")
@@ -169,7 +174,7 @@ class _Actions:
         return int(min(self.count - 1, max(0, (point - low) / max(high - low, 1e-300) * self.count)))
 
 
-class Reinforce(BaseSampler):
+class Reinforce(_OneAtATime):
     """A REINFORCE controller (Williams 1992; the policy-gradient NAS of Zoph & Le 2017 without the RNN): an
     independent softmax policy over each parameter's actions, keyed by the parameter's name and distribution.
 
@@ -195,13 +200,6 @@ class Reinforce(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._rng = np.random.RandomState()
-
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(self, study: Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return {}
 
     def _policy(self, name: str, distribution: BaseDistribution) -> tuple[np.ndarray, _Actions]:
         actions = _Actions(distribution, self.bins)
