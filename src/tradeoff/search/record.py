@@ -105,11 +105,12 @@ def task_key(record: dict[str, Any]) -> str:
 
 def claim(study: optuna.Study, task_key: str, where: str) -> None:
     """Mark a new study as this task's, written in this layout; refuse to join one of another task or layout
-    (its trials would be misread)."""
+    (its trials would be misread). The layout is written before the task: a worker that starts while another is
+    claiming a new study sees no task yet (and claims it alike) or both, never a task without its layout."""
     attrs = study.user_attrs
     if attrs.get(_TASK) is None:
-        study.set_user_attr(_TASK, task_key)
         study.set_user_attr(_LAYOUT, LAYOUT)
+        study.set_user_attr(_TASK, task_key)
     elif attrs[_TASK] != task_key:
         raise ConfigError(f"{where} was run for a different task",
                           "give this task another name, or delete the old run directory to start over")
