@@ -83,7 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     rows, targets = run(args.trials or (12 if args.quick else 40))
     report_targets(targets)
-    write_results("search_workers", rows, targets)
+    name = "search_workers_quick" if args.quick and not args.trials else "search_workers"
+    print(f"wrote {write_results(name, rows, targets)}")
 
 
 if __name__ == "__main__":
