@@ -40,6 +40,7 @@ from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import dominates, pareto_front
 from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed
+from tradeoff.search.tracking import mlflow_tracker
 from tradeoff.tuning.cost import ONNX_RUNTIMES, CostMeter
 from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, train_model
 from tradeoff.tuning.strategies import dominance_rule, pruner_for, sampler_for
@@ -84,11 +85,13 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     given = problem(subject, data=data, where="tune()", **settings)
     searching = tune_search(given, storage, Path(out))
     setup, space = searching.setup, searching.space
+    spec = given.settings.tune
+    assert spec is not None  # tune_search refused a task without one
     study, trials = searching.run(quiet, debug)
     best = _best(trials)
     final, test_metric = setup.final_model(space, best)
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
-    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=setup.given.settings.tune.sampler,  # type: ignore[union-attr]
+    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.sampler,
                         defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
@@ -248,10 +251,11 @@ class _Setup:
         private = {"sqlite": self.run_dir.storage_url() if self.run_dir else None, "memory": None}
         study = open_study(self.settings, private.get(search.storage, search.storage), task_key(self.given.record),
                            sampler, pruner_for(self.spec.pruner_name, max_epochs))
+        trackers = [mlflow_tracker(search.mlflow, self.settings, self.metric.higher_is_better)] if search.mlflow else []
         with trial_progress(search.trials, counted_trials(study), quiet, _described, joining) as (on_trial, status):
             StudyRun(study, space, replace(self.ctx, progress=status), space.measure, self.settings,
-                     self.metric.higher_is_better, on_trial, debug, dominated=dominance_rule(self.spec.pruner_name)
-                     ).run()
+                     self.metric.higher_is_better, on_trial, debug, trackers=trackers,
+                     dominated=dominance_rule(self.spec.pruner_name)).run()
         return study, [r for r in records(study) if r.counted]
 
     def final_model(self, space: HyperparameterSpace, best: TrialRecord) -> tuple[ModelHandle, float]:
