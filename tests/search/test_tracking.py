@@ -43,3 +43,23 @@ def test_a_tracking_uri_mlflow_refuses_stops_the_run_before_its_first_trial(task
     with pytest.raises(ConfigError, match="MLflow cannot track to file://.*check search.mlflow"):
         optimize(task, out=tmp_path / "runs", quiet=True)
     assert not (tmp_path / "runs" / "digits" / "study.db").exists()
+
+
+def test_a_tuning_study_is_tracked_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tradeoff as to
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").resolve().as_uri()
+    from torch import nn
+
+    result = to.tune(nn.Linear(64, 10), data=to.data.digits(),
+                     name="tracked-tune", train={"epochs": 1}, search={"trials": 2, "seed": 0, "mlflow": uri},
+                     tune={"space": {"train.lr": [0.001, 0.01]}, "sampler": "grid"}, out=tmp_path / "runs",
+                     quiet=True)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("tracked-tune").experiment_id])
+    trials = {r.number: r for r in records(optuna.load_study(
+        study_name="tracked-tune", storage=f"sqlite:///{result.run_dir / 'study.db'}")) if r.counted}
+    assert sorted(int(run.info.run_name) for run in runs) == sorted(trials)
+    for run in runs:
+        assert run.data.metrics["negated_metric"] == pytest.approx(-trials[int(run.info.run_name)].values["metric"])
