@@ -214,7 +214,7 @@ class TrainSpec(StrictModel):
         return self
 
 
-SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "nsga2")
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "nsga2", "evolution", "rl")
 TrainedObjective = Literal["metric", "latency", "size", "macs"]
 PrunerName = Literal["median", "successive_halving", "hyperband", "wilcoxon", "dominance", "none"]
 
@@ -264,6 +264,8 @@ class NasSpec(TrainedSearch):
     proxy: Literal["naswot", "synflow"] | None = None
     proxy_candidates: int = Field(default=100, ge=1)
     proxy_top: int = Field(default=5, ge=1)
+    population: int = Field(default=20, ge=2)  # evolution: the most recent trials that breed; random until then
+    tournament: int = Field(default=5, ge=1)  # evolution: how many of them compete to be the parent
 
     @model_validator(mode="after")
     def _strategy_fits_the_objectives(self) -> NasSpec:
@@ -272,6 +274,8 @@ class NasSpec(TrainedSearch):
                              f"(max_latency_ms, max_size_bytes) or use strategy tpe or random")
         if self.proxy_top > self.proxy_candidates:
             raise ValueError(f"proxy_top ({self.proxy_top}) cannot exceed proxy_candidates ({self.proxy_candidates})")
+        if self.tournament > self.population:
+            raise ValueError(f"tournament ({self.tournament}) cannot exceed population ({self.population})")
         return self
 
 

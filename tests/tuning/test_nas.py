@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import yaml
 
@@ -105,3 +106,16 @@ def test_a_strategy_of_one_objective_with_two_is_one_line(tmp_path: Path) -> Non
     if TRADEOFF.is_file():
         done = subprocess.run([str(TRADEOFF), "nas", str(task)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_evolution_breeds_one_change_from_the_population_once_it_is_full(tmp_path: Path) -> None:
+    result = to.nas(_task(tmp_path, 6, {"strategy": "evolution", "population": 3, "tournament": 2}, epochs=1),
+                    out=tmp_path / "runs", quiet=True)
+    trials = json.loads((result.run_dir / "nas.json").read_text())["trials"]
+    study = optuna.load_study(study_name="mnist1d-nas", storage=f"sqlite:///{result.run_dir / 'study.db'}")
+    params = [t.params for t in sorted(study.trials, key=lambda t: t.number)]
+    assert len(trials) == 6
+    for child in params[3:]:  # each bred from an earlier trial by exactly one changed choice (or a new block)
+        assert any(sum(child.get(k) != parent.get(k) for k in {*child, *parent}) >= 1 and
+                   sum(child.get(k) != parent.get(k) for k in child.keys() & parent.keys()) <= 1
+                   for parent in params[: params.index(child)])

@@ -109,7 +109,7 @@ def test_nothing_within_the_ceilings_is_a_clear_error(tmp_path: Path) -> None:
                 out=tmp_path / "r", quiet=True)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "grid", "nsga2"])
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "grid", "nsga2", "evolution", "rl"])
 def test_every_named_sampler_runs_a_study(tmp_path: Path, sampler: str) -> None:
     space = {"train.lr": [0.001, 0.01], "model.widths": {"layers": 1, "width": [16, 32]}} if sampler == "grid" else \
         {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "model.dropout": {"low": 0.0, "high": 0.3}}

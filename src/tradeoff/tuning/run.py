@@ -31,7 +31,7 @@ from tradeoff.evaluation import Evaluator
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.nas import Architecture, load_space, proxy_batch, rank_by_proxy, sample_candidates
+from tradeoff.nas import Architecture, RegularizedEvolution, load_space, proxy_batch, rank_by_proxy, sample_candidates
 from tradeoff.objectives import minimized
 from tradeoff.problem import Problem, Subject, problem
 from tradeoff.report.tuning import render_tuning_html
@@ -165,7 +165,9 @@ def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searchi
     classes = int(given.data.train.y.max()) + 1
     architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
-    sampler = sampler_for(spec.strategy, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
+    sampler = RegularizedEvolution(spec.population, spec.tournament, setup.sampler_seed) \
+        if spec.strategy == "evolution" else \
+        sampler_for(spec.strategy, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
     return Searching(setup, space, sampler, given.settings.train.epochs)
 
 
