@@ -5,6 +5,7 @@ Passes never evaluate themselves; the baseline and every candidate go through th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,13 +59,21 @@ class Measurement:
             "peak_memory_bytes": self.peak_memory_bytes}
         if metric_drop is not None:
             values["metric_drop"] = metric_drop
-        for batch, latency in self.latency.items():
-            values[f"latency_ms.p50@b{batch}"] = latency.p50_ms
-            values[f"latency_ms.p95@b{batch}"] = latency.p95_ms
-            if baseline is not None and (base := baseline.latency.get(batch)) is not None:
-                values[f"baseline_latency_ms.p50@b{batch}"] = base.p50_ms
-                values[f"latency_ratio.p50@b{batch}"] = latency.p50_ms / base.p50_ms
-        return values
+        return {**values, **latency_values(self.latency, baseline.latency if baseline is not None else None)}
+
+
+def latency_values(latency: Mapping[int, Latency],
+                   baseline: Mapping[int, Latency] | None = None) -> dict[str, float | None]:
+    """Latencies by name at each batch size (`latency_ms.p50@b<n>`, `.p95`), and, against a `baseline` timed by the
+    same process, its p50 and the ratio to it at each batch size both were timed at."""
+    values: dict[str, float | None] = {}
+    for batch, timed in latency.items():
+        values[f"latency_ms.p50@b{batch}"] = timed.p50_ms
+        values[f"latency_ms.p95@b{batch}"] = timed.p95_ms
+        if baseline is not None and (base := baseline.get(batch)) is not None:
+            values[f"baseline_latency_ms.p50@b{batch}"] = base.p50_ms
+            values[f"latency_ratio.p50@b{batch}"] = timed.p50_ms / base.p50_ms
+    return values
 
 
 def predict(run: InferenceFn, split: Split) -> np.ndarray:

@@ -5,7 +5,6 @@ study; `_run` adds the finalization that only `optimize` does, from every worker
 
 from __future__ import annotations
 
-import itertools
 import webbrowser
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -34,7 +33,7 @@ from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import binding, choose, feasible_points, pareto_front, pareto_layers
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
-from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study
+from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study, study_url
 from tradeoff.search.tracking import mlflow_tracker
 from tradeoff.training import Trainer
 
@@ -102,17 +101,16 @@ def optimize(subject: Subject | None = None, /, *, task: Task | str | Path | Non
 @dataclass(frozen=True)
 class Search:
     """What the search phase leaves for finalization: the study holding every worker's trials, and what measured
-    this process's share of them."""
+    them here."""
 
     study: optuna.Study
     space: RecipeSpace
     ctx: Context
     evaluator: Evaluator
     baseline_val: Measurement  # on validation, timed once before any candidate
-    measured: int  # trials that spent budget in this process
 
 
-def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool = False,
+def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: bool = False,
                    joining: str = "resuming the search") -> Search:
     """The search phase that `optimize` and `tradeoff worker` share: the space, the baseline measured on validation,
     the study (created or joined) and this process's trials, until the study's budget (counted over every worker)
@@ -121,8 +119,8 @@ def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool
     The baseline's latency is timed once, here, before any candidate, with nothing else running in this process;
     each trial stores its latency in ms and as the ratio to this baseline, and the sampler is told the ratio, so
     workers on machines of different speeds compare fairly. (Finalization times the finalists again, interleaved
-    with the baseline, on one machine.) `storage` None keeps the study in memory; a URL other than the run
-    directory's may be shared (`joining` is what a progress display says when the study has trials already).
+    with the baseline, on one machine.) The study lives where `search.storage` says (`run_dir` None: a worker,
+    whose storage is a shared URL); `joining` is what a progress display says when the study has trials already.
     """
     model, data, settings = given.model, given.data, given.settings
     threads, metric = settings.runtime.threads, get_metric(settings.metric, given.search_dirs)
@@ -134,21 +132,15 @@ def search_recipes(given: Problem, storage: str | None, quiet: bool, debug: bool
                           start, search.space)
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target)
     baseline_val = evaluator.measure(model, "val")
-    study = open_study(settings, storage, task_key(given.record), shared=search.storage not in ("sqlite", "memory"))
+    study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
-    measured = itertools.count()
     with trial_progress(search.trials, counted_trials(study), quiet, _passes, joining) as (on_trial, on_status):
-
-        def counted(record: TrialRecord) -> None:
-            next(measured)
-            on_trial(record)
-
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
-                 settings, metric.higher_is_better, counted, debug, trackers=trackers).run()
-    return Search(study, space, ctx, evaluator, baseline_val, next(measured))
+                 settings, metric.higher_is_better, on_trial, debug, trackers=trackers).run()
+    return Search(study, space, ctx, evaluator, baseline_val)
 
 
 def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> OptimizeResult:
@@ -158,8 +150,7 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> Optimiz
     env = {**collect_env(settings.runtime.threads), "seeds": {"search": search.seed, "data": data.spec.seed}}
     write_yaml(run_dir.task, record)
     write_json(run_dir.env, env)
-    storage = {"sqlite": run_dir.storage_url(), "memory": None}.get(search.storage, search.storage)
-    searched = search_recipes(given, storage, quiet, debug)
+    searched = search_recipes(given, run_dir, quiet, debug)
     study, space, ctx, evaluator = searched.study, searched.space, searched.ctx, searched.evaluator
     metric = evaluator.metric
 

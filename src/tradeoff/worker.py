@@ -12,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
+
 from tradeoff.config import PRIVATE_STORAGES, Settings, Task, load_task
 from tradeoff.errors import ConfigError
 from tradeoff.problem import Problem, problem
+from tradeoff.search.record import records, this_worker
 
 
 @dataclass(frozen=True)
@@ -24,25 +27,28 @@ class WorkerResult:
     budget: int
 
 
+def _result(study: optuna.Study, budget: int) -> WorkerResult:
+    """What a worker says when the study's budget is spent: its own share (the trials it recorded as theirs)."""
+    counted = [r for r in records(study) if r.counted]
+    return WorkerResult(sum(r.worker == this_worker() for r in counted), len(counted), budget)
+
+
 def _optimize_worker(given: Problem, quiet: bool) -> WorkerResult:
     from tradeoff.optimize import search_recipes
-    from tradeoff.search.study import counted_trials
 
-    searched = search_recipes(given, given.settings.search.storage, quiet, joining="joining the study")
-    return WorkerResult(searched.measured, counted_trials(searched.study), given.settings.search.trials)
+    searched = search_recipes(given, None, quiet, joining="joining the study")
+    return _result(searched.study, given.settings.search.trials)
 
 
 def _trained_worker(kind: str) -> Callable[[Problem, bool], WorkerResult]:
     """A worker of a search whose candidates are trained (tune, nas): the same study, no run directory."""
 
     def work(given: Problem, quiet: bool) -> WorkerResult:
-        from tradeoff.search.record import this_worker
         from tradeoff.tuning.run import nas_search, tune_search
 
-        searching = (tune_search if kind == "tune" else nas_search)(given, given.settings.search.storage, None)
-        _, trials = searching.run(quiet, joining="joining the study")
-        mine = sum(1 for r in trials if r.worker == this_worker())
-        return WorkerResult(mine, len(trials), given.settings.search.trials)
+        searching = (tune_search if kind == "tune" else nas_search)(given, None, None)
+        study, _ = searching.run(quiet, joining="joining the study")
+        return _result(study, given.settings.search.trials)
 
     return work
 

@@ -23,13 +23,14 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from tradeoff.config import Settings
+from tradeoff.config import PRIVATE_STORAGES, Settings
 from tradeoff.context import Context
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import minimized, violations
+from tradeoff.rundir import RunDir
 from tradeoff.search.record import (
     State,
     TrialRecord,
@@ -150,22 +151,32 @@ def _storage(url: str | None, heartbeat_s: int) -> RDBStorage | None:
             time.sleep(random.uniform(0.2, 1.0))
 
 
-def sampler_seed(settings: Settings, shared: bool) -> int:
-    """The search's seed, or on a `shared` storage a fresh one per process: workers seeded alike would propose the
-    same candidates side by side. The order of a shared study's trials is not reproducible anyway; each trial is,
-    from its parameters and the task's seed."""
+def study_url(storage: str, run_dir: RunDir | None) -> str | None:
+    """Where a study with `search.storage` lives: the run directory's SQLite file, memory (None), or the URL given
+    (which other processes may share)."""
+    if storage == "sqlite":
+        assert run_dir is not None, "only a run with a run directory keeps its study there"
+        return run_dir.storage_url()
+    return None if storage == "memory" else storage
+
+
+def sampler_seed(settings: Settings) -> int:
+    """The search's seed, or on a storage other processes may share a fresh one per process: workers seeded alike
+    would propose the same candidates side by side. The order of a shared study's trials is not reproducible
+    anyway; each trial is, from its parameters and the task's seed."""
+    shared = settings.search.storage not in PRIVATE_STORAGES
     return random.SystemRandom().randrange(2**32) if shared else settings.search.seed
 
 
 def open_study(settings: Settings, url: str | None, task_key: str, sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None, shared: bool = False) -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create the study, or join it when its storage holds one for this same task (budgets may differ). The
     sampler defaults to multivariate TPE (seeded by `sampler_seed`); the pruner judges single-objective trials
     that report epochs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = sampler or optuna.samplers.TPESampler(seed=sampler_seed(settings, shared), multivariate=True,
+        sampler = sampler or optuna.samplers.TPESampler(seed=sampler_seed(settings), multivariate=True,
                                                         group=True, n_startup_trials=6)
         study = optuna.create_study(study_name=settings.name, storage=_storage(url, settings.search.heartbeat_s),
                                     sampler=sampler, pruner=pruner, load_if_exists=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tradeoff.context import Context
-from tradeoff.evaluation import Evaluator
+from tradeoff.evaluation import Evaluator, latency_values
 from tradeoff.measure import Latency, artifact_size, count_macs, count_parameters
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import violations
@@ -64,11 +64,7 @@ class CostMeter:
                     self._baseline = self.evaluator.latency(self._deployed(self.reference, ctx), "val")
                 timed = self.evaluator.latency(self._deployed(model, ctx), "val")
                 latency = timed[self.first_batch]
-                for batch, measured in timed.items():
-                    values[f"latency_ms.p50@b{batch}"] = measured.p50_ms
-                    values[f"latency_ms.p95@b{batch}"] = measured.p95_ms
-                    values[f"baseline_latency_ms.p50@b{batch}"] = self._baseline[batch].p50_ms
-                    values[f"latency_ratio.p50@b{batch}"] = measured.p50_ms / self._baseline[batch].p50_ms
+                values |= latency_values(timed, self._baseline)
             self._costs[key] = (values, latency)
         return self._costs[key][0]
 

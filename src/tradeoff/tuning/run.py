@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import PRIVATE_STORAGES, Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
+from tradeoff.config import Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle, Split
 from tradeoff.env import collect_env
@@ -31,7 +31,7 @@ from tradeoff.evaluation import Evaluator
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.nas import Architecture, RegularizedEvolution, load_space, proxy_batch, rank_by_proxy, sample_candidates
+from tradeoff.nas import Architecture, load_space, proxy_batch, rank_by_proxy, sample_candidates
 from tradeoff.objectives import minimized
 from tradeoff.problem import Problem, Subject, problem
 from tradeoff.report.tuning import render_tuning_html
@@ -39,7 +39,7 @@ from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
 from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import dominates, pareto_front
-from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed
+from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed, study_url
 from tradeoff.search.tracking import mlflow_tracker
 from tradeoff.tuning.cost import ONNX_RUNTIMES, CostMeter
 from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, train_model
@@ -151,7 +151,8 @@ def tune_search(given: Problem, storage: str | None, out: Path | None) -> Search
     function = import_object(spec.train_function, "tune.train_function", given.search_dirs) \
         if spec.train_function else None
     space = HyperparameterSpace.parse(spec.space, given.model, train_function=function, **setup.space_parts())
-    sampler = sampler_for(spec.sampler, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
+    sampler = sampler_for(spec.sampler, sampler_seed(setup.settings), space, len(spec.objectives),
+                          given.search_dirs)
     return Searching(setup, space, sampler, max([given.settings.train.epochs, *_epoch_choices(spec)]))
 
 
@@ -165,9 +166,8 @@ def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searchi
     classes = int(given.data.train.y.max()) + 1
     architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
-    sampler = RegularizedEvolution(spec.population, spec.tournament, setup.sampler_seed) \
-        if spec.strategy == "evolution" else \
-        sampler_for(spec.strategy, setup.sampler_seed, space, len(spec.objectives), given.search_dirs)
+    sampler = sampler_for(spec.strategy, sampler_seed(setup.settings), space, len(spec.objectives),
+                          given.search_dirs, population=spec.population, tournament=spec.tournament)
     return Searching(setup, space, sampler, given.settings.train.epochs)
 
 
@@ -214,15 +214,6 @@ class _Setup:
         return cls(given, spec, kind, settings, metric, evaluator, meter, run_dir)
 
     @property
-    def shared(self) -> bool:
-        """Whether other processes may reach the study: any storage but the run directory's and memory."""
-        return self.settings.search.storage not in PRIVATE_STORAGES
-
-    @property
-    def sampler_seed(self) -> int:
-        return sampler_seed(self.settings, self.shared)
-
-    @property
     def written(self) -> RunDir:
         """The run directory, which the command that finalizes has (a worker writes none)."""
         assert self.run_dir is not None, "a worker writes no run directory"
@@ -250,8 +241,7 @@ class _Setup:
                debug: bool, joining: str) -> tuple[optuna.Study, list[TrialRecord]]:
         """Run (or resume, or join) the study to its budget; the study and its counted trials."""
         search = self.settings.search
-        private = {"sqlite": self.run_dir.storage_url() if self.run_dir else None, "memory": None}
-        study = open_study(self.settings, private.get(search.storage, search.storage), task_key(self.given.record),
+        study = open_study(self.settings, study_url(search.storage, self.run_dir), task_key(self.given.record),
                            sampler, pruner_for(self.spec.pruner_name, max_epochs))
         trackers = [mlflow_tracker(search.mlflow, self.settings, self.metric.higher_is_better)] if search.mlflow else []
         with trial_progress(search.trials, counted_trials(study), quiet, _described, joining) as (on_trial, status):

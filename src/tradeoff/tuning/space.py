@@ -20,6 +20,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +174,6 @@ def _conditions_first(params: list[Param]) -> list[Param]:
     return ordered
 
 
-def _factory_defaults(factory: str | None, search_dirs: tuple[Path, ...]) -> dict[str, Any]:
-    if factory is None:
-        return {}
-    parameters = inspect.signature(import_object(factory, "model.factory", search_dirs)).parameters
-    return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
-
-
 @dataclass
 class HyperparameterSpace:
     """The tuned parameters of one model and data; builds (trains) a candidate and measures it on validation."""
@@ -206,10 +200,15 @@ class HyperparameterSpace:
         parsed._check_ranges()
         return parsed
 
+    @cached_property
+    def _factory_parameters(self) -> Mapping[str, inspect.Parameter]:
+        """The factory's keyword parameters (none without a factory): what model.* may tune, and their defaults."""
+        if self.model.factory is None:
+            return {}
+        return inspect.signature(import_object(self.model.factory, "model.factory", self.search_dirs)).parameters
+
     def _check_ranges(self) -> None:
         """Every end of every range must make valid train options and fit the factory: found now, not at trial 7."""
-        signature = inspect.signature(import_object(self.model.factory, "model.factory", self.search_dirs)) \
-            if self.model.factory else None
         for param in self.params:
             for name, distribution in param.names.items():
                 ends = distribution.values if isinstance(distribution, Choice) else \
@@ -218,9 +217,9 @@ class HyperparameterSpace:
                     value = [end] if isinstance(param, LayerWidths) and name != f"{param.key}.layers" else end
                     if param.key.startswith("train."):
                         self.train_options(Hyperparameters({param.key: value}), f"{SECTION}.{param.key}")
-                    elif signature is not None and param.key.split(".")[1] not in signature.parameters:
+                    elif self.model.factory and param.key.split(".")[1] not in self._factory_parameters:
                         raise ConfigError(f"{SECTION} tunes {param.key}, which {self.model.factory} does not take",
-                                          f"its keywords: {', '.join(signature.parameters)}")
+                                          f"its keywords: {', '.join(self._factory_parameters)}")
 
     def train_options(self, candidate: Hyperparameters, where: str = "a trial's train options") -> TrainSpec:
         return validate(TrainSpec, _merged(self.train.model_dump(), candidate.section("train")), where)
@@ -243,7 +242,8 @@ class HyperparameterSpace:
     def _default(self, key: str) -> Any:
         section, *path = key.split(".")
         if section == "model":
-            defaults = _factory_defaults(self.model.factory, self.search_dirs)
+            defaults = {name: p.default for name, p in self._factory_parameters.items()
+                        if p.default is not inspect.Parameter.empty}
             return {**defaults, **self.model.factory_options}.get(path[0])
         value: Any = self.train.model_dump()
         for part in path:

@@ -26,9 +26,10 @@ WARMUP_EPOCHS = 1  # the first epoch after which a trial can be judged
 
 
 def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: int,
-                search_dirs: tuple[Path, ...] = ()) -> optuna.samplers.BaseSampler:
-    """`name`: tpe, gp, cmaes, random, grid, nsga2, the architecture search's evolution (regularized) and rl
-    (REINFORCE), or module:callable(seed) returning an Optuna sampler."""
+                search_dirs: tuple[Path, ...] = (), population: int = 20,
+                tournament: int = 5) -> optuna.samplers.BaseSampler:
+    """`name`: tpe, gp, cmaes, random, grid, nsga2, the architecture search's evolution (regularized, with its
+    `population` and `tournament`) and rl (REINFORCE), or module:callable(seed) returning an Optuna sampler."""
     if name == "cmaes" and objectives > 1:
         raise ConfigError("sampler cmaes optimizes one objective", "use tpe or nsga2 for several objectives")
     with warnings.catch_warnings():
@@ -49,7 +50,7 @@ def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: in
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         if name == "evolution":
-            return RegularizedEvolution(seed=seed)
+            return RegularizedEvolution(population, tournament, seed=seed)
         if name == "rl":
             return Reinforce(seed=seed)
     sampler = import_object(name, "tune.sampler", search_dirs)(seed)
