@@ -44,8 +44,6 @@ class TrainedModel:
     run_dir: Path
 
 
-
-
 @contextlib.contextmanager
 def _epoch_bar(total: int, quiet: bool) -> Iterator[Callable[[EpochRecord], None]]:
     """Advances once per epoch with the epoch's losses; a plain line per epoch without a terminal."""
