@@ -37,6 +37,17 @@ class DataBundle:
     spec: DataSpec
     labelled: bool = True
     notes: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] | None = None  # of a tabular sample's values, where the source names them
+    standardization: tuple[np.ndarray, np.ndarray] | None = None  # the training split's mean and std, if applied
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """New inputs as raw as the source's (a .csv's columns) made into what the model reads, exactly as the
+        splits were: the shape, then the training split's standardization."""
+        x = _as_arrays(raw, np.zeros(len(raw)), self.spec)[0]
+        if self.standardization is not None:
+            mean, std = self.standardization
+            x = ((x - mean) / std).astype(np.float32)
+        return x
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -80,6 +91,15 @@ def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
         return bunch.data / scale, bunch.target
 
     return load
+
+
+def _sklearn_feature_names(name: str) -> tuple[str, ...] | None:
+    """The column names of the tabular builtin sets (digits' are pixels, named by their place in the image)."""
+    if name not in ("breast_cancer", "wine"):
+        return None
+    from sklearn import datasets
+
+    return tuple(str(n) for n in getattr(datasets, f"load_{name}")().feature_names)
 
 
 BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
@@ -126,7 +146,7 @@ def _column_difference(columns: list[str], expected: list[str]) -> str:
     return f"has column {at + 1} '{columns[at]}' where '{expected[at]}' is in"
 
 
-def _from_split_files(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _from_split_files(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[int], list[str] | None]:
     """The train, val and test files one after another, and how many rows each holds; they must agree on the
     input columns (a .csv's names, in order) and the shape of a sample, or a model would read one of them wrong."""
     read = {key: _read_file(Path(getattr(spec, key)), spec.target, key) for key in SPLIT_FILES}
@@ -142,7 +162,7 @@ def _from_split_files(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, list[int]
             raise DataError(f"{this} has samples of shape {list(x.shape[1:])}, {train} {list(train_x.shape[1:])}",
                             "write every split with the same features")
     return (np.concatenate([x for x, _, _ in read.values()]), np.concatenate([y for _, y, _ in read.values()]),
-            [len(x) for x, _, _ in read.values()])
+            [len(x) for x, _, _ in read.values()], train_columns)
 
 
 def _from_python(spec: DataSpec, search_dirs: tuple[Path, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -190,14 +210,16 @@ def load_data(spec: DataSpec, search_dirs: tuple[Path, ...] = ()) -> DataBundle:
     notes: list[str] = []
     labels: np.ndarray | None
     sizes: list[int] | None = None  # rows per split where the files are the splits
+    names: list[str] | tuple[str, ...] | None = None
     if spec.source == "builtin":
         if spec.name not in BUILTIN:
             raise DataError(f"unknown builtin dataset '{spec.name}'", f"choose one of {', '.join(BUILTIN)}")
         x, labels = BUILTIN[spec.name]()
+        names = _sklearn_feature_names(spec.name)  # type: ignore[arg-type]
     elif spec.source == "file" and spec.path is None:
-        x, labels, sizes = _from_split_files(spec)
+        x, labels, sizes, names = _from_split_files(spec)
     elif spec.source == "file":
-        x, labels, _ = _read_file(Path(spec.path), spec.target, "path")  # type: ignore[arg-type]
+        x, labels, names = _read_file(Path(spec.path), spec.target, "path")  # type: ignore[arg-type]
     elif spec.source == "text":
         x, labels, notes = _read_text(spec)
     else:
@@ -213,12 +235,15 @@ def load_data(spec: DataSpec, search_dirs: tuple[Path, ...] = ()) -> DataBundle:
               else np.split(np.arange(len(x)), np.cumsum(sizes)[:-1]))
     if any(len(idx) == 0 for idx in splits):
         raise DataError(f"{len(x)} samples are too few for split {list(spec.split)}", "give more data")
+    standardization = None
     if spec.standardize:
         train = x[splits[0]]
-        mean, std = train.mean(axis=0), train.std(axis=0) + 1e-8
-        x = ((x - mean) / std).astype(np.float32)
+        standardization = (train.mean(axis=0), train.std(axis=0) + 1e-8)
+        x = ((x - standardization[0]) / standardization[1]).astype(np.float32)
     train, val, test = (Split(x[idx], y[idx]) for idx in splits)
-    return DataBundle(train=train, val=val, test=test, spec=spec, labelled=labels is not None, notes=tuple(notes))
+    named = tuple(names) if names is not None and spec.shape is None else None  # a reshaped sample has no columns
+    return DataBundle(train=train, val=val, test=test, spec=spec, labelled=labels is not None, notes=tuple(notes),
+                      feature_names=named, standardization=standardization)
 
 
 def _builtin(name: str) -> Callable[..., DataBundle]:

@@ -147,7 +147,8 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> Optimiz
     model, data, settings, record = given.model, given.data, given.settings, given.record
     search, first_batch = settings.search, settings.runtime.batch_sizes[0]
     run_dir = RunDir(out / settings.name)
-    env = {**collect_env(settings.runtime.threads), "seeds": {"search": search.seed, "data": data.spec.seed}}
+    env = {**collect_env(settings.runtime.threads), "seeds": {"search": search.seed, "data": data.spec.seed},
+           "import_dirs": [str(d) for d in given.search_dirs]}  # where the task's code is found, to load it again
     write_yaml(run_dir.task, record)
     write_json(run_dir.env, env)
     searched = search_recipes(given, run_dir, quiet, debug)

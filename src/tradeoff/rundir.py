@@ -52,7 +52,7 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
 
 class RunDir:
     """runs/<name>/: task.yaml, env.json, log.txt, study.db, trials/<n>/ (error.txt for a failed one), best/,
-    report.json, report.html; from `tradeoff train`: train_state.pt, model.safetensors, history.json, train.json
+    report.json, report.html, and what the insight commands add; from `tradeoff train`: train_state.pt, model.safetensors, history.json, train.json
     and report.html; from `tradeoff tune`: study.db, model.safetensors, tune.json, tuned.yaml and report.html."""
 
     def __init__(self, root: Path) -> None:
@@ -74,6 +74,12 @@ class RunDir:
     # what `tradeoff tune` writes besides: the search's summary, and the task that carries its result on
     tune_json = property(lambda self: self.root / "tune.json")
     tuned_task = property(lambda self: self.root / "tuned.yaml")
+    # what the insight commands add to a run: per-layer sensitivity, the surrogate rules and attributions, and each
+    # check of new data (monitor/<timestamp>/monitor.json and monitor.html)
+    sensitivity_json = property(lambda self: self.root / "sensitivity.json")
+    explain_json = property(lambda self: self.root / "explain.json")
+    explain_html = property(lambda self: self.root / "explain.html")
+    monitor_dir = property(lambda self: self.root / "monitor")
 
     def storage_url(self) -> str:
         return f"sqlite:///{self.study_db.resolve()}"
