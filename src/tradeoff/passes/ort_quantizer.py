@@ -11,6 +11,7 @@ from pathlib import Path
 import onnx
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from tradeoff.layers import nodes_of_layers
 from tradeoff.passes.fuse_transformer import has_ort_fused_operators
 from tradeoff.scratch import scratch_directory
 
@@ -36,6 +37,14 @@ def known_operators(operators: tuple[str, ...], registry: Mapping[str, object]) 
         raise ValueError(f"ONNX Runtime cannot quantize operator types {unknown} this way; "
                          f"known: {', '.join(sorted(registry))}")
     return operators
+
+
+def float_nodes(graph: Path | onnx.ModelProto, keep_float: tuple[str, ...]) -> list[str]:
+    """The nodes a quantizer must leave in float for the layers named in `keep_float`, in the graph it quantizes."""
+    if not keep_float:
+        return []
+    model = onnx.load(graph, load_external_data=False) if isinstance(graph, Path) else graph
+    return nodes_of_layers(model, keep_float, "keep_float")
 
 
 def prepared(graph: onnx.ModelProto, directory: Path) -> Path:

@@ -15,7 +15,7 @@ from tradeoff.distributions import Choice
 from tradeoff.inputs import as_feeds
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.passes.ort_quantizer import known_operators, prepared, quiet_quantizer
+from tradeoff.passes.ort_quantizer import float_nodes, known_operators, prepared, quiet_quantizer
 
 CALIBRATION = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
@@ -28,6 +28,7 @@ class StaticConfig(PassConfig):
     activation_type: Literal["uint8", "int8"] = "uint8"
     batch_size: int = 32
     operators: tuple[str, ...] = ()  # ONNX operator types to quantize; empty: all it can
+    keep_float: tuple[str, ...] = ()  # layers left in float (tradeoff.layers names): the most sensitive ones
 
     @field_validator("operators")
     @classmethod
@@ -57,13 +58,14 @@ class StaticQuantization(Pass[StaticConfig]):
         graph = model.onnx_model()
         batches = _Batches([i.name for i in graph.graph.input], ctx.data.calibration(), config.batch_size)
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
-            output = Path(tmp) / "quantized.onnx"
+            output, source = Path(tmp) / "quantized.onnx", prepared(graph, Path(tmp))
             quantize_static(
-                prepared(graph, Path(tmp)), output, batches,
+                source, output, batches,
                 quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
                 activation_type=QuantType.QUInt8 if config.activation_type == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CALIBRATION[config.calibration],
                 op_types_to_quantize=list(config.operators) or None,
+                nodes_to_exclude=float_nodes(source, config.keep_float),
                 extra_options={"CalibPercentile": config.percentile},
             )
             return model.with_onnx(output.read_bytes())

@@ -20,7 +20,7 @@ from tradeoff.distributions import Choice
 from tradeoff.errors import ModelError
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
-from tradeoff.passes.ort_quantizer import quiet_quantizer
+from tradeoff.passes.ort_quantizer import float_nodes, quiet_quantizer
 
 
 class WeightOnlyConfig(PassConfig):
@@ -35,6 +35,7 @@ class WeightOnlyConfig(PassConfig):
     symmetric: bool | None = None
     accuracy_level: int = Field(default=0, ge=0, le=4)
     algorithm: Literal["rtn", "hqq"] = "rtn"
+    keep_float: tuple[str, ...] = ()  # layers left in float (tradeoff.layers names): the most sensitive ones
 
     @model_validator(mode="after")
     def _hqq_supported(self) -> WeightOnlyConfig:
@@ -85,7 +86,8 @@ class WeightOnlyQuantization(Pass[WeightOnlyConfig]):
         graph.replace_gemm_with_matmul()
         with quiet_quantizer(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # HQQ's torch.from_numpy
-            quantizer = nbits.MatMulNBitsQuantizer(graph.model, algo_config=algo)
+            quantizer = nbits.MatMulNBitsQuantizer(graph.model, algo_config=algo,
+                                                   nodes_to_exclude=float_nodes(graph.model, config.keep_float))
             quantizer.process()
         quantized = quantizer.model.model
         if not any(node.op_type == "MatMulNBits" for node in quantized.graph.node):

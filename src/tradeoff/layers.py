@@ -1,0 +1,66 @@
+"""Layers by one name across formats: a torch module's name ("layers.0") is also the name of its weight in the
+exported ONNX graph ("layers.0.weight", kept by the exporter and by ONNX Runtime's rewrites, which append to it:
+"layers.0.weight_Transposed"), so a layer measured on one format is addressed on the other. A graph from elsewhere
+names its layers by its weight initializers."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import onnx
+from torch import nn
+
+from tradeoff.errors import ModelError
+from tradeoff.model import ModelHandle
+
+WEIGHT_OPERATORS = ("Gemm", "MatMul", "Conv", "ConvTranspose")  # what the quantizers rewrite
+WEIGHT_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_WEIGHT_SUFFIX = re.compile(r"\.weight(_\w+)?$")
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # the module class or ONNX operator: Linear, Conv2d, Gemm, MatMul, ...
+    params: int  # weights in the layer's weight tensor
+
+
+def layer_of(weight: str) -> str:
+    """The layer a weight tensor belongs to: its name less the ".weight" suffix (and what a rewrite appended)."""
+    return _WEIGHT_SUFFIX.sub("", weight)
+
+
+def weight_layers(model: ModelHandle) -> list[Layer]:
+    """The layers with a weight matrix or kernel, in graph order: what quantizers and pruners act on."""
+    if model.format == "torch":
+        return [Layer(name, type(m).__name__, m.weight.numel()) for name, m in model.torch_module().named_modules()
+                if isinstance(m, WEIGHT_MODULES)]
+    graph = model.onnx_model().graph
+    sizes = {t.name: math.prod(t.dims) for t in graph.initializer}
+    layers: dict[str, Layer] = {}
+    for node in graph.node:
+        if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1 and node.input[1] in sizes:
+            name = layer_of(node.input[1])
+            layers.setdefault(name, Layer(name, node.op_type, sizes[node.input[1]]))
+    return list(layers.values())
+
+
+def nodes_of_layers(graph: onnx.ModelProto, layers: tuple[str, ...], where: str) -> list[str]:
+    """The names of the graph's nodes that compute with the named layers' weights (a node name is accepted too);
+    a name that matches nothing is an error: the quantizer would skip it silently and the layer would not be the
+    one kept in float that the recipe says."""
+    initializers = {t.name for t in graph.graph.initializer}
+    found: dict[str, list[str]] = {layer: [] for layer in layers}
+    for node in graph.graph.node:
+        for layer in layers:
+            weights = [i for i in node.input[1:] if i in initializers and layer_of(i) == layer]
+            if weights or node.name == layer:
+                found[layer].append(node.name)
+    if missing := [layer for layer, nodes in found.items() if not nodes]:
+        known = sorted({layer_of(i) for n in graph.graph.node if n.op_type in WEIGHT_OPERATORS
+                        for i in n.input[1:2] if i in initializers})
+        raise ModelError(f"{where} names layers {missing} that this graph does not have",
+                         f"name layers among {', '.join(known) or 'none: the graph has no weight layer'}")
+    return [node for nodes in found.values() for node in nodes]
