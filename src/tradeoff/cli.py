@@ -303,6 +303,41 @@ def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its 
 
 @app.command()
 @user_errors
+def sensitivity(task: Annotated[Path, typer.Argument(help="Task YAML file; search.sensitivity says what is applied "
+                                                          "(default: int8, 4-bit weights, pruning 50/80/95%).")],
+                out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+                quiet: Quiet = False, as_json: AsJson = False, allow_pickle: AllowPickle = False) -> None:
+    """The metric drop on validation when one layer alone is quantized or pruned: runs/<name>/sensitivity.json and
+    sensitivity.html."""
+    from tradeoff.insight.sensitivity import sensitivity as run
+    from tradeoff.rundir import RunDir
+    from tradeoff.runlog import library_output_to
+
+    spec = _task(task, allow_pickle)
+    run_dir = RunDir(out / spec.name)
+    with library_output_to(run_dir.log, f"tradeoff sensitivity {task}"):
+        found = run(spec, out=out, quiet=quiet or as_json)
+    if as_json:
+        print(json.dumps(found.as_dict()))
+        return
+    if quiet:
+        return
+    table = Table(title=f"{found.metric} drop on validation, one layer at a time (baseline {found.baseline:.4f})")
+    table.add_column("layer", no_wrap=True)
+    table.add_column("params", justify="right")
+    for treatment in found.treatments:
+        table.add_column(treatment, justify="right", overflow="fold")
+    for layer in found.layers:
+        table.add_row(f"{layer.layer} ({layer.kind})", f"{layer.params:,}",
+                      *("–" if d is None else f"{d:+.4f}" for d in (layer.drops[t] for t in found.treatments)))
+    console.print(table)
+    for note in found.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(f"report: {run_dir.sensitivity_html}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
 def apply(recipe: Annotated[Path, typer.Argument(help="recipe.yaml to replay.")],
           task: Annotated[Path, typer.Option(help="Task file giving the model and data.")],
           out: Annotated[Path, typer.Option(help="Directory to write the artifact into.")] = Path("applied"),

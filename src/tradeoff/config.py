@@ -116,6 +116,25 @@ class RuntimeSpec(StrictModel):
 PRIVATE_STORAGES = ("sqlite", "memory")
 
 
+class SensitivitySpec(StrictModel):
+    """Per-layer sensitivity (tradeoff sensitivity; in optimize, it guides the search): each `quantize` step and each
+    `prune` amount applied to one layer at a time, the metric drop on validation measured for each. With `guide`, the
+    search may keep up to `max_kept` of the most sensitive layers in float (quantize steps' keep_float) or dense
+    (prune.magnitude's keep_dense)."""
+
+    quantize: tuple[dict[str, Any], ...] = ({"pass": "quantize.static"}, {"pass": "quantize.weight_only", "bits": 4})
+    prune: tuple[float, ...] = (0.5, 0.8, 0.95)
+    guide: bool = True
+    max_kept: int = Field(default=3, ge=1)
+
+    @field_validator("prune")
+    @classmethod
+    def _amounts(cls, amounts: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < a < 1 for a in amounts):
+            raise ValueError(f"prune amounts are fractions of a layer's weights, above 0 and below 1, got {amounts}")
+        return amounts
+
+
 class SearchSpec(StrictModel):
     trials: int = Field(default=20, ge=1)
     storage: str = "sqlite"  # the run directory's study.db; "memory"; or an RDB URL that many workers share
@@ -129,6 +148,7 @@ class SearchSpec(StrictModel):
     heartbeat_s: int = Field(default=5, ge=1)  # how often a worker marks its trial alive (RDB storages)
     finalists: int = Field(default=4, ge=1)
     mlflow: str | None = None  # an MLflow tracking URI: each trial that spent budget is logged there as a run
+    sensitivity: SensitivitySpec | None = None  # measure per-layer sensitivity first and let it guide the search
 
 
 class EarlyStopping(StrictModel):

@@ -41,7 +41,23 @@ class Int(Float):
         return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
 
 
-Distribution = Choice | Float | Int
+@dataclass(frozen=True)
+class Kept:
+    """The first k layers of a ranking (the most sensitive first), k from 0 to `most`: the layers a step leaves
+    alone. The trial records k; the recipe holds the layers' names, so it replays without the ranking."""
+
+    ranking: tuple[str, ...]
+    most: int
+
+    def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
+        return self.value_of(trial.suggest_int(name, 0, min(self.most, len(self.ranking))))
+
+    def value_of(self, raw: Any) -> tuple[str, ...]:
+        """The layers a trial's recorded k (or a recipe's list of layers) stands for."""
+        return self.ranking[:raw] if isinstance(raw, int) else tuple(raw)
+
+
+Distribution = Choice | Float | Int | Kept
 
 
 def parse_range(name: str, raw: Any, section: str = "search.space") -> Distribution:

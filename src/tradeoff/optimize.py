@@ -5,6 +5,7 @@ study; `_run` adds the finalization that only `optimize` does, from every worker
 
 from __future__ import annotations
 
+import json
 import webbrowser
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -13,11 +14,12 @@ from typing import Any
 
 import optuna
 
-from tradeoff.config import Task
+from tradeoff.config import SensitivitySpec, Task
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
+from tradeoff.insight.sensitivity import Sensitivity, measure_sensitivity
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
@@ -108,6 +110,7 @@ class Search:
     ctx: Context
     evaluator: Evaluator
     baseline_val: Measurement  # on validation, timed once before any candidate
+    sensitivity: Sensitivity | None  # per layer, where the task asked for it
 
 
 def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: bool = False,
@@ -135,12 +138,29 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
+    sensitivity = None
+    if search.sensitivity is not None:
+        sensitivity = layer_sensitivity(model, evaluator, ctx, search.sensitivity, run_dir, quiet)
+        if search.sensitivity.guide:
+            space = space.guided(sensitivity.rankings(), search.sensitivity.max_kept)
     with trial_progress(search.trials, counted_trials(study), quiet, _passes, joining) as (on_trial, on_status):
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
                  settings, metric.higher_is_better, on_trial, debug, trackers=trackers).run()
-    return Search(study, space, ctx, evaluator, baseline_val)
+    return Search(study, space, ctx, evaluator, baseline_val, sensitivity)
+
+
+def layer_sensitivity(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: SensitivitySpec,
+                      run_dir: RunDir | None, quiet: bool) -> Sensitivity:
+    """Per-layer sensitivity measured once per run (read back when the run resumes; a worker measures its own, the
+    same: it is deterministic on validation) and kept in the run directory."""
+    if run_dir is not None and run_dir.sensitivity_json.is_file():
+        return Sensitivity.from_dict(json.loads(run_dir.sensitivity_json.read_text()))
+    found = measure_sensitivity(model, evaluator, ctx, spec, quiet)
+    if run_dir is not None:
+        write_json(run_dir.sensitivity_json, found.as_dict())
+    return found
 
 
 def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> OptimizeResult:
@@ -196,6 +216,7 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> Optimiz
                    for n, c in finalists.items()],
         trials=entries, search_stats=search_stats(trials), pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
+        sensitivity=searched.sensitivity.as_dict() if searched.sensitivity else None,
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
     write_atomic(run_dir.report_html, render_html(report))

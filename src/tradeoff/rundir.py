@@ -52,8 +52,9 @@ def write_directory(final: Path, fill: Callable[[Path], None]) -> Path:
 
 class RunDir:
     """runs/<name>/: task.yaml, env.json, log.txt, study.db, trials/<n>/ (error.txt for a failed one), best/,
-    report.json, report.html, and what the insight commands add; from `tradeoff train`: train_state.pt, model.safetensors, history.json, train.json
-    and report.html; from `tradeoff tune`: study.db, model.safetensors, tune.json, tuned.yaml and report.html."""
+    report.json, report.html, and what the insight commands add; from `tradeoff train`: train_state.pt,
+    model.safetensors, history.json, train.json and report.html; from `tradeoff tune`: study.db, model.safetensors,
+    tune.json, tuned.yaml and report.html."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -77,6 +78,7 @@ class RunDir:
     # what the insight commands add to a run: per-layer sensitivity, the surrogate rules and attributions, and each
     # check of new data (monitor/<timestamp>/monitor.json and monitor.html)
     sensitivity_json = property(lambda self: self.root / "sensitivity.json")
+    sensitivity_html = property(lambda self: self.root / "sensitivity.html")
     explain_json = property(lambda self: self.root / "explain.json")
     explain_html = property(lambda self: self.root / "explain.html")
     monitor_dir = property(lambda self: self.root / "monitor")

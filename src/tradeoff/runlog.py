@@ -108,3 +108,20 @@ def trial_progress(total: int, done: int, quiet: bool, describe: Callable[[Trial
             progress.update(bar, description=status)
 
         yield on_trial, on_status
+
+
+@contextlib.contextmanager
+def step_progress(label: str, total: int, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A callback per measured step (the bar advances and says what was measured); without a terminal, one line
+    when it starts instead."""
+    if quiet:
+        yield lambda status: None
+        return
+    console = terminal_console()
+    if not console.is_terminal:
+        console.print(f"{label}: {total} measurements", markup=False)
+        yield lambda status: None
+        return
+    with live_progress(console, *labelled_bar(label)) as progress:
+        bar = progress.add_task("", total=total)
+        yield lambda status: progress.update(bar, advance=1, description=status)

@@ -26,6 +26,7 @@ class MagnitudeConfig(FinetuneConfig):
     schedule: Literal["one_shot", "gradual"] = "one_shot"
     steps: int = Field(default=4, ge=1)
     finetune_epochs: int = Field(default=5, ge=0)
+    keep_dense: tuple[str, ...] = ()  # layers left unpruned (tradeoff.layers names): the most sensitive ones
 
 
 def cubic_schedule(final: float, steps: int) -> list[float]:
@@ -33,8 +34,12 @@ def cubic_schedule(final: float, steps: int) -> list[float]:
     return [final * (1.0 - (1.0 - t / steps) ** 3) for t in range(1, steps + 1)]
 
 
-def prunable_weights(module: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(m, "weight") for m in module.modules() if isinstance(m, PRUNABLE)]
+def prunable_weights(module: nn.Module, keep_dense: tuple[str, ...] = ()) -> list[tuple[nn.Module, str]]:
+    layers = {name: m for name, m in module.named_modules() if isinstance(m, PRUNABLE)}
+    if unknown := sorted(set(keep_dense) - layers.keys()):
+        raise ModelError(f"keep_dense names {unknown}, which are not Linear or Conv layers of this model",
+                         f"name layers among {', '.join(layers)}")
+    return [(m, "weight") for name, m in layers.items() if name not in keep_dense]
 
 
 def _prune_to(targets: list[tuple[nn.Module, str]], previous: float, target: float, scope: str) -> None:
@@ -58,7 +63,7 @@ class MagnitudePruning(Pass[MagnitudeConfig]):
     def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         config = self.config
         module = model.torch_module()
-        targets = prunable_weights(module)
+        targets = prunable_weights(module, config.keep_dense)
         if not targets:
             raise ModelError(f"prune.magnitude found no Linear or Conv layer in {type(module).__name__}",
                              "it prunes the weights of nn.Linear and nn.ConvNd layers")

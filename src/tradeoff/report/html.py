@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from html import escape
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -189,6 +190,26 @@ def _env_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
+def sensitivity_section(sensitivity: dict[str, Any], include_plotlyjs: bool) -> str:
+    """A heatmap of the metric drop (layers by treatments) and the same as a table."""
+    treatments, layers = sensitivity["treatments"], sensitivity["layers"]
+    names = [f"{layer['layer']} ({layer['kind']}, {layer['params']:,})" for layer in layers]
+    drops = [[layer["drops"].get(t) for t in treatments] for layer in layers]
+    figure = go.Figure(go.Heatmap(z=drops, x=list(treatments), y=names, colorscale="Reds", zmin=0,
+                                  colorbar={"title": "drop"}, hoverongaps=False))
+    figure.update_layout(height=max(260, 40 + 28 * len(layers)), margin={"t": 30, "b": 40},
+                         yaxis={"autorange": "reversed"}, title=f"{sensitivity['metric']} drop on validation")
+    rows = [[name, *("–" if d is None else fixed(d) for d in row)] for name, row in zip(names, drops, strict=True)]
+    notes = "".join(f"<li>{escape(n)}</li>" for n in sensitivity.get("notes", ()))
+    return f"""<h2>Layer sensitivity (validation split)</h2>
+<p class="sub">The metric drop when one layer alone is quantized or pruned (no fine-tuning), the rest untouched;
+baseline {escape(sensitivity['metric'])} {fixed(sensitivity['baseline'])}. – : the treatment does not touch that
+layer.</p>
+{figure.to_html(full_html=False, include_plotlyjs=include_plotlyjs, div_id="plot-sensitivity")}
+{html_table(['layer', *treatments], rows, range(1, len(treatments) + 1), 'sensitivity')}
+{f'<ul class="sub">{notes}</ul>' if notes else ''}"""
+
+
 def render_html(report: Report) -> str:
     """The whole page as one string; a pure function of the report, so `tradeoff report` re-renders it exactly."""
     constraints = ", ".join(f"{k} ≤ {v:g}" for k, v in report.constraints.items() if v is not None) or "none"
@@ -213,6 +234,7 @@ def render_html(report: Report) -> str:
 <h2>Trade-offs explored</h2>
 <p class="sub">Trials and the baseline (star), all measured on the validation split.</p>
 {_plots(report)}
+{sensitivity_section(report.sensitivity, include_plotlyjs=False) if report.sensitivity else ''}
 <h2>Finalists, timed in rounds beside the baseline (validation split)</h2>
 <p class="sub">The choice: {escape(report.choice.rule)}.</p>
 {html_table(['trial', 'metric', 'p50 ms', 'p95 ms', 'size', 'speed', 'size', 'drop', 'meets constraints',

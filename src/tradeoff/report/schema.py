@@ -176,3 +176,4 @@ class Report(_Frozen):
     warnings: list[str] = Field(default_factory=list)
     env: dict[str, Any]
     task: dict[str, Any]
+    sensitivity: dict[str, Any] | None = None  # per layer (insight.sensitivity), where the task asked for it

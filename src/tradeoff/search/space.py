@@ -20,14 +20,14 @@ import re
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 import torch
 
 from tradeoff.context import Context
-from tradeoff.distributions import Choice, Distribution, parse_range
+from tradeoff.distributions import Choice, Distribution, Kept, parse_range
 from tradeoff.errors import ConfigError, TradeoffError
 from tradeoff.model import ModelHandle
 from tradeoff.passes import STAGES, TAGS, Pass, build_pass, get_pass, registered_passes
@@ -113,7 +113,17 @@ class RecipeSpace:
         return [p for p in points if self.at(p) is not None]
 
     def at(self, params: Mapping[str, Any]) -> Recipe | None:
-        return self._recipe(lambda name, _: params[name])
+        return self._recipe(lambda name, d: d.value_of(params[name]) if isinstance(d, Kept) else params[name])
+
+    def guided(self, rankings: Mapping[str, tuple[str, ...]], most: int) -> RecipeSpace:
+        """This space where a pass option that names layers to leave alone (keep_float, keep_dense) takes up to
+        `most` of the first layers of its ranking (the most sensitive measured first)."""
+        params = dict(self.params)
+        for option, ranking in rankings.items():
+            for slot, names in self.slots.items():
+                if ranking and any(option in get_pass(name).Config.model_fields for name in names):
+                    params.setdefault(f"{slot}__{option}", Kept(ranking, most))
+        return replace(self, params=params)
 
     def build(self, recipe: Recipe, ctx: Context) -> ModelHandle:
         """Apply `recipe` to `ctx.teacher`, reusing the results of shared prefixes (an export costs seconds and
@@ -199,6 +209,7 @@ class RecipeSpace:
                 point = {other: chosen if other == slot else NONE
                          for other in self.slots if len(self._choices(other)) > 1}
                 point.update(dict(extra))
+                point.update({k: 0 for k in self._keys(slot, chosen) if isinstance(self.params[k], Kept)})  # plain
                 if self.at({**point, **self._defaults(slot, chosen)}) is not None:
                     points.append(point)
         return points
