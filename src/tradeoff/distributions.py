@@ -57,10 +57,11 @@ class Kept:
         return self.ranking[:raw] if isinstance(raw, int) else tuple(raw)
 
 
-Distribution = Choice | Float | Int | Kept
+Range = Choice | Float | Int  # what a task file's range can be
+Distribution = Range | Kept
 
 
-def parse_range(name: str, raw: Any, section: str = "search.space") -> Distribution:
+def parse_range(name: str, raw: Any, section: str = "search.space") -> Range:
     """A task file's range: {low, high[, log]} (ints give an Int), a list of choices, or one fixed value."""
     if isinstance(raw, Mapping):
         if set(raw) - {"low", "high", "log"} or not {"low", "high"} <= set(raw):

@@ -9,7 +9,9 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 from torch import nn
 
 from tradeoff.errors import ModelError
@@ -64,3 +66,31 @@ def nodes_of_layers(graph: onnx.ModelProto, layers: tuple[str, ...], where: str)
         raise ModelError(f"{where} names layers {missing} that this graph does not have",
                          f"name layers among {', '.join(known) or 'none: the graph has no weight layer'}")
     return [node for nodes in found.values() for node in nodes]
+
+
+def name_weights_after_modules(graph: onnx.ModelProto, module: nn.Module) -> None:
+    """Rename, in place, the weight initializers an exporter named after nothing ("onnx::MatMul_771": the TorchScript
+    exporter does so for the transposed weights of a Linear) after the module they hold ("encoder.layer.0.output.
+    dense.weight_Transposed"), found by equal values, so a layer keeps its torch name in the graph."""
+    layers = {name for name, _ in module.named_modules()}
+    by_value: dict[tuple[tuple[int, ...], bytes], str] = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, WEIGHT_MODULES):
+            weight = layer.weight.detach().float().numpy()
+            by_value.setdefault((weight.shape, weight.tobytes()), f"{name}.weight")
+            if weight.ndim == 2:
+                by_value.setdefault((weight.T.shape, np.ascontiguousarray(weight.T).tobytes()),
+                                    f"{name}.weight_Transposed")
+    weights = {node.input[1] for node in graph.graph.node if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1}
+    renamed: dict[str, str] = {}
+    taken = {t.name for t in graph.graph.initializer}
+    for tensor in graph.graph.initializer:
+        if tensor.name not in weights or layer_of(tensor.name) in layers or tensor.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(tensor)
+        found = by_value.get((values.shape, values.tobytes()))
+        if found is not None and found not in taken:
+            renamed[tensor.name] = tensor.name = found
+            taken.add(found)
+    for node in graph.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]

@@ -54,7 +54,7 @@ def _recorded_task(root: RunDir) -> Task:
     if recorded.get("model", {}).get("source") == "python":
         raise ConfigError(f"{root.root} was optimized from a model or data given in Python, which the run cannot "
                           "load again", "pass the task file (--task) that names the same model and data")
-    spec = task_from_dict(recorded, where=str(root.task))
+    spec: Task = task_from_dict(recorded, where=str(root.task))
     dirs = json.loads(root.env.read_text()).get("import_dirs", []) if root.env.is_file() else []
     spec._folder = Path(dirs[0]) if dirs else root.root  # the task's code imports from its own folder
     return spec

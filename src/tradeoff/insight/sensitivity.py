@@ -24,7 +24,7 @@ from tradeoff.context import Context
 from tradeoff.data import DataBundle
 from tradeoff.errors import TradeoffError
 from tradeoff.evaluation import Evaluator
-from tradeoff.layers import WEIGHT_OPERATORS, Layer, layer_of, weight_layers
+from tradeoff.layers import WEIGHT_OPERATORS, layer_of, weight_layers
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import build_pass, get_pass, load_plugins
@@ -57,13 +57,14 @@ class Sensitivity:
 
     def ranking(self, kind: str) -> tuple[str, ...]:
         """Layers from the most to the least sensitive to `kind` ("quantize" or "prune"): by their worst drop under
-        that kind's treatments (a layer no treatment of the kind touched comes last)."""
+        that kind's treatments, then by how far their outputs moved; a layer none of them touched is left out."""
         def worst(layer: LayerSensitivity) -> tuple[float, float]:
-            touched = [t for t, d in layer.drops.items() if t.startswith(kind) and d is not None]
-            return (max((layer.drops[t] for t in touched), default=-np.inf),  # type: ignore[type-var]
-                    max((layer.deviations[t] for t in touched), default=-np.inf))  # type: ignore[type-var]
+            drops = [(d, layer.deviations[t] or 0.0) for t, d in layer.drops.items()
+                     if t.startswith(kind) and d is not None]
+            return max(d for d, _ in drops), max(m for _, m in drops)
 
-        touched = [layer for layer in self.layers if worst(layer)[0] > -np.inf]
+        touched = [layer for layer in self.layers
+                   if any(t.startswith(kind) and d is not None for t, d in layer.drops.items())]
         return tuple(layer.layer for layer in sorted(touched, key=worst, reverse=True))
 
     def rankings(self) -> dict[str, tuple[str, ...]]:
@@ -112,11 +113,12 @@ def _measure(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: Sensi
         progress(f"{treatment}: {layer}")
 
     quantizable = _onnx_form(model, ctx, notes) if spec.quantize else None
+    present = [layer.name for layer in weight_layers(quantizable)] if quantizable is not None else []
     for step in spec.quantize:
         name = treatment_name(step)
         treatments.append(name)
         for layer in layers:
-            measure(layer.name, name, _quantized_alone(quantizable, step, layer, layers, ctx, notes))
+            measure(layer.name, name, _quantized_alone(quantizable, present, step, layer.name, ctx, notes))
     for amount in spec.prune:
         name = f"prune {amount:.0%}"
         treatments.append(name)
@@ -138,13 +140,14 @@ def _onnx_form(model: ModelHandle, ctx: Context, notes: list[str]) -> ModelHandl
         return None
 
 
-def _quantized_alone(model: ModelHandle | None, step: Mapping[str, Any], layer: Layer, layers: list[Layer],
+def _quantized_alone(model: ModelHandle | None, present: list[str], step: Mapping[str, Any], layer: str,
                      ctx: Context, notes: list[str]) -> ModelHandle | None:
-    """`model` with `step` applied to `layer` alone (every other layer kept in float); None where the step does not
-    touch that layer (weight-only quantization takes MatMul layers only, say) or cannot run."""
-    if model is None:
+    """`model` (ONNX) with `step` applied to `layer` alone (every other layer kept in float); None where the step does
+    not touch that layer (weight-only quantization takes MatMul layers only; a module the graph does not use) or
+    cannot run."""
+    if model is None or layer not in present:
         return None
-    others = tuple(other.name for other in layers if other.name != layer.name)
+    others = tuple(other for other in present if other != layer)
     kind = get_pass(step["pass"])
     if "keep_float" not in kind.Config.model_fields:
         raise TradeoffError(f"sensitivity.quantize names {step['pass']}, which cannot keep layers in float",
@@ -152,9 +155,9 @@ def _quantized_alone(model: ModelHandle | None, step: Mapping[str, Any], layer: 
     try:
         built = build_pass({**step, "keep_float": others}).apply(model, ctx)
     except TradeoffError as exc:
-        notes.append(f"{treatment_name(step)} on {layer.name}: {exc}")
+        notes.append(f"{treatment_name(step)} on {layer}: {exc}")
         return None
-    return None if _untouched(built, layer.name) else built
+    return None if _untouched(built, layer) else built
 
 
 def _untouched(model: ModelHandle, layer: str) -> bool:

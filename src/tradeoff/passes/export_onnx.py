@@ -17,6 +17,7 @@ import torch
 from tradeoff.errors import ModelError
 from tradeoff.huggingface import record_transformer_facts, use_eager_attention
 from tradeoff.inputs import as_tensors, input_names
+from tradeoff.layers import name_weights_after_modules
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.runtimes.onnxruntime import OnnxRuntime
@@ -70,6 +71,7 @@ class OnnxExport(Pass[ExportConfig]):
             raise ModelError(f"export.onnx could not export the model: {first}",
                              "export float torch models (before torch-side quantization)") from exc
         record_transformer_facts(exported, module)
+        name_weights_after_modules(exported, module)
         handle = model.with_onnx(exported)
         with torch.inference_mode():
             expected = module(*as_tensors(inputs)).float().numpy()

@@ -206,7 +206,7 @@ class RecipeSpace:
         points = []
         for chosen in self.slots.get(slot, ()):
             for extra in itertools.product(*companions):
-                point = {other: chosen if other == slot else NONE
+                point: dict[str, Any] = {other: chosen if other == slot else NONE
                          for other in self.slots if len(self._choices(other)) > 1}
                 point.update(dict(extra))
                 point.update({k: 0 for k in self._keys(slot, chosen) if isinstance(self.params[k], Kept)})  # plain

@@ -31,7 +31,7 @@ from torch import nn
 from tradeoff.config import TrainSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle
-from tradeoff.distributions import Choice, Distribution, Float, parse_range
+from tradeoff.distributions import Choice, Float, Range, parse_range
 from tradeoff.errors import ConfigError
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric
@@ -55,14 +55,14 @@ class Param:
     """One tuned value; `when` maps another parameter's key to the values under which this one is sampled."""
 
     key: str
-    range: Distribution
+    range: Range
     when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @property
-    def names(self) -> dict[str, Distribution]:
+    def names(self) -> dict[str, Range]:
         return {self.key: self.range}
 
-    def value(self, pick: Callable[[str, Distribution], Any]) -> Any:
+    def value(self, pick: Callable[[str, Range], Any]) -> Any:
         return pick(self.key, self.range)
 
 
@@ -70,7 +70,7 @@ class Param:
 class LayerWidths(Param):
     """A width per layer: `range` is the number of layers, `width` each layer's own range."""
 
-    width: Distribution = Choice((1,))
+    width: Range = Choice((1,))
 
     @property
     def depths(self) -> list[int]:
@@ -79,10 +79,10 @@ class LayerWidths(Param):
         return list(range(int(self.range.low), int(self.range.high) + 1))
 
     @property
-    def names(self) -> dict[str, Distribution]:
+    def names(self) -> dict[str, Range]:
         return {f"{self.key}.layers": self.range, **{f"{self.key}.{i}": self.width for i in range(max(self.depths))}}
 
-    def value(self, pick: Callable[[str, Distribution], Any]) -> Any:
+    def value(self, pick: Callable[[str, Range], Any]) -> Any:
         layers = int(pick(f"{self.key}.layers", self.range))
         return [pick(f"{self.key}.{i}", self.width) for i in range(layers)]
 
@@ -359,7 +359,7 @@ def train_model(module: nn.Module, data: DataBundle, options: TrainSpec, metric:
     return max(result.best_epoch if restored else result.epochs_run, 1)
 
 
-def _contains(distribution: Distribution, value: Any) -> bool:
+def _contains(distribution: Range, value: Any) -> bool:
     if isinstance(distribution, Choice):
         return value in distribution.values
     return isinstance(value, int | float) and not isinstance(value, bool) and \
