@@ -62,6 +62,11 @@ def test_keep_float_leaves_the_named_layers_in_float_and_refuses_unknown_names(m
         assert _float_layers(build_pass(step).apply(exported, ctx)) == set(), step
     with pytest.raises(ModelError, match=r"names layers \['layers.9'\].*layers.0, layers.2, layers.4"):
         build_pass({"pass": "quantize.static", "keep_float": ["layers.9"]}).apply(exported, ctx)
+    mixed = build_pass({"pass": "quantize.weight_only", "keep_float": ["layers.4"], "eight_bit": ["layers.0"]}
+                       ).apply(exported, ctx)
+    bits = {n.input[1].partition(".weight")[0]: next(a.i for a in n.attribute if a.name == "bits")
+            for n in mixed.onnx_model().graph.node if n.op_type == "MatMulNBits"}
+    assert bits == {"layers.0": 8, "layers.2": 4} and _float_layers(mixed) == {"layers.4"}
     torch_kept = build_pass({"pass": "quantize.dynamic", "keep_float": ["layers.4"]}).apply(mlp, ctx)
     layers = dict(torch_kept.torch_module().named_modules())
     assert type(layers["layers.4"]) is nn.Linear and type(layers["layers.0"]) is not nn.Linear

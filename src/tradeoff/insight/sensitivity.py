@@ -68,8 +68,10 @@ class Sensitivity:
         return tuple(layer.layer for layer in sorted(touched, key=worst, reverse=True))
 
     def rankings(self) -> dict[str, tuple[str, ...]]:
-        """What a search may leave alone, most sensitive first: layers kept in float, and layers kept dense."""
-        return {"keep_float": self.ranking("quantize"), "keep_dense": self.ranking("prune")}
+        """What a search may spare, most sensitive first: layers kept in float, at 8 bits where the rest take 4, and
+        kept dense."""
+        quantize = self.ranking("quantize")
+        return {"keep_float": quantize, "eight_bit": quantize, "keep_dense": self.ranking("prune")}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ import warnings
 from types import ModuleType
 from typing import Literal
 
+import onnx
 from onnxruntime.quantization.onnx_model import ONNXModel
 from pydantic import Field, model_validator
 
@@ -36,6 +37,7 @@ class WeightOnlyConfig(PassConfig):
     accuracy_level: int = Field(default=0, ge=0, le=4)
     algorithm: Literal["rtn", "hqq"] = "rtn"
     keep_float: tuple[str, ...] = ()  # layers left in float (tradeoff.layers names): the most sensitive ones
+    eight_bit: tuple[str, ...] = ()  # layers stored in 8 bits where the rest take `bits` (4): the next most sensitive
 
     @model_validator(mode="after")
     def _hqq_supported(self) -> WeightOnlyConfig:
@@ -48,6 +50,8 @@ class WeightOnlyConfig(PassConfig):
                 raise ValueError("algorithm 'hqq' is asymmetric by design; leave symmetric unset or false")
             if self.accuracy_level:
                 raise ValueError("algorithm 'hqq' does not set accuracy_level; leave it 0 or use algorithm 'rtn'")
+            if self.eight_bit:
+                raise ValueError("algorithm 'hqq' has no 8-bit layers (eight_bit); use algorithm 'rtn'")
         return self
 
 
@@ -73,24 +77,31 @@ class WeightOnlyQuantization(Pass[WeightOnlyConfig]):
 
     def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         config = self.config
-        nbits = _nbits()
-        if config.algorithm == "hqq":
-            algo = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits)
-        else:  # the default config is round-to-nearest in ORT's C++ kernels; its RTN config is the 4-bit-only INC path
-            algo = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits,
-                                                      is_symmetric=config.symmetric is not False,
-                                                      accuracy_level=config.accuracy_level or None)
         graph = ONNXModel(model.onnx_model())
         # The quantizer rewrites MatMul only, and the exporter writes nn.Linear as Gemm(transB=1): ORT's own
         # rewrite turns each Gemm with alpha = beta = 1 into MatMul (+ Add for the bias) first.
         graph.replace_gemm_with_matmul()
-        with quiet_quantizer(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # HQQ's torch.from_numpy
-            quantizer = nbits.MatMulNBitsQuantizer(graph.model, algo_config=algo,
-                                                   nodes_to_exclude=float_nodes(graph.model, config.keep_float))
-            quantizer.process()
-        quantized = quantizer.model.model
+        kept = float_nodes(graph.model, config.keep_float)
+        quantized = _quantized(graph.model, config, config.bits, [*kept, *float_nodes(graph.model, config.eight_bit)])
+        if config.eight_bit:  # the layers left for 8 bits are the MatMuls the first pass did not rewrite
+            quantized = _quantized(quantized, config, 8, kept)
         if not any(node.op_type == "MatMulNBits" for node in quantized.graph.node):
             raise ModelError("quantize.weight_only found no MatMul or Gemm layer with a constant weight matrix",
                              "it quantizes linear layers only; use quantize.static for Conv models")
         return model.with_onnx(quantized)
+
+
+def _quantized(graph: onnx.ModelProto, config: WeightOnlyConfig, bits: int, excluded: list[str]) -> onnx.ModelProto:
+    """`graph` with its MatMul weights but `excluded` nodes' stored in `bits`."""
+    nbits = _nbits()
+    if config.algorithm == "hqq":
+        algo = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=bits)
+    else:  # the default config is round-to-nearest in ORT's C++ kernels; its RTN config is the 4-bit-only INC path
+        algo = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, bits=bits,
+                                                  is_symmetric=config.symmetric is not False,
+                                                  accuracy_level=config.accuracy_level or None)
+    with quiet_quantizer(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")  # HQQ's torch.from_numpy
+        quantizer = nbits.MatMulNBitsQuantizer(graph, algo_config=algo, nodes_to_exclude=excluded)
+        quantizer.process()
+    return quantizer.model.model
