@@ -119,5 +119,5 @@ def energy_of(cpu_s: float, energy_j: float | None, watts_per_core: float, share
                       f"RAPL package counters in {POWERCAP}: the whole CPU package, other processes on it included")
     source = WATTS_SOURCE if watts_per_core == WATTS_PER_CORE else "cost.watts_per_core"
     return Energy(cpu_s * watts_per_core * share, "estimated",
-                  f"{cpu_s:.3g} CPU seconds x {watts_per_core:g} W per busy core ({source}); no RAPL counter readable "
-                  f"in {POWERCAP}")
+                  f"CPU seconds x {watts_per_core:g} W per busy core ({source}); no RAPL counter readable in "
+                  f"{POWERCAP}")
