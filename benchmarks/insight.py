@@ -1,11 +1,12 @@
-"""Insight (issue 15): layer sensitivity and the mixed precision it guides, surrogate-rule fidelity, drift detection.
+"""Insight (issue 15): layer sensitivity and the mixed precision it guides, surrogate-rule fidelity, drift detection,
+cost per prediction.
 
 Each part lives in its own module under benchmarks/ (insight_<part>.py) with `measure(quick) -> (rows, targets)`;
 this script runs the parts asked for (all by default) one after another, never two at once (two timing
 measurements on two cores disturb each other), and writes benchmarks/results/insight.json (insight_quick.json with
 --quick): the rows of every part, tagged by part, and every target.
 
-    python benchmarks/insight.py [--quick] [--part sensitivity|rules|drift ...]
+    python benchmarks/insight.py [--quick] [--part sensitivity|rules|drift|cost ...]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import report_targets, write_results  # noqa: E402
 
-PARTS = ("sensitivity", "rules", "drift")
+PARTS = ("sensitivity", "rules", "drift", "cost")
 
 
 def main() -> None:

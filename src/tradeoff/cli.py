@@ -374,6 +374,11 @@ def evaluate(task: Annotated[Path, typer.Argument(help="Task file giving the dat
     table.add_row("metric", f"{measured.metric:.6f}")
     for batch, latency in measured.latency_by_batch.items():
         table.add_row(f"latency batch {batch}", f"p50 {latency.p50:.4f} ms, p95 {latency.p95:.4f} ms")
+    for batch, cost in measured.cost_by_batch.items():
+        if cost.usd_per_million is not None:
+            table.add_row(f"USD per million predictions, batch {batch}", f"{cost.usd_per_million:.4g}")
+        if (energy := cost.energy_per_prediction) is not None:
+            table.add_row(f"energy per prediction, batch {batch}", f"{energy.joules:.3g} J ({energy.source})")
     table.add_row("size", f"{_bytes(measured.size_bytes)} ({_bytes(measured.size_zstd_bytes)} zstd)")
     table.add_row("parameters", f"{measured.params:,} ({measured.nonzero_params:,} non-zero)")
     table.add_row("MACs per sample", "unknown" if measured.macs is None else f"{measured.macs:,}")

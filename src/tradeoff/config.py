@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tradeoff.errors import ConfigError
+from tradeoff.insight.energy import WATTS_PER_CORE
 from tradeoff.objectives import OBJECTIVES
 from tradeoff.validation import read_yaml, validate
 
@@ -104,6 +105,16 @@ class Constraints(StrictModel):
     max_metric_drop: float | None = Field(default=None, ge=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
     max_size_bytes: int | None = Field(default=None, gt=0)
+    max_cost_per_million: float | None = Field(default=None, gt=0)  # USD per million predictions (needs cost:)
+
+
+class CostSpec(StrictModel):
+    """What running the model costs (insight/cost.py): `usd_per_hour` is the price of the machine the model runs on,
+    at the task's threads, which turns measured throughput into USD per million predictions; `watts_per_core` is
+    what a busy core draws, for the energy estimate where no RAPL counter is readable (insight/energy.py)."""
+
+    usd_per_hour: float | None = Field(default=None, gt=0)
+    watts_per_core: float = Field(default=WATTS_PER_CORE, gt=0)
 
 
 class RuntimeSpec(StrictModel):
@@ -329,12 +340,23 @@ class Settings(StrictModel):
     train: TrainSpec = TrainSpec()
     tune: TuneSpec | None = None
     nas: NasSpec | None = None
+    cost: CostSpec = CostSpec()
 
     @model_validator(mode="after")
     def _one_search_that_trains(self) -> Settings:
         if self.tune is not None and self.nas is not None:
             raise ValueError("a task has a tune: or a nas: section, not both; tune the architecture nas found with "
                              "its nas.yaml")
+        return self
+
+    @model_validator(mode="after")
+    def _cost_has_a_price(self) -> Settings:
+        """Raised as it is (not a ValueError, which pydantic would wrap with the whole task): one line and the fix."""
+        needs = [*(["objective cost"] if "cost" in self.objectives else []),
+                 *(["constraint max_cost_per_million"] if self.constraints.max_cost_per_million is not None else [])]
+        if needs and self.cost.usd_per_hour is None:
+            raise ConfigError(f"{' and '.join(needs)} needs the machine's price, and the task gives none",
+                              "add cost: {usd_per_hour: <price of the machine the model runs on, USD per hour>}")
         return self
 
 

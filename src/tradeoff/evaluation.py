@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tradeoff.config import CostSpec
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
+from tradeoff.insight.cost import cost_values
 from tradeoff.measure import (
     Latency,
     Size,
@@ -42,6 +44,7 @@ class Measurement:
     macs: int | None
     latency: dict[int, Latency] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
+    cost: CostSpec = field(default_factory=CostSpec)  # the task's price and watts, which its cost figures follow
 
     @property
     def primary_latency(self) -> Latency | None:
@@ -52,14 +55,17 @@ class Measurement:
         """Every measured value by name, units in the name: what objectives and constraints look up; with
         `metric_drop` (against a baseline on the same split) too. With a `baseline` timed by the same process, its
         p50 (`baseline_latency_ms.p50@b<n>`) and this model's p50 over it (`latency_ratio.p50@b<n>`) at each batch
-        size both were timed at: a ratio reads the same on a fast machine and a slow one."""
+        size both were timed at: a ratio reads the same on a fast machine and a slow one. Where the task gives a
+        price, the cost per million predictions at each batch size too (insight/cost.py)."""
         values: dict[str, float | None] = {
             "metric": self.metric, "size_bytes": self.size.bytes, "size_zstd_bytes": self.size.zstd_bytes,
             "params": self.params, "nonzero_params": self.nonzero_params, "macs": self.macs,
             "peak_memory_bytes": self.peak_memory_bytes}
         if metric_drop is not None:
             values["metric_drop"] = metric_drop
-        return {**values, **latency_values(self.latency, baseline.latency if baseline is not None else None)}
+        base = baseline.latency if baseline is not None else None
+        return {**values, **latency_values(self.latency, base),
+                **cost_values(self.latency, self.cost.usd_per_hour, base)}
 
 
 def latency_values(latency: Mapping[int, Latency],
@@ -90,8 +96,9 @@ class Evaluator:
     """Holds the data, metric and the baseline's outputs that fidelity metrics compare against."""
 
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
-                 batch_sizes: tuple[int, ...], target: str = "auto") -> None:
+                 batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None) -> None:
         self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
+        self.cost = cost or CostSpec()
         if metric.needs_labels and not data.labelled:
             raise ConfigError(f"metric '{metric.name}' needs labels but the data has none",
                               "use a fidelity metric (cosine, cosine_min, spearman, recall@10) or add a label column")
@@ -180,5 +187,5 @@ class Evaluator:
         return Measurement(
             metric=self.metric(outputs, data.y, self.reference[split]), split=split, runtime=runtime.name,
             format=model.format, size=artifact_size(model), params=params, nonzero_params=nonzero,
-            macs=count_macs(model, self.data.val.x[:1]), latency=latency, peak_memory_bytes=peak[0],
+            macs=count_macs(model, self.data.val.x[:1]), latency=latency, peak_memory_bytes=peak[0], cost=self.cost,
         )

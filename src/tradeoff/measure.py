@@ -24,6 +24,7 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from tradeoff.inputs import as_arrays, as_tensors
+from tradeoff.insight.energy import Meter
 from tradeoff.model import ModelHandle
 from tradeoff.scratch import scratch_directory
 
@@ -36,6 +37,8 @@ class Latency:
     threads: int
     runs: int
     input_shape: tuple[int, ...] = ()  # of the first input as the model got it: texts' tokens after trimming
+    cpu_s: float | None = None  # CPU seconds this process spent on the timed calls (all `runs` of them)
+    energy_j: float | None = None  # RAPL energy over the timed calls, where readable (insight/energy.py)
 
 
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, threads: int,
@@ -47,13 +50,16 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, thre
     while time.perf_counter() < deadline:
         run(batch)
     times: list[float] = []
+    meter = Meter()
     deadline = time.perf_counter() + budget_s
     while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() < deadline):
         start = time.perf_counter()
         run(batch)
         times.append((time.perf_counter() - start) * 1000.0)
+    spent = meter.spent()
     return Latency(p50_ms=float(np.percentile(times, 50)), p95_ms=float(np.percentile(times, 95)),
-                   batch_size=len(batch), threads=threads, runs=len(times), input_shape=as_arrays(batch)[0].shape)
+                   batch_size=len(batch), threads=threads, runs=len(times), input_shape=as_arrays(batch)[0].shape,
+                   cpu_s=spent.cpu_s, energy_j=spent.energy_j)
 
 
 def paired_latency(rounds: list[Latency], clock: list[Latency]) -> Latency:
@@ -62,7 +68,13 @@ def paired_latency(rounds: list[Latency], clock: list[Latency]) -> Latency:
     ratio = float(np.median([r.p50_ms / c.p50_ms for r, c in zip(rounds, clock, strict=True)]))
     return Latency(p50_ms=ratio * float(np.median([c.p50_ms for c in clock])),
                    p95_ms=float(np.median([r.p95_ms for r in rounds])), batch_size=rounds[0].batch_size,
-                   threads=rounds[0].threads, runs=sum(r.runs for r in rounds), input_shape=rounds[0].input_shape)
+                   threads=rounds[0].threads, runs=sum(r.runs for r in rounds), input_shape=rounds[0].input_shape,
+                   cpu_s=_total([r.cpu_s for r in rounds]), energy_j=_total([r.energy_j for r in rounds]))
+
+
+def _total(parts: list[float | None]) -> float | None:
+    """A sum over timing rounds; unknown where any round's part is."""
+    return None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
 
 
 @dataclass(frozen=True)
@@ -227,7 +239,8 @@ def count_macs(model: ModelHandle, example: np.ndarray) -> int | None:
     return counter.get_total_flops() // 2
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
@@ -243,13 +256,13 @@ def peak_memory() -> Iterator[list[int | None]]:
     if not os.path.exists("/proc/self/statm"):
         yield result
         return
-    start = _rss_bytes()
+    start = rss_bytes()
     peak = [start]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
+            peak[0] = max(peak[0], rss_bytes())
             done.wait(0.001)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -259,4 +272,4 @@ def peak_memory() -> Iterator[list[int | None]]:
     finally:
         done.set()
         sampler.join()
-        result[0] = max(peak[0], _rss_bytes()) - start
+        result[0] = max(peak[0], rss_bytes()) - start

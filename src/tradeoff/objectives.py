@@ -1,8 +1,8 @@
 """Objectives and constraints by the name of the measured value they read: the one table to extend when a new
 quantity (cost per prediction, energy) becomes something to minimize or to bound.
 
-Measured values are keyed like `latency_ms.p50@b1`, `size_bytes`, `macs`, `metric`, `metric_drop`; a latency
-objective or constraint reads the task's first batch size.
+Measured values are keyed like `latency_ms.p50@b1`, `size_bytes`, `macs`, `metric`, `metric_drop`,
+`cost_usd_per_million@b1`; a latency or cost objective or constraint reads the task's first batch size.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ OBJECTIVES: dict[str, str] = {
     "metric": "metric",
     "macs": "macs",
     "peak_memory": "peak_memory_bytes",
+    "cost": "cost_usd_per_million@b{batch}",  # needs the task's cost.usd_per_hour (insight/cost.py)
 }
 # objectives the sampler is told as a ratio to the baseline that the worker measuring the trial timed itself, so
 # that trials timed on different machines (or by one machine at different moments) compare fairly
-RELATIVE: dict[str, str] = {"latency": "latency_ratio.p50@b{batch}"}
+RELATIVE: dict[str, str] = {"latency": "latency_ratio.p50@b{batch}", "cost": "cost_ratio@b{batch}"}
 # constraint name in a task file -> measured value it bounds from above
 CONSTRAINTS: dict[str, str] = {
     "max_metric_drop": "metric_drop",
     "max_latency_ms": "latency_ms.p50@b{batch}",
     "max_size_bytes": "size_bytes",
+    "max_cost_per_million": "cost_usd_per_million@b{batch}",
 }
 
 # objective -> how a reader says it got better or worse, for values where lower is better
@@ -34,6 +36,7 @@ CHANGE_WORDS: dict[str, tuple[str, str]] = {
     "size": ("smaller", "larger"),
     "macs": ("fewer multiply-adds", "more multiply-adds"),
     "peak_memory": ("less memory", "more memory"),
+    "cost": ("cheaper", "more expensive"),
 }
 
 Values = Mapping[str, float | None]

@@ -20,6 +20,7 @@ from tradeoff.env import collect_env, int8_warning
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
 from tradeoff.insight.sensitivity import Sensitivity, measure_sensitivity
+from tradeoff.insight.cost import Spend, SpendMeter
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
@@ -27,9 +28,9 @@ from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.problem import GivenModel, Problem, Subject, problem
 from tradeoff.recipe import Recipe
-from tradeoff.report.build import measured, ratios, search_stats, trial_entry, violation_entry
+from tradeoff.report.build import measured, ratios, search_stats, spend_entry, trial_entry, violation_entry
 from tradeoff.report.html import render_html
-from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report
+from tradeoff.report.schema import Best, Binding, Choice, Finalist, LayerStat, Report, RunSpend
 from tradeoff.rundir import RunDir, write_atomic, write_directory, write_json, write_yaml
 from tradeoff.runlog import trial_progress
 from tradeoff.search.record import TrialRecord, records, task_key
@@ -91,13 +92,14 @@ def optimize(subject: Subject | None = None, /, *, task: Task | str | Path | Non
     and finalizes from every worker's trials. With `debug`, a candidate that fails raises instead of being recorded
     as a failed trial.
     """
-    given = problem(subject, task=task, model=model, data=data, where="optimize()", **settings)
-    update: dict[str, Any] = {"space": dict(space)} if space is not None else {}
-    update |= {"storage": storage} if storage is not None else {}
-    if update:
-        search = given.settings.search.model_copy(update=update)
-        given = replace(given, settings=given.settings.model_copy(update={"search": search}))
-    return _run(given, Path(out), quiet, debug)
+    with SpendMeter() as meter:  # what the whole run cost, loading the model and data included
+        given = problem(subject, task=task, model=model, data=data, where="optimize()", **settings)
+        update: dict[str, Any] = {"space": dict(space)} if space is not None else {}
+        update |= {"storage": storage} if storage is not None else {}
+        if update:
+            search = given.settings.search.model_copy(update=update)
+            given = replace(given, settings=given.settings.model_copy(update={"search": search}))
+        return _run(given, Path(out), quiet, debug, meter)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Search:
     ctx: Context
     evaluator: Evaluator
     baseline_val: Measurement  # on validation, timed once before any candidate
+    baseline_spend: Spend  # what measuring it cost
     sensitivity: Sensitivity | None  # per layer, where the task asked for it
 
 
@@ -133,8 +136,10 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
     space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
                           start, search.space)
-    evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target)
-    baseline_val = evaluator.measure(model, "val")
+    evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
+                          settings.cost)
+    with SpendMeter() as meter:
+        baseline_val = evaluator.measure(model, "val")
     study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))
@@ -148,7 +153,7 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
                  settings, metric.higher_is_better, on_trial, debug, trackers=trackers).run()
-    return Search(study, space, ctx, evaluator, baseline_val, sensitivity)
+    return Search(study, space, ctx, evaluator, baseline_val, meter.stop(), sensitivity)
 
 
 def layer_sensitivity(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: SensitivitySpec,
@@ -163,7 +168,8 @@ def layer_sensitivity(model: ModelHandle, evaluator: Evaluator, ctx: Context, sp
     return found
 
 
-def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> OptimizeResult:
+def _run(given: Problem, out: Path, quiet: bool, debug: bool, meter: SpendMeter) -> OptimizeResult:
+    """The run; `meter` has counted what it cost since the model and data began loading."""
     model, data, settings, record = given.model, given.data, given.settings, given.record
     search, first_batch = settings.search, settings.runtime.batch_sizes[0]
     run_dir = RunDir(out / settings.name)
@@ -178,7 +184,7 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> Optimiz
     limits = settings.constraints.model_dump()
     trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
     listed = [r for r in trials if r.counted]  # the samples that spent no budget are only counted (search_stats)
-    entries = [trial_entry(r, limits, first_batch) for r in listed]
+    entries = [trial_entry(r, limits, first_batch, settings.cost.watts_per_core) for r in listed]
     for found, trial in zip(listed, entries, strict=True):
         write_yaml(run_dir.trial(trial.number) / "recipe.yaml", trial.recipe)
         write_json(run_dir.trial(trial.number) / "metrics.json", trial.model_dump(mode="json"))
@@ -217,6 +223,8 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool = False) -> Optimiz
         trials=entries, search_stats=search_stats(trials), pareto=pareto_front(points),
         binding=Binding(**asdict(bound)) if bound else None, warnings=warnings, env=env, task=record,
         sensitivity=searched.sensitivity.as_dict() if searched.sensitivity else None,
+        spend=RunSpend(baseline=spend_entry(searched.baseline_spend, settings.cost.watts_per_core),
+                       run=spend_entry(meter.stop(), settings.cost.watts_per_core)),
     )
     write_json(run_dir.report_json, report.model_dump(mode="json"))
     write_atomic(run_dir.report_html, render_html(report))

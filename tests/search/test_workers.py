@@ -58,6 +58,7 @@ def test_two_workers_spend_the_budget_between_them_and_optimize_finalizes_from_e
     assert not (TESTS / "runs").exists()  # a worker writes no run directory
     counted = [r for r in _records(name, postgres_url) if r.counted]
     assert len(counted) == budget and len({r.key for r in counted}) == budget
+    assert all(r.spend is not None and r.spend.cpu_s > 0 for r in counted)  # what each worker's trials cost it
     # each worker timed its own baseline and stored every latency as a ratio to it, the figure the sampler got
     timed = [r for r in counted if r.state == "complete"]
     assert timed
@@ -75,6 +76,7 @@ def test_two_workers_spend_the_budget_between_them_and_optimize_finalizes_from_e
     assert not re.search(r"^trial \d+ \(", final.stdout, re.MULTILINE)  # nothing was left to measure
     report = json.loads((tmp_path / "runs" / name / "report.json").read_text())
     assert sorted(t["number"] for t in report["trials"]) == sorted(r.number for r in counted)  # each trial once
+    assert all(t["spend"]["wall_s"] > 0 for t in report["trials"])
     assert report["best"]["trial"] is None or report["best"]["trial"] in {r.number for r in counted}
     assert (tmp_path / "runs" / name / "best" / "MANIFEST").is_file()
 

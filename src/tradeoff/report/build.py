@@ -5,11 +5,26 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import cast
 
+from tradeoff.config import CostSpec
 from tradeoff.evaluation import Measurement
+from tradeoff.insight.cost import Spend, prediction_cost
+from tradeoff.insight.energy import Energy
 from tradeoff.measure import Latency
 from tradeoff.metrics import Metric
-from tradeoff.objectives import RELATIVE, Violation, value_key, violations
-from tradeoff.report.schema import Format, LatencyMs, Measured, Ratios, SearchStats, Split, Trial, TrialState
+from tradeoff.objectives import OBJECTIVES, RELATIVE, Violation, value_key, violations
+from tradeoff.report.schema import Energy as EnergyEntry
+from tradeoff.report.schema import (
+    Format,
+    LatencyMs,
+    Measured,
+    PredictionCost,
+    Ratios,
+    SearchStats,
+    Split,
+    Trial,
+    TrialState,
+)
+from tradeoff.report.schema import Spend as SpendEntry
 from tradeoff.report.schema import Violation as ViolationEntry
 from tradeoff.search.record import TrialRecord
 
@@ -21,6 +36,21 @@ def latency_entry(latency: Latency) -> LatencyMs:
                      threads=latency.threads, runs=latency.runs, input_shape=list(latency.input_shape))
 
 
+def energy_entry(energy: Energy) -> EnergyEntry:
+    return EnergyEntry(joules=energy.joules, source=energy.source, method=energy.method)
+
+
+def cost_entry(latency: Latency, cost: CostSpec) -> PredictionCost:
+    found = prediction_cost(latency, cost)
+    return PredictionCost(predictions_per_s=found.predictions_per_s, usd_per_million=found.usd_per_million,
+                          energy_per_prediction=energy_entry(found.energy) if found.energy else None)
+
+
+def spend_entry(spend: Spend, watts_per_core: float) -> SpendEntry:
+    return SpendEntry(wall_s=spend.wall_s, cpu_s=spend.cpu_s, peak_memory_bytes=spend.peak_memory_bytes,
+                      energy=energy_entry(spend.energy(watts_per_core)))
+
+
 def measured(measurement: Measurement) -> Measured:
     by_batch = {b: latency_entry(lat) for b, lat in measurement.latency.items()}
     return Measured(metric=measurement.metric, split=cast(Split, measurement.split), runtime=measurement.runtime,
@@ -28,7 +58,8 @@ def measured(measurement: Measurement) -> Measured:
                     latency_by_batch=by_batch, size_bytes=measurement.size.bytes,
                     size_zstd_bytes=measurement.size.zstd_bytes, params=measurement.params,
                     nonzero_params=measurement.nonzero_params, macs=measurement.macs,
-                    peak_memory_bytes=measurement.peak_memory_bytes)
+                    peak_memory_bytes=measurement.peak_memory_bytes,
+                    cost_by_batch={b: cost_entry(lat, measurement.cost) for b, lat in measurement.latency.items()})
 
 
 def ratios(baseline: Measurement, candidate: Measurement, metric: Metric) -> Ratios:
@@ -43,9 +74,10 @@ def violation_entry(violation: Violation) -> ViolationEntry:
     return ViolationEntry(**asdict(violation))
 
 
-def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int) -> Trial:
+def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int,
+                watts_per_core: float) -> Trial:
     """A trial that spent budget as report.json shows it: the recipe on the runtime it was measured on, its values
-    on validation and the constraints they break."""
+    on validation, the constraints they break, and what the trial cost the machine."""
     recipe = {**(record.candidate or {"version": 1, "steps": []}),
               **({"runtime": record.runtime} if record.runtime else {})}
     values = record.values
@@ -57,7 +89,9 @@ def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batc
                  latency_ms=latency_entry(record.latency) if record.latency else None,
                  latency_ratio=values.get(value_key(RELATIVE["latency"], first_batch)), **counts,
                  runtimes=record.runtimes, worker=record.worker, feasible=record.feasible,
-                 violations=[violation_entry(v) for v in broken])
+                 violations=[violation_entry(v) for v in broken],
+                 cost_usd_per_million=values.get(value_key(OBJECTIVES["cost"], first_batch)),
+                 spend=spend_entry(record.spend, watts_per_core) if record.spend else None)
 
 
 def search_stats(records: list[TrialRecord]) -> SearchStats:

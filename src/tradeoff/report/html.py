@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from tradeoff.objectives import times
-from tradeoff.report.schema import Binding, Measured, Report, Trial, Violation
+from tradeoff.report.schema import Binding, Energy, Measured, Report, Spend, Trial, Violation
 
 # Metrics in [0, 1] whose drops read better as points (0.012 -> 1.2 points).
 ACCURACY_LIKE = frozenset({"accuracy", "f1_macro"})
@@ -117,14 +117,64 @@ def _comparison(report: Report) -> str:
          f"{best.params:,} / {best.nonzero_params:,}", ""],
         ["runtime / format", f"{base.runtime} / {base.format}", f"{best.runtime} / {best.format}", ""],
     ]
+    rows += _cost_rows(base, best)
     layers = [[layer.name, "×".join(map(str, layer.shape)), str(layer.bits), f"{100 * layer.sparsity:.1f}%"]
               for layer in best.layers]
     layer_table = f"<h3>Weights of the best model</h3>{html_table(['layer', 'shape', 'bits', 'zeros'], layers, {2, 3})}"
     warn = best.is_baseline or best.test_violations
     return (f'<div class="card{" warn" if warn else ""}" id="best">'
             f"<h2>Baseline vs best (test split, same process)</h2>{_verdict(report)}"
-            f"{html_table(['', 'baseline', 'best', 'change'], rows, {1, 2}, 'comparison')}"
+            f"{html_table(['', 'baseline', 'best', 'change'], rows, {1, 2}, 'comparison')}{_energy_method(best)}"
             f"{layer_table if layers else ''}</div>")
+
+
+def _energy(energy: Energy | None) -> str:
+    """Joules with their label: an estimate always reads as one."""
+    return "–" if energy is None else f"{energy.joules:.3g} J ({energy.source})"
+
+
+def _cost_rows(base: Measured, best: Measured) -> list[list[str]]:
+    """Cost per million predictions (where the task gives a price) and energy per prediction at each batch size,
+    from the measured throughput: the rows of the comparison card."""
+    rows = []
+    for batch, cost in base.cost_by_batch.items():
+        shipped = best.cost_by_batch.get(batch)
+        if cost.usd_per_million is not None and shipped is not None and shipped.usd_per_million is not None:
+            rows.append([f"USD per million predictions (batch {batch})", f"{cost.usd_per_million:.4g}",
+                         f"{shipped.usd_per_million:.4g}",
+                         times(cost.usd_per_million / shipped.usd_per_million, "cheaper", "more expensive")])
+        before, after = cost.energy_per_prediction, shipped.energy_per_prediction if shipped else None
+        if before is not None or after is not None:
+            change = (times(before.joules / after.joules, "less energy", "more energy")
+                      if before and after and after.joules > 0 and before.source == after.source else "")
+            rows.append([f"energy per prediction (batch {batch})", _energy(before), _energy(after), change])
+    return rows
+
+
+def _energy_method(best: Measured) -> str:
+    """How the energy per prediction was found, in words, under the table that shows it."""
+    energy = next((c.energy_per_prediction for c in best.cost_by_batch.values() if c.energy_per_prediction), None)
+    if energy is None:
+        return ""
+    return (f'<p class=sub id="energy-method">Energy per prediction: the timed calls\' energy over the predictions '
+            f"they made, {energy.source} ({escape(energy.method)}).</p>")
+
+
+def _spend_row(what: str, spend: Spend) -> list[str]:
+    return [what, f"{spend.wall_s:.3g}", f"{spend.cpu_s:.3g}", _bytes(spend.peak_memory_bytes), _energy(spend.energy)]
+
+
+def _run_spend(report: Report) -> str:
+    """What optimizing cost: the baseline's measurement, each trial (as its worker measured it), the whole run."""
+    if report.spend is None:
+        return ""
+    rows = [_spend_row("baseline measured", report.spend.baseline)]
+    rows += [_spend_row(f"trial {t.number}", t.spend) for t in report.trials if t.spend is not None]
+    rows.append(_spend_row("whole run (loading to report)", report.spend.run))
+    energy = report.spend.run.energy
+    return (f"<h2>What optimizing cost</h2><p class=sub>This process's time, CPU and memory; energy of the whole run "
+            f"{energy.source} ({escape(energy.method)}).</p>"
+            f"{html_table(['', 'wall s', 'CPU s', 'peak memory', 'energy'], rows, {1, 2, 3, 4}, 'run-spend')}")
 
 
 def _scatter(report: Report, x_of: Callable[[Trial], float | None], baseline: Measured, x_base: float,
@@ -243,6 +293,7 @@ def render_html(report: Report) -> str:
 <p class="sub" id="search-stats">{escape(report.search_stats.describe())}</p>
 {html_table(['trial', 'state', 'passes', 'metric', 'drop', 'p50 ms', 'size', 'runtime (each timed)', 'feasible',
              'note'], trials, {3, 4, 5, 6}, 'trials')}
+{_run_spend(report)}
 <h2>Environment</h2>
 {html_table(['key', 'value'], env, html_id='env')}
 </body></html>

@@ -29,6 +29,25 @@ Split = Literal["val", "test"]
 Format = Literal["torch", "onnx"]
 
 
+class Energy(_Frozen):
+    """Joules, and how they were found: "measured" by RAPL, or "estimated" (`method` says how); never one for the
+    other."""
+
+    joules: float
+    source: Literal["measured", "estimated"]
+    method: str
+
+
+class PredictionCost(_Frozen):
+    """One prediction at one batch size (insight/cost.py): b / p50 predictions per ms on the task's threads, the
+    task's price per hour over them (None without `cost.usd_per_hour`), the energy of the timed calls over the
+    predictions they made."""
+
+    predictions_per_s: float
+    usd_per_million: float | None = None
+    energy_per_prediction: Energy | None = None
+
+
 class Measured(_Frozen):
     """One model measured on one split, on one runtime."""
 
@@ -44,6 +63,7 @@ class Measured(_Frozen):
     nonzero_params: int
     macs: int | None = None
     peak_memory_bytes: int | None = None
+    cost_by_batch: dict[int, PredictionCost] = Field(default_factory=dict)
 
 
 class Ratios(_Frozen):
@@ -65,7 +85,7 @@ class LayerStat(_Frozen):
 
 
 class Violation(_Frozen):
-    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes"]
+    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes", "max_cost_per_million"]
     limit: float
     value: float
     missed_by: float
@@ -81,6 +101,24 @@ class Best(Measured):
     is_baseline: bool
     ratios: Ratios
     test_violations: list[Violation] = Field(default_factory=list)  # reported, never a reason to choose again
+
+
+class Spend(_Frozen):
+    """What a stretch of the optimization cost the machine that ran it: this process's wall time, CPU seconds
+    (every thread, and child processes), largest resident memory seen, and energy."""
+
+    wall_s: float
+    cpu_s: float
+    peak_memory_bytes: int | None
+    energy: Energy
+
+
+class RunSpend(_Frozen):
+    """What optimizing cost: measuring the baseline, and the whole run (loading to report); each trial's is with the
+    trial, as the worker that ran it measured it."""
+
+    baseline: Spend
+    run: Spend
 
 
 TrialState = Literal["complete", "pruned", "failed"]
@@ -109,6 +147,8 @@ class Trial(_Frozen):
     worker: str | None = None  # host:pid of the process that measured it
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)
+    cost_usd_per_million: float | None = None  # at the first batch size, where the task gives a price
+    spend: Spend | None = None  # what building and measuring it cost its worker's machine
 
 
 class SearchStats(_Frozen):
@@ -177,3 +217,4 @@ class Report(_Frozen):
     env: dict[str, Any]
     task: dict[str, Any]
     sensitivity: dict[str, Any] | None = None  # per layer (insight.sensitivity), where the task asked for it
+    spend: RunSpend | None = None  # what the optimization cost; absent from reports written before it was kept

@@ -19,6 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tradeoff.errors import ConfigError
+from tradeoff.insight.cost import Spend
 from tradeoff.measure import Latency
 from tradeoff.objectives import CONSTRAINTS
 
@@ -53,6 +54,7 @@ class TrialRecord:
     error: str | None = None  # the traceback of a failed trial
     failed_step: int | None = None  # how many steps of its recipe it took to fail, where a step failed
     intermediate: dict[int, tuple[float, ...]] = field(default_factory=dict)  # epoch -> objectives (minimized)
+    spend: Spend | None = None  # what building and measuring it cost the worker's machine
 
     @property
     def counted(self) -> bool:
@@ -76,7 +78,7 @@ class TrialRecord:
             state = result["state"]
         else:
             state = "skipped"
-        latency = result.get("latency")
+        latency, spend = result.get("latency"), result.get("spend")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry_of = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
@@ -89,7 +91,8 @@ class TrialRecord:
                    violations={k: v for k, v in trial.constraints.items() if v > 0}, retry_of=retry_of,
                    worker=attrs.get(_WORKER),
                    error=result.get("error"), failed_step=result.get("failed_step"),
-                   intermediate={int(e): tuple(v) for e, v in attrs.get(_INTERMEDIATE, {}).items()})
+                   intermediate={int(e): tuple(v) for e, v in attrs.get(_INTERMEDIATE, {}).items()},
+                   spend=Spend(**spend) if spend else None)
 
 
 # settings that may differ between a killed run and its resumption, or between the workers of one study
@@ -140,16 +143,18 @@ def write_result(trial: optuna.Trial, state: State, note: str | None = None,
                  values: dict[str, float | None] | None = None, latency: Latency | None = None,
                  runtime: str | None = None, runtimes: dict[str, float] | None = None,
                  violations: dict[str, float] | None = None, error: str | None = None,
-                 failed_step: int | None = None) -> None:
+                 failed_step: int | None = None, spend: Spend | None = None) -> None:
     """Store what the trial found; the caller then tells the study its state and objectives. With `violations`
     (constraint -> amount past its limit) the sampler learns each constraint's value, zero for those it meets.
-    `error` is a failed trial's traceback, `failed_step` the number of steps it took to fail."""
+    `error` is a failed trial's traceback, `failed_step` the number of steps it took to fail, `spend` what the
+    trial cost the machine."""
     if violations is not None:
         for name in CONSTRAINTS:
             trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
                                   "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
-                                  "error": error, "failed_step": failed_step})
+                                  "error": error, "failed_step": failed_step,
+                                  "spend": asdict(spend) if spend else None})
 
 
 def write_intermediate(trial: optuna.Trial, epoch: int, point: tuple[float, ...]) -> None:

@@ -27,6 +27,7 @@ from tradeoff.config import PRIVATE_STORAGES, Settings
 from tradeoff.context import Context
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.insight.cost import SpendMeter
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import minimized, violations
@@ -337,31 +338,35 @@ class StudyRun:
 
     def _measure(self, trial: optuna.Trial, candidate: Candidate, seen: Mapping[str, TrialRecord]) -> TrialRecord:
         """Build and measure the candidate. A step that changed nothing is left out of its recipe and named in the
-        note; what is left may be the baseline (skipped) or a candidate measured before (a duplicate)."""
+        note; what is left may be the baseline (skipped) or a candidate measured before (a duplicate). What the
+        trial cost this machine (time, CPU, memory, energy) is stored with what it measured."""
         epochs: list[int] = []
-        try:
-            with _heartbeat(self.study, trial):
-                model = self.space.build(candidate, replace(self.ctx, on_epoch=self._reporter(trial, epochs)))
-                effective, unchanged = self.space.without_unchanged(candidate)
-                note = None
-                if unchanged:
-                    note = f"{', '.join(unchanged)} changed nothing on this model (left out of the recipe)"
-                    if effective is None:
-                        return self._skip(trial, f"{note}: what is left is the baseline")
-                    mark_candidate(trial, effective.as_dict(), effective.key())  # a repeat of either is seen
-                    if (earlier := seen.get(effective.key())) is not None:
-                        return self._duplicate(trial, earlier, note)
-                outcome = self.measure(model)
-        except Pruned as pruned:
-            write_result(trial, "pruned", note=pruned.note, values={**pruned.values, **_trained(epochs)})
-            return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
-        except Exception as exc:  # one broken candidate must not end a long search; the trial says why
-            failed = exc if isinstance(exc, StepFailed) else StepFailed("measuring", exc)
-            write_result(trial, "failed", note=failed.note, error=failed.details, failed_step=failed.depth)
-            record = TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
-            if self.debug:
-                raise
-            return record
+        with SpendMeter() as meter:
+            try:
+                with _heartbeat(self.study, trial):
+                    model = self.space.build(candidate, replace(self.ctx, on_epoch=self._reporter(trial, epochs)))
+                    effective, unchanged = self.space.without_unchanged(candidate)
+                    note = None
+                    if unchanged:
+                        note = f"{', '.join(unchanged)} changed nothing on this model (left out of the recipe)"
+                        if effective is None:
+                            return self._skip(trial, f"{note}: what is left is the baseline")
+                        mark_candidate(trial, effective.as_dict(), effective.key())  # a repeat of either is seen
+                        if (earlier := seen.get(effective.key())) is not None:
+                            return self._duplicate(trial, earlier, note)
+                    outcome = self.measure(model)
+            except Pruned as pruned:
+                write_result(trial, "pruned", note=pruned.note, values={**pruned.values, **_trained(epochs)},
+                             spend=meter.stop())
+                return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
+            except Exception as exc:  # one broken candidate must not end a long search; the trial says why
+                failed = exc if isinstance(exc, StepFailed) else StepFailed("measuring", exc)
+                write_result(trial, "failed", note=failed.note, error=failed.details, failed_step=failed.depth,
+                             spend=meter.stop())
+                record = TrialRecord.read(self.study.tell(trial, state=TrialState.FAIL))
+                if self.debug:
+                    raise
+                return record
         if note is not None:
             outcome = replace(outcome, note="; ".join(n for n in (note, outcome.note) if n))
         outcome = replace(outcome, values={**outcome.values, **_trained(epochs)})
@@ -369,7 +374,7 @@ class StudyRun:
         broken = {v.constraint: v.missed_by
                   for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}
         write_result(trial, outcome.state, note=outcome.note, values=outcome.values, latency=outcome.latency,
-                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken)
+                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken, spend=meter.stop())
         if outcome.state == "pruned":
             return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,
