@@ -19,8 +19,8 @@ from tradeoff.data import DataBundle
 from tradeoff.env import collect_env, int8_warning
 from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.huggingface import is_transformer
-from tradeoff.insight.sensitivity import Sensitivity, measure_sensitivity
 from tradeoff.insight.cost import Spend, SpendMeter
+from tradeoff.insight.sensitivity import Sensitivity, measure_sensitivity
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
