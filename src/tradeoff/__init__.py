@@ -15,6 +15,7 @@ from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendEr
 
 if TYPE_CHECKING:
     from tradeoff import data, training
+    from tradeoff.insight.monitor import MonitorResult, monitor
     from tradeoff.optimize import OptimizeResult, optimize
     from tradeoff.recipe import Recipe
     from tradeoff.replay import apply, evaluate
@@ -31,11 +32,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "distill_data": ("tradeoff.training.synthetic_data", "distill_data"),
     "tune": ("tradeoff.tuning.run", "tune"), "TuneResult": ("tradeoff.tuning.run", "TuneResult"),
     "nas": ("tradeoff.tuning.run", "nas"), "NasResult": ("tradeoff.tuning.run", "NasResult"),
+    "monitor": ("tradeoff.insight.monitor", "monitor"), "MonitorResult": ("tradeoff.insight.monitor", "MonitorResult"),
 }
 
 __all__ = ["ConfigError", "DataError", "ModelError", "NasResult", "OptimizeResult", "Recipe", "RuntimeBackendError",
            "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "nas", "optimize", "train",
-           "training", "tune"]
+           "training", "tune",
+           "MonitorResult", "monitor"]
 __version__ = "0.1.0"
 
 
