@@ -16,6 +16,7 @@ import tradeoff as to
 from tradeoff.cli import app
 from tradeoff.data import DataBundle
 from tradeoff.insight.drift import ALPHA, feature_drift
+from tradeoff.insight.monitor import class_agreement, cosine_agreement
 from tradeoff.insight.run import load_run
 from tradeoff.testing.shifts import SHIFTS, alarm_rate
 
@@ -48,6 +49,19 @@ def test_features_with_few_values_are_compared_by_their_counts() -> None:
     brighter = feature_drift(reference, np.minimum(held + 1, 4), alpha=ALPHA)
     assert any(f.drifted for f in brighter) and max(f.psi for f in brighter) > 0.25
     assert {f.psi_band for f in brighter} >= {"major"}
+
+
+def test_disagreement_is_a_drop_in_agreement_beyond_what_the_sample_sizes_explain() -> None:
+    on_test = np.ones(114, dtype=bool)  # both models agreed on all 114 test rows
+    few = class_agreement(np.arange(100) >= 3, on_test)  # 97 of 100 rows now
+    many = class_agreement(np.arange(10_000) >= 300, on_test)  # 9,700 of 10,000
+    assert not few.disagrees and few.least_expected == 0.97
+    assert many.disagrees and 0.97 < many.least_expected < 1 and many.p_value < ALPHA
+    rng = np.random.default_rng(0)
+    cosines = 1 - rng.exponential(0.002, 300)  # an int8 embedding model's cosines to the original on test
+    assert not cosine_agreement(1 - rng.exponential(0.002, 300), cosines).disagrees
+    lower = cosine_agreement(1 - rng.exponential(0.004, 300), cosines)
+    assert lower.disagrees and lower.now < lower.least_expected < lower.at_test
 
 
 def _write_csv(path: Path, names: list[str], rows: np.ndarray, target: np.ndarray | None = None) -> Path:
