@@ -76,7 +76,7 @@ def _write_csv(path: Path, names: list[str], rows: np.ndarray, target: np.ndarra
 @pytest.fixture(scope="module")
 def held_out_csvs(tabular_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """breast_cancer's held-out rows as the raw columns a user's new .csv holds: as they are (with targets), scaled
-    by 1.5 (a unit changed upstream), and with a column left out."""
+    by 1.5 (a unit changed upstream), with a column left out, and with a value missing."""
     data = load_run(tabular_runs["breast_cancer"]).original.data
     assert data.standardization is not None and data.feature_names is not None
     mean, std = data.standardization
@@ -86,7 +86,8 @@ def held_out_csvs(tabular_runs: dict[str, Path], tmp_path_factory: pytest.TempPa
     folder = tmp_path_factory.mktemp("new_data")
     return {"unshifted": _write_csv(folder / "unshifted.csv", names, raw, targets),
             "scaled": _write_csv(folder / "scaled.csv", names, raw * 1.5),
-            "a column missing": _write_csv(folder / "missing.csv", names[1:], raw[:, 1:])}
+            "a column missing": _write_csv(folder / "missing.csv", names[1:], raw[:, 1:]),
+            "a value missing": _write_csv(folder / "gap.csv", names, np.where(np.eye(*raw.shape) > 0, np.nan, raw))}
 
 
 def test_monitor_passes_unshifted_data_and_measures_both_models_on_its_targets(
@@ -118,10 +119,11 @@ def test_the_command_exits_0_when_fine_and_1_on_drift_with_its_report(
     assert json.loads((folder / "monitor.json").read_text()) == found
 
 
-def test_a_column_missing_from_the_new_data_is_one_line_naming_it(
-        tabular_runs: dict[str, Path], held_out_csvs: dict[str, Path]) -> None:
-    result = runner.invoke(app, ["monitor", str(tabular_runs["breast_cancer"]), "--data",
-                                 str(held_out_csvs["a column missing"]), "--quiet"])
+@pytest.mark.parametrize(("mistake", "said"), [("a column missing", "lacks the training column(s) 'mean radius'"),
+                                               ("a value missing", "has 30 rows with missing or infinite values")])
+def test_a_mistake_in_the_new_data_is_one_line_naming_it(tabular_runs: dict[str, Path], held_out_csvs: dict[str, Path],
+                                                          mistake: str, said: str) -> None:
+    result = runner.invoke(app, ["monitor", str(tabular_runs["breast_cancer"]), "--data", str(held_out_csvs[mistake]),
+                                 "--quiet"])
     message = result.stderr.strip()
-    assert result.exit_code == 2 and len(message.splitlines()) == 1
-    assert "lacks the training column(s) 'mean radius'" in message
+    assert result.exit_code == 2 and len(message.splitlines()) == 1 and said in message, message

@@ -8,7 +8,8 @@ the chance of any false alarm on undrifted data stays at most ALPHA (Bonferroni 
   1 - 0.95^30 = 79% of undrifted samples. These say which features moved.
 - the rows as a whole (each feature standardized by the training split): the MMD test below. It sees what no single
   feature shows clearly on a few dozen rows (noise added to every feature, a class gone): on wine's 53 held-out rows
-  it detects both where the corrected per-feature tests miss a third of the time.
+  (20 seeded splits) the corrected per-feature tests alone caught noise of one standard deviation on 6 and the
+  missing class on 13, the two together on all 20.
 Each feature also gets its population stability index (PSI), the industry's measure of how far a distribution
 moved, read in the usual bands: below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 major. PSI is reported, not
 tested: it has no sampling distribution and is biased upward on small samples (about (bins - 1) / rows on
@@ -36,7 +37,7 @@ ALPHA = 0.05  # the chance of a false alarm on undrifted data, for the whole che
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25  # PSI bands: stable below 0.1, a moderate shift to 0.25, a major one above
 PSI_BINS = 10  # a continuous feature's PSI compares the shares of rows in the training split's deciles
 DISCRETE_MAX_VALUES = 10  # a feature with this many distinct training values or fewer is tested as categories
-MANY_FEATURES = 50  # samples with more values than this (or more than one axis) get the multivariate test
+MANY_FEATURES = 50  # samples with more values than this (or more than one axis) are tested as a whole only
 PERMUTATIONS = 500  # of the MMD test: its smallest p-value is 1 / 501
 MMD_ROWS = 1000  # at most this many rows of each sample enter the MMD test (a seeded subset): the kernel is rows^2
 BANDWIDTH_ROWS = 300  # the median heuristic reads the distances among this many of the pooled rows

@@ -25,8 +25,8 @@ class NewData:
 
 def _numbers(rows: list[list[str]], path: Path) -> np.ndarray:
     try:
-        return np.array(rows, dtype=np.float64)
-    except ValueError as exc:
+        return np.array([[cell if cell.strip() else "nan" for cell in row] for row in rows], dtype=np.float64)
+    except ValueError as exc:  # an empty cell is a missing value, said as such below
         raise DataError(f"{path} has a non-numeric value: {exc}", "encode categories as numbers") from None
 
 
@@ -97,6 +97,10 @@ def read_new_data(path: str | Path, data: DataBundle) -> NewData:
             raise DataError(f"{path} has samples of {values} values, the run's data {expected} (shape "
                             f"{list(data.sample_shape)})", "write the same features the model was trained on")
         x = data.prepare(raw.reshape((len(raw), *data.sample_shape)))
+        broken = int(np.sum(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+        if broken:
+            raise DataError(f"{path} has {broken} rows with missing or infinite values",
+                            "drop or fill them: the model cannot read them either")
     if len(x) < MIN_ROWS:
         raise DataError(f"{path} has {len(x)} rows; a drift check needs at least {MIN_ROWS}", "collect more rows")
     return NewData(path, x, y)
