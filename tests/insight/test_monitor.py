@@ -127,3 +127,18 @@ def test_a_mistake_in_the_new_data_is_one_line_naming_it(tabular_runs: dict[str,
                                  "--quiet"])
     message = result.stderr.strip()
     assert result.exit_code == 2 and len(message.splitlines()) == 1 and said in message, message
+
+
+
+
+def test_an_npz_of_new_rows_is_read_too_and_noise_on_it_is_drift(tabular_runs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    data = load_run(tabular_runs["wine"]).original.data
+    assert data.standardization is not None
+    mean, std = data.standardization
+    held = np.concatenate([data.val.x, data.test.x]) * std + mean  # raw, as the user's pipeline has them
+    np.savez(tmp_path / "same.npz", x=held, y=np.concatenate([data.val.y, data.test.y]))
+    np.savez(tmp_path / "noisy.npz", x=held + np.random.default_rng(0).normal(size=held.shape) * std)
+    same, noisy = (to.monitor(tabular_runs["wine"], tmp_path / f"{name}.npz") for name in ("same", "noisy"))
+    assert not same.alarm and same.metric is not None and same.metric.optimized > 0.85
+    assert noisy.alarm and noisy.drift.drifted and noisy.drift.whole.drifted
