@@ -18,6 +18,7 @@ from tradeoff.objectives import times
 
 if TYPE_CHECKING:  # torch, optuna and onnx load inside the commands that use them: `--help` stays instant
     from tradeoff.config import Task
+    from tradeoff.insight.monitor import MonitorResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
@@ -374,7 +375,7 @@ def monitor(run_dir: Annotated[Path, typer.Argument(help="A run directory writte
     raise typer.Exit(1 if result.alarm else 0)
 
 
-def _print_monitor(result: Any) -> None:
+def _print_monitor(result: MonitorResult) -> None:
     agreement, drift = result.agreement, result.drift
     table = Table(title=f"{result.run_dir.name}: {drift.rows} new rows")
     for column in ("check", "now", "reference", "verdict"):

@@ -104,7 +104,8 @@ def cosine_agreement(now: np.ndarray, test: np.ndarray, alpha: float = ALPHA) ->
 
 
 def _is_classifier(metric: Metric, outputs: np.ndarray) -> bool:
-    """Scores per class, read by a metric of labels (regression outputs and embeddings are compared by cosine)."""
+    """Scores per class, read by a metric of labels. Embeddings are compared by cosine, and so are regression
+    outputs, where for a single output the cosine only says whether the two models agree in sign."""
     return metric.needs_labels and metric.name != "mse" and outputs.ndim == 2
 
 
