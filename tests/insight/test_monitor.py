@@ -47,8 +47,10 @@ def test_unshifted_held_out_rows_false_alarm_in_at_most_5_percent_of_draws(name:
 
 
 def test_features_with_few_values_are_compared_by_their_counts() -> None:
+    def coarse(x: np.ndarray) -> np.ndarray:
+        return np.floor(x[:, 18:46] * 4)  # central pixels in 5 grey levels: 0..4
+
     digits = to.data.digits(seed=0)
-    coarse = lambda x: np.floor(x[:, 18:46] * 4)  # noqa: E731  (central pixels in 5 grey levels: 0..4)
     reference, held = coarse(digits.train.x), coarse(np.concatenate([digits.val.x, digits.test.x]))
     unshifted = feature_drift(reference, held, alpha=ALPHA)
     assert {f.test for f in unshifted} == {"chi2"} and not any(f.drifted for f in unshifted)
