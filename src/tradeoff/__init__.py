@@ -15,6 +15,7 @@ from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendEr
 
 if TYPE_CHECKING:
     from tradeoff import data, training
+    from tradeoff.insight.monitor import MonitorResult, monitor
     from tradeoff.insight.sensitivity import Sensitivity, sensitivity
     from tradeoff.optimize import OptimizeResult, optimize
     from tradeoff.recipe import Recipe
@@ -34,11 +35,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "nas": ("tradeoff.tuning.run", "nas"), "NasResult": ("tradeoff.tuning.run", "NasResult"),
     "sensitivity": ("tradeoff.insight.sensitivity", "sensitivity"),
     "Sensitivity": ("tradeoff.insight.sensitivity", "Sensitivity"),
+    "monitor": ("tradeoff.insight.monitor", "monitor"), "MonitorResult": ("tradeoff.insight.monitor", "MonitorResult"),
 }
 
-__all__ = ["ConfigError", "DataError", "ModelError", "NasResult", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "Sensitivity", "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "nas", "optimize",
-           "sensitivity", "train", "training", "tune"]
+__all__ = ["ConfigError", "DataError", "ModelError", "MonitorResult", "NasResult", "OptimizeResult", "Recipe",
+           "RuntimeBackendError", "Sensitivity", "TradeoffError", "TuneResult", "apply", "data", "distill_data",
+           "evaluate", "monitor", "nas", "optimize", "sensitivity", "train", "training", "tune"]
 __version__ = "0.1.0"
 
 

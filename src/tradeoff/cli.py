@@ -18,6 +18,7 @@ from tradeoff.objectives import times
 
 if TYPE_CHECKING:  # torch, optuna and onnx load inside the commands that use them: `--help` stays instant
     from tradeoff.config import Task
+    from tradeoff.insight.monitor import MonitorResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Make a trained model cheaper to run, with the accuracy cost measured on held-out data.")
@@ -392,6 +393,47 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A run directory holding
     from tradeoff.replay import rerender
 
     console.print(f"report: {rerender(run_dir)}")
+
+
+@app.command()
+@user_errors
+def monitor(run_dir: Annotated[Path, typer.Argument(help="A run directory written by tradeoff optimize.")],
+            data: Annotated[Path, typer.Option(help="New data: a .csv with the training columns (target optional), "
+                                                   "an .npz with x, or texts (.txt, .jsonl) for a text task.")],
+            task: Annotated[Path | None, typer.Option(help="The task file, where the run was given Python "
+                                                           "objects.")] = None,
+            quiet: Quiet = False, as_json: AsJson = False) -> None:
+    """Input drift against the training data, and the optimized model's agreement with the original on new data
+    against that on test. Exit code 0 when fine, 1 on drift or disagreement (2 on a mistake)."""
+    from tradeoff.insight.monitor import monitor as run
+
+    result = run(run_dir, data, task=task)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    elif not quiet:
+        _print_monitor(result)
+    raise typer.Exit(1 if result.alarm else 0)
+
+
+def _print_monitor(result: MonitorResult) -> None:
+    agreement, drift = result.agreement, result.drift
+    table = Table(title=f"{result.run_dir.name}: {drift.rows} new rows")
+    for column in ("check", "now", "reference", "verdict"):
+        table.add_column(column, justify="right" if column in ("now", "reference") else "left")
+    table.add_row(f"agreement ({agreement.measure})", f"{agreement.now:.4f}",
+                  f"{agreement.at_test:.4f} on test (least {agreement.least_expected:.4f})",
+                  "DISAGREES" if agreement.disagrees else "ok")
+    whole = drift.whole
+    table.add_row("drift: MMD of whole rows", f"p {whole.p_value:.3g}", f"alarm below {whole.level:g}",
+                  "DRIFT" if whole.drifted else "ok")
+    for f in sorted(drift.features, key=lambda f: f.p_holm)[:10]:
+        table.add_row(f"drift: {f.name} ({f.test})", f"p {f.p_holm:.3g} (Holm)", f"PSI {f.psi:.3f} {f.psi_band}",
+                      "DRIFT" if f.drifted else "ok")
+    if result.metric is not None:
+        table.add_row(f"{result.metric.name} on the targets", f"{result.metric.optimized:.4f}",
+                      f"{result.metric.original:.4f} original", "")
+    console.print(table)
+    console.print(f"{'ALARM' if result.alarm else 'fine'}; report: {result.html_path}", highlight=False)
 
 
 @app.command()

@@ -34,18 +34,19 @@ class Metric:
         return baseline - candidate if self.higher_is_better else candidate - baseline
 
 
-def _labels(outputs: np.ndarray) -> np.ndarray:
+def predicted_labels(outputs: np.ndarray) -> np.ndarray:
+    """The class each row of scores picks: the argmax, or the sign of a single logit."""
     if outputs.ndim == 1 or outputs.shape[-1] == 1:
         return (outputs.reshape(len(outputs)) > 0).astype(np.int64)
     return outputs.argmax(axis=-1)
 
 
 def _accuracy(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.mean(_labels(outputs) == targets))
+    return float(np.mean(predicted_labels(outputs) == targets))
 
 
 def _f1_macro(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
-    return float(f1_score(targets, _labels(outputs), average="macro"))
+    return float(f1_score(targets, predicted_labels(outputs), average="macro"))
 
 
 def _mse(outputs: np.ndarray, targets: np.ndarray, reference: np.ndarray) -> float:
