@@ -15,6 +15,7 @@ from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendEr
 
 if TYPE_CHECKING:
     from tradeoff import data, training
+    from tradeoff.insight.explain import Explanation, explain
     from tradeoff.optimize import OptimizeResult, optimize
     from tradeoff.recipe import Recipe
     from tradeoff.replay import apply, evaluate
@@ -31,11 +32,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "distill_data": ("tradeoff.training.synthetic_data", "distill_data"),
     "tune": ("tradeoff.tuning.run", "tune"), "TuneResult": ("tradeoff.tuning.run", "TuneResult"),
     "nas": ("tradeoff.tuning.run", "nas"), "NasResult": ("tradeoff.tuning.run", "NasResult"),
+    "explain": ("tradeoff.insight.explain", "explain"), "Explanation": ("tradeoff.insight.explain", "Explanation"),
 }
 
-__all__ = ["ConfigError", "DataError", "ModelError", "NasResult", "OptimizeResult", "Recipe", "RuntimeBackendError",
-           "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "nas", "optimize", "train",
-           "training", "tune"]
+__all__ = ["ConfigError", "DataError", "Explanation", "ModelError", "NasResult", "OptimizeResult", "Recipe",
+           "RuntimeBackendError", "TradeoffError", "TuneResult", "apply", "data", "distill_data", "evaluate", "explain",
+           "nas", "optimize", "train", "training", "tune"]
 __version__ = "0.1.0"
 
 
