@@ -10,10 +10,10 @@ accept two classes only (imodels 3.0.4 raises ValueError on wine's three).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 from sklearn.model_selection import KFold
 from sklearn.tree import DecisionTreeClassifier
 
@@ -48,6 +48,12 @@ class Rule(_Frozen):
     label: int
     support: int  # training samples the rule decides
     precision: float  # of those, the share the network gives `label`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_text(cls, data: Any) -> Any:
+        """`text` is written to explain.json for its readers and derived again when the file is read back."""
+        return {k: v for k, v in data.items() if k != "text"} if isinstance(data, dict) else data
 
     def holds(self, flat: np.ndarray) -> np.ndarray:
         held = np.ones(len(flat), dtype=bool)
