@@ -138,8 +138,9 @@ def _predict(rules: tuple[Rule, ...], flat: np.ndarray) -> np.ndarray:
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
-    """Samples as rows of features, in float32 as scikit-learn's trees compare them."""
-    return np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    """Samples as rows of features: float32 as scikit-learn's trees read them, compared in float64 as they compare
+    (a float32 comparison would round the threshold and could send a sample down the other branch)."""
+    return np.asarray(x, dtype=np.float32).reshape(len(x), -1).astype(np.float64)
 
 
 class _Units:
