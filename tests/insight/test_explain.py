@@ -4,6 +4,7 @@ attributions whose agreement says whether the optimized model still looks at the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -20,10 +21,10 @@ from typer.testing import CliRunner
 import tradeoff as to
 from tradeoff.architectures import MLP
 from tradeoff.cli import app
-from tradeoff.data import Split
+from tradeoff.data import DataBundle, Split
 from tradeoff.insight.attributions import Attributed, compare, sample
 from tradeoff.insight.explain import Explanation
-from tradeoff.insight.rules import MAX_RULES, feature_names
+from tradeoff.insight.rules import MAX_RULES, feature_names, fit_surrogates
 from tradeoff.insight.run import load_run
 from tradeoff.model import ModelHandle
 
@@ -67,8 +68,6 @@ def test_rules_name_the_features_in_their_units_and_their_fidelity_is_measured(
 def test_rules_read_as_conditions_in_data_units() -> None:
     data = to.data.breast_cancer(seed=0, standardize=True)
     mean, std = data.standardization  # type: ignore[misc]
-    from tradeoff.insight.rules import fit_surrogates
-
     worst_radius = feature_names(data).index("worst radius")
     tree, _ = fit_surrogates(lambda x: (x[:, worst_radius] <= (16.8 - mean[worst_radius]) / std[worst_radius])
                              .astype(int), data)
@@ -77,6 +76,23 @@ def test_rules_read_as_conditions_in_data_units() -> None:
     (cut,) = tree.rules[0].conditions
     assert cut.name == "worst radius" and cut.op == "<=" and cut.value == pytest.approx(16.8, abs=0.1)
     assert tree.rules[0].text.startswith(f"if worst radius <= {cut.value:.3g} then class 1 (n=")
+
+
+def test_pixels_are_named_by_their_place_and_the_rules_low_fidelity_is_flagged(digits_images: DataBundle) -> None:
+    torch.manual_seed(0)
+    module = MLP(input_shape=[1, 8, 8], classes=10, widths=[32])
+    to.training.fit(module, digits_images.train, digits_images.val, epochs=10, lr=3e-3, seed=0)
+    module.eval()
+
+    def predicted(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.as_tensor(x)).argmax(dim=1).numpy()
+
+    surrogates = fit_surrogates(predicted, digits_images)
+    names = {c.name for s in surrogates for r in s.rules for c in r.conditions}
+    assert names and all(re.fullmatch(r"pixel \(\d, \d\)", n) for n in names), names
+    # ten digits in 64 pixels: fifteen thresholds do not describe a CNN, and the result says so
+    assert all(s.low_fidelity and 0.3 < s.fidelity < 0.95 for s in surrogates)
 
 
 def test_attributions_agree_for_the_optimized_model_and_fall_for_one_blind_to_the_top_features(
