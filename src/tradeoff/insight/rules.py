@@ -1,10 +1,13 @@
 """Surrogate rules: a shallow decision tree and an ordered rule list fitted to a classifier's own predictions, so a
 reader sees which thresholds on which features decide its classes, and how often the rules agree with it (fidelity).
 
-Both are fitted on the training split's inputs labelled by the network's predicted class; their size (at most
-MAX_RULES rules) is chosen on validation; their fidelity is read once on test. The rule list is our own sequential
-covering over scikit-learn trees: imodels' rule lists (GreedyRuleList, OneR, Skope, BayesianRuleList) and RuleFit
-accept two classes only (imodels 3.0.4 raises ValueError on wine's three).
+Both are fitted on the training split's inputs labelled by the network's predicted class, the tree also on jittered
+copies of them the network labels (queries); their size (at most MAX_RULES rules) is chosen on held-out agreement
+(validation and folds of train); their fidelity is read once on test. Queries, measured on seven MLPs each of
+breast_cancer and wine: the tree's mean test fidelity went 0.922 -> 0.959 and 0.845 -> 0.918; the rule list's went
+0.946 -> 0.955 and 0.931 -> 0.878, so it is fitted without them. The rule list is our own sequential covering over
+scikit-learn trees: imodels' rule lists (GreedyRuleList, OneR, Skope, BayesianRuleList) and RuleFit accept two
+classes only (imodels 3.0.4 raises ValueError on wine's three).
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ from tradeoff.data import DataBundle
 MAX_RULES = 15  # the issue's readability bound: a reader takes in fifteen rules, not fifty
 COVER_DEPTH = 3  # conditions per rule list rule: each rule is one path of a depth-3 tree
 FOLDS = 5
+QUERIES = 5  # jittered copies of each training sample the network labels for the tree
+JITTER = 0.1  # their noise, in standard deviations of each feature on train
 LOW_FIDELITY = 0.95  # below the issue's target the rules are a rough sketch of the network, and said to be one
 
 Predict = Callable[[np.ndarray], np.ndarray]  # inputs -> the predicted class of each
+
+
+Family = Callable[[np.ndarray, np.ndarray, "_Units"], list[tuple["Rule", ...]]]  # surrogates of each size
 
 
 class _Frozen(BaseModel):
@@ -102,27 +110,58 @@ def feature_names(data: DataBundle) -> tuple[str, ...]:
 
 
 def fit_surrogates(predict: Predict, data: DataBundle) -> tuple[Surrogate, ...]:
-    """The decision tree and the rule list of the classifier `predict`, each fitted to its predictions on train,
-    sized on held-out agreement (validation and a 5-fold split of train: validation alone is a few dozen samples
-    on small tables), scored on test."""
-    units = _Units(data)
+    """The decision tree and the rule list of the classifier `predict`, each fitted to its predictions on train
+    (and on queries around it), sized on held-out agreement (validation and a 5-fold split of train: validation
+    alone is a few dozen samples on small tables), scored on test."""
+    units, shape = _Units(data), data.sample_shape
     x, labels = _flat(data.train.x), predict(data.train.x)
     val, val_labels = _flat(data.val.x), predict(data.val.x)
     test, test_labels = _flat(data.test.x), predict(data.test.x)
+    scale = JITTER * x.std(axis=0)
+
+    def fitted(family: Family, rows: np.ndarray, queries: int) -> list[tuple[Rule, ...]]:
+        if not queries:
+            return family(x[rows], labels[rows], units)
+        queried = _queries(x[rows], scale, queries, data.spec.seed)
+        asked = predict(queried.reshape(-1, *shape).astype(np.float32))
+        return family(np.concatenate([x[rows], queried]), np.concatenate([labels[rows], asked]), units)
+
+    everything = np.arange(len(x))
     folds = list(KFold(FOLDS, shuffle=True, random_state=data.spec.seed).split(x)) if len(x) >= 2 * FOLDS else []
     chosen = []
-    for kind, family in (("decision tree", _tree_family), ("rule list", _list_family)):
-        sizes = family(x, labels, units)
+    for kind, family, queries in (("decision tree", _tree_family, QUERIES), ("rule list", _list_family, 0)):
+        sizes = fitted(family, everything, queries)
         held_out = np.array([_agreed(_predict(rules, val), val_labels) for rules in sizes])
-        for fit, scored in folds:
-            fold_sizes = family(x[fit], labels[fit], units)
+        for rows, scored in folds:
+            fold_sizes = fitted(family, rows, queries)
             held_out += [_agreed(_predict(fold_sizes[min(i, len(fold_sizes) - 1)], x[scored]), labels[scored])
                          for i in range(len(sizes))]
         best = max(range(len(sizes)), key=lambda i: (held_out[i], -len(sizes[i])))
-        chosen.append(Surrogate(kind=kind, rules=sizes[best],  # type: ignore[arg-type]
+        chosen.append(Surrogate(kind=kind, rules=_restated(sizes[best], x, labels),  # type: ignore[arg-type]
                                 validation_fidelity=_agreed(_predict(sizes[best], val), val_labels) / len(val),
                                 fidelity=_agreed(_predict(sizes[best], test), test_labels) / len(test)))
     return tuple(chosen)
+
+
+def _queries(x: np.ndarray, scale: np.ndarray, copies: int, seed: int) -> np.ndarray:
+    """`copies` of each training sample moved by Gaussian noise (JITTER of each feature's spread), for the
+    network to label: the surrogate then sees where the network's boundary runs between the training samples, not
+    only at them (TREPAN's queries, Craven and Shavlik 1996)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([x + rng.normal(size=x.shape) * scale for _ in range(copies)])
+
+
+def _restated(rules: tuple[Rule, ...], x: np.ndarray, labels: np.ndarray) -> tuple[Rule, ...]:
+    """Each rule's support and precision on the training samples themselves (not the queries): the samples it
+    decides, first match first, and the share the network gives its class."""
+    undecided = np.ones(len(x), dtype=bool)
+    restated = []
+    for rule in rules:
+        decided = rule.holds(x) & undecided
+        undecided &= ~decided
+        restated.append(rule.model_copy(update={"support": int(decided.sum()), "precision": float(
+            np.mean(labels[decided] == rule.label)) if decided.any() else 0.0}))
+    return tuple(restated)
 
 
 def _agreed(predicted: np.ndarray, labels: np.ndarray) -> int:
@@ -157,22 +196,27 @@ class _Units:
                          value=float(threshold * self.std[feature] + self.mean[feature]))
 
 
-def _path_rules(tree: DecisionTreeClassifier, x: np.ndarray, labels: np.ndarray, units: _Units) -> list[Rule]:
-    """One rule per leaf: the conditions on its path (the tightest bound per feature and side), the network's
-    majority among the training samples that reach it."""
-    structure, reached = tree.tree_, tree.apply(x)
+def _path_rules(tree: DecisionTreeClassifier, x: np.ndarray, labels: np.ndarray, units: _Units,
+                splits: int | None = None) -> list[Rule]:
+    """One rule per leaf of `tree` cut back to its first `splits` splits (all by default): the conditions on the
+    leaf's path (the tightest bound per feature and side), the network's majority among the training samples that
+    reach it. scikit-learn numbers nodes as it creates them, so a split's children number its turn, and a best-first
+    tree cut back to its first k - 1 splits is the tree that growth would give with k leaves."""
+    structure, reached = tree.tree_, tree.decision_path(x).tocsc()
+    internal = sorted((n for n in range(structure.node_count) if structure.children_left[n] != -1),
+                      key=lambda n: structure.children_left[n])
+    kept = set(internal[:splits])
     found: list[Rule] = []
 
     def walk(node: int, bounds: dict[tuple[int, str], float]) -> None:
-        left, right = structure.children_left[node], structure.children_right[node]
-        if left == -1:
-            found.append(_leaf_rule(bounds, labels[reached == node], units))
+        if node not in kept:
+            found.append(_leaf_rule(bounds, labels[reached[:, node].nonzero()[0]], units))
             return
         feature, threshold = int(structure.feature[node]), float(structure.threshold[node])
         below = bounds.get((feature, "<="), np.inf)
         above = bounds.get((feature, ">"), -np.inf)
-        walk(left, {**bounds, (feature, "<="): min(below, threshold)})
-        walk(right, {**bounds, (feature, ">"): max(above, threshold)})
+        walk(int(structure.children_left[node]), {**bounds, (feature, "<="): min(below, threshold)})
+        walk(int(structure.children_right[node]), {**bounds, (feature, ">"): max(above, threshold)})
 
     walk(0, {})
     return found
@@ -186,9 +230,10 @@ def _leaf_rule(bounds: dict[tuple[int, str], float], decided: np.ndarray, units:
 
 
 def _tree_family(x: np.ndarray, labels: np.ndarray, units: _Units) -> list[tuple[Rule, ...]]:
-    """Trees of 2 to MAX_RULES leaves (best-first growth), each as its leaves' rules."""
-    return [tuple(_path_rules(DecisionTreeClassifier(max_leaf_nodes=leaves, random_state=0).fit(x, labels), x, labels,
-                              units)) for leaves in range(2, MAX_RULES + 1)]
+    """Trees of 2 to MAX_RULES leaves (best-first growth), each as its leaves' rules: one tree grown to MAX_RULES
+    leaves, cut back."""
+    tree = DecisionTreeClassifier(max_leaf_nodes=MAX_RULES, random_state=0).fit(x, labels)
+    return [tuple(_path_rules(tree, x, labels, units, splits)) for splits in range(1, tree.get_n_leaves())]
 
 
 def _list_family(x: np.ndarray, labels: np.ndarray, units: _Units) -> list[tuple[Rule, ...]]:
