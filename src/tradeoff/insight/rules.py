@@ -54,8 +54,8 @@ class Condition(_Frozen):
 class Rule(_Frozen):
     conditions: tuple[Condition, ...]  # none: the rule list's default
     label: int
-    support: int  # training samples the rule decides
-    precision: float  # of those, the share the network gives `label`
+    support: int  # training samples the rule decides (0: a region only the tree's queries reached)
+    precision: float | None  # of those, the share the network gives `label`; None where there are none
 
     @model_validator(mode="before")
     @classmethod
@@ -72,11 +72,22 @@ class Rule(_Frozen):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def text(self) -> str:
-        """'if worst radius <= 16.8 and mean concave points <= 0.0512 then class 1 (n=210, 98%)'."""
-        then = f"class {self.label} (n={self.support}, {100 * self.precision:.0f}%)"
+        """'if worst radius <= 16.8 and 0.03 < mean concave points <= 0.0512 then class 1 (n=210, 98%)'."""
+        share = "" if self.precision is None else f", {100 * self.precision:.0f}%"
+        then = f"class {self.label} (n={self.support}{share})"
         if not self.conditions:
             return f"else {then}"
-        return "if " + " and ".join(f"{c.name} {c.op} {c.value:.3g}" for c in self.conditions) + f" then {then}"
+        bounds: dict[str, dict[str, float]] = {}
+        for c in self.conditions:
+            bounds.setdefault(c.name, {})[c.op] = c.value
+        return "if " + " and ".join(_bounded(name, b) for name, b in bounds.items()) + f" then {then}"
+
+
+def _bounded(name: str, bounds: dict[str, float]) -> str:
+    if len(bounds) == 2:
+        return f"{bounds['>']:.3g} < {name} <= {bounds['<=']:.3g}"
+    ((op, value),) = bounds.items()
+    return f"{name} {op} {value:.3g}"
 
 
 class Surrogate(_Frozen):
@@ -160,7 +171,7 @@ def _restated(rules: tuple[Rule, ...], x: np.ndarray, labels: np.ndarray) -> tup
         decided = rule.holds(x) & undecided
         undecided &= ~decided
         restated.append(rule.model_copy(update={"support": int(decided.sum()), "precision": float(
-            np.mean(labels[decided] == rule.label)) if decided.any() else 0.0}))
+            np.mean(labels[decided] == rule.label)) if decided.any() else None}))
     return tuple(restated)
 
 
@@ -226,7 +237,7 @@ def _leaf_rule(bounds: dict[tuple[int, str], float], decided: np.ndarray, units:
     label = int(np.bincount(decided).argmax()) if len(decided) else 0
     conditions = tuple(units.condition(feature, op, t) for (feature, op), t in bounds.items())  # type: ignore[arg-type]
     return Rule(conditions=conditions, label=label, support=len(decided),
-                precision=float(np.mean(decided == label)) if len(decided) else 0.0)
+                precision=float(np.mean(decided == label)) if len(decided) else None)
 
 
 def _tree_family(x: np.ndarray, labels: np.ndarray, units: _Units) -> list[tuple[Rule, ...]]:
@@ -254,7 +265,7 @@ def _covering(x: np.ndarray, labels: np.ndarray, units: _Units) -> list[Rule]:
         tree = DecisionTreeClassifier(max_depth=COVER_DEPTH, min_samples_leaf=max(2, len(x) // 100),
                                       random_state=0).fit(rest, rest_labels)
         candidates = _path_rules(tree, rest, rest_labels, units)
-        best = max(candidates, key=lambda r: (r.precision * r.support + 1) / (r.support + classes))
+        best = max(candidates, key=lambda r: ((r.precision or 0.0) * r.support + 1) / (r.support + classes))
         rules.append(best)
         undecided &= ~best.holds(x)
     return rules
