@@ -15,6 +15,7 @@ from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendEr
 
 if TYPE_CHECKING:
     from tradeoff import data, training
+    from tradeoff.insight.explain import Explanation, explain
     from tradeoff.insight.monitor import MonitorResult, monitor
     from tradeoff.insight.sensitivity import Sensitivity, sensitivity
     from tradeoff.optimize import OptimizeResult, optimize
@@ -36,11 +37,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sensitivity": ("tradeoff.insight.sensitivity", "sensitivity"),
     "Sensitivity": ("tradeoff.insight.sensitivity", "Sensitivity"),
     "monitor": ("tradeoff.insight.monitor", "monitor"), "MonitorResult": ("tradeoff.insight.monitor", "MonitorResult"),
+    "explain": ("tradeoff.insight.explain", "explain"), "Explanation": ("tradeoff.insight.explain", "Explanation"),
 }
 
-__all__ = ["ConfigError", "DataError", "ModelError", "MonitorResult", "NasResult", "OptimizeResult", "Recipe",
-           "RuntimeBackendError", "Sensitivity", "TradeoffError", "TuneResult", "apply", "data", "distill_data",
-           "evaluate", "monitor", "nas", "optimize", "sensitivity", "train", "training", "tune"]
+__all__ = ["ConfigError", "DataError", "Explanation", "ModelError", "MonitorResult", "NasResult", "OptimizeResult",
+           "Recipe", "RuntimeBackendError", "Sensitivity", "TradeoffError", "TuneResult", "apply", "data",
+           "distill_data", "evaluate", "explain", "monitor", "nas", "optimize", "sensitivity", "train", "training",
+           "tune"]
 __version__ = "0.1.0"
 
 

@@ -438,6 +438,46 @@ def _print_monitor(result: MonitorResult) -> None:
 
 @app.command()
 @user_errors
+def explain(run_dir: Annotated[Path, typer.Argument(help="runs/<name> written by tradeoff optimize.")],
+            task: Annotated[Path | None, typer.Option(help="The task file naming the run's model and data, where "
+                                                           "the run was given Python objects.")] = None,
+            quiet: Quiet = False, as_json: AsJson = False) -> None:
+    """Surrogate rules of the original and the optimized classifier with their fidelity on test, and the agreement
+    of their attributions; writes explain.json and explain.html into the run directory."""
+    from tradeoff.insight.explain import explain as run
+    from tradeoff.rundir import RunDir
+
+    done = run(run_dir, task)
+    if as_json:
+        print(done.model_dump_json())
+        return
+    if quiet:
+        return
+    table = Table(title=f"{done.name}: surrogate rules fitted to each model's predictions")
+    for column in ("model", "surrogate", "rules", "fidelity (test)"):
+        table.add_column(column, justify="right" if column in ("rules", "fidelity (test)") else "left")
+    for m in done.models:
+        for s in m.surrogates:
+            table.add_row(f"{m.model} ({m.format})", s.kind, str(len(s.rules)),
+                          f"{100 * s.fidelity:.1f}% of {done.test_samples}")
+    console.print(table)
+    a = done.attributions
+    lines = [f"attributions ({a.method}, {a.samples} test samples): Spearman "
+             f"{'–' if a.spearman is None else f'{a.spearman:.3f}'} between the two models' feature importances, "
+             f"top-{len(a.top['original'])} overlap {100 * a.top_k_overlap:.0f}%"]
+    lines += [f"  top features, {name}: {', '.join(features)}" for name, features in a.top.items()]
+    for m in done.models:
+        for s in m.surrogates:
+            lines += [f"{m.model}, {s.kind} ({100 * s.fidelity:.1f}% fidelity):"] + [f"  {r.text}" for r in s.rules]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    for note in done.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    paths = RunDir(run_dir)
+    console.print(f"explain: {paths.explain_json}\n         {paths.explain_html}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
 def passes(plugin: Annotated[list[str] | None, typer.Option(help="A module to import first for the passes it "
                                                                   "registers (as search.plugins does).")] = None,
            ) -> None:

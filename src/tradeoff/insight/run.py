@@ -4,6 +4,7 @@ settings as the run recorded them, and the model it shipped."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,12 @@ class OptimizedRun:
     def outputs(self, model: ModelHandle, x: np.ndarray) -> np.ndarray:
         """`model`'s outputs (the original's or the optimized one's) on inputs prepared as the splits were, run as
         the search ran it (the runtime it recorded, the task's threads)."""
+        return self.runner(model)(x)
+
+    def runner(self, model: ModelHandle) -> Callable[[np.ndarray], np.ndarray]:
+        """`outputs` for one model loaded once, for callers that run it many times (attributions)."""
         run = runtime_for(model).load(model, self.original.settings.runtime.threads)
-        return predict(run, Split(x, np.zeros(len(x))))
+        return lambda x: predict(run, Split(x, np.zeros(len(x))))
 
 
 def load_run(run_dir: str | Path, task: str | Path | None = None) -> OptimizedRun:
