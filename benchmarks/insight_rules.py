@@ -73,13 +73,15 @@ def measure(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                     + f"; attributions ({a.method}) Spearman {a.spearman}", flush=True)
                 if name in best:
                     original = explanation.models[0].surrogates
-                    top = max(original, key=lambda s: s.fidelity)
+                    # the surrogate a reader would be shown is chosen on validation (ties to fewer rules); test
+                    # only reports its fidelity, or the figure would be the best of two draws
+                    top = max(original, key=lambda s: (s.validation_fidelity, -len(s.rules)))
                     best[name].append((top.fidelity, len(top.rules)))
     targets = []
     for name, found in best.items():
         mean = sum(f for f, _ in found) / len(found)
-        targets.append(target(f"rules: {name} best surrogate fidelity on test (original model, mean of {len(found)} "
-                              "seeds)", mean, 0.95, ">="))
+        targets.append(target(f"rules: {name} fidelity on test of the surrogate chosen on validation (original "
+                              f"model, mean of {len(found)} seeds)", mean, 0.95, ">="))
         targets.append(target(f"rules: {name} rules of that surrogate (most over seeds)", max(r for _, r in found),
                               15, "<="))
     return rows, targets
