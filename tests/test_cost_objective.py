@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from tradeoff.cli import app
 from tradeoff.config import CostSpec
 from tradeoff.data import DataBundle
+from tradeoff.energy import rapl_zones
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator
-from tradeoff.insight.energy import rapl_zones
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.optimize import optimize

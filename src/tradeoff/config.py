@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from tradeoff.energy import WATTS_PER_CORE
 from tradeoff.errors import ConfigError
-from tradeoff.insight.energy import WATTS_PER_CORE
 from tradeoff.objectives import OBJECTIVES
 from tradeoff.validation import read_yaml, validate
 
@@ -111,7 +111,7 @@ class Constraints(StrictModel):
 class CostSpec(StrictModel):
     """What running the model costs (insight/cost.py): `usd_per_hour` is the price of the machine the model runs on,
     at the task's threads, which turns measured throughput into USD per million predictions; `watts_per_core` is
-    what a busy core draws, for the energy estimate where no RAPL counter is readable (insight/energy.py)."""
+    what a busy core draws, for the energy estimate where no RAPL counter is readable (energy.py)."""
 
     usd_per_hour: float | None = Field(default=None, gt=0)
     watts_per_core: float = Field(default=WATTS_PER_CORE, gt=0)

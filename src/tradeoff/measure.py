@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
+from tradeoff.energy import Meter
 from tradeoff.inputs import as_arrays, as_tensors
-from tradeoff.insight.energy import Meter
 from tradeoff.model import ModelHandle
 from tradeoff.scratch import scratch_directory
 
@@ -38,7 +38,7 @@ class Latency:
     runs: int
     input_shape: tuple[int, ...] = ()  # of the first input as the model got it: texts' tokens after trimming
     cpu_s: float | None = None  # CPU seconds this process spent on the timed calls (all `runs` of them)
-    energy_j: float | None = None  # RAPL energy over the timed calls, where readable (insight/energy.py)
+    energy_j: float | None = None  # RAPL energy over the timed calls, where readable (energy.py)
 
 
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, threads: int,

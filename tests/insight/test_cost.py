@@ -11,9 +11,9 @@ import pytest
 
 from tradeoff.config import CostSpec, ModelSpec
 from tradeoff.data import DataBundle
+from tradeoff.energy import WATTS_PER_CORE, EnergyCounter, Meter, energy_of, rapl_zones
 from tradeoff.evaluation import Evaluator
 from tradeoff.insight.cost import SpendMeter, prediction_cost
-from tradeoff.insight.energy import WATTS_PER_CORE, EnergyCounter, Meter, energy_of, rapl_zones
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.report.build import measured as measured_entry

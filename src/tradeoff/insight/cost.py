@@ -3,7 +3,7 @@
 A batch of b timed at a median of p50 ms makes b / p50 predictions per ms on the task's threads, so a machine
 priced at P USD per hour (the task's `cost.usd_per_hour`) spends P * p50 / (3.6 * b) USD per million predictions.
 Energy per prediction is the energy of the timed calls over the predictions they made: measured by RAPL where
-readable, else estimated from their CPU seconds (insight/energy.py), and labelled as it was found.
+readable, else estimated from their CPU seconds (energy.py), and labelled as it was found.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tradeoff.config import CostSpec
-from tradeoff.insight.energy import POWERCAP, Energy, Meter, energy_of
+from tradeoff.energy import POWERCAP, Energy, Meter, energy_of
 from tradeoff.measure import Latency, rss_bytes
 
 MS_PER_HOUR = 3.6e6

@@ -6,9 +6,9 @@ from dataclasses import asdict
 from typing import cast
 
 from tradeoff.config import CostSpec
+from tradeoff.energy import Energy
 from tradeoff.evaluation import Measurement
 from tradeoff.insight.cost import Spend, prediction_cost
-from tradeoff.insight.energy import Energy
 from tradeoff.measure import Latency
 from tradeoff.metrics import Metric
 from tradeoff.objectives import OBJECTIVES, RELATIVE, Violation, value_key, violations
