@@ -133,7 +133,7 @@ class SensitivitySpec(StrictModel):
     search may keep up to `max_kept` of the most sensitive layers in float (quantize steps' keep_float) or dense
     (prune.magnitude's keep_dense)."""
 
-    quantize: tuple[dict[str, Any], ...] = ({"pass": "quantize.static"}, {"pass": "quantize.weight_only", "bits": 4})
+    quantize: tuple[dict[str, Any], ...] | None = None  # recipe steps; None: int8 and 4-bit weights (insight/)
     prune: tuple[float, ...] = (0.5, 0.8, 0.95)
     guide: bool = True
     max_kept: int = Field(default=3, ge=1)

@@ -34,6 +34,11 @@ from tradeoff.rundir import RunDir, write_atomic, write_json
 from tradeoff.runlog import step_progress
 
 SPLIT = "val"  # sensitivity decides what the search keeps: it reads validation, never test
+DEFAULT_QUANTIZE = ({"pass": "quantize.static"}, {"pass": "quantize.weight_only", "bits": 4})  # int8, 4-bit weights
+
+
+def quantize_steps(spec: SensitivitySpec) -> tuple[dict[str, Any], ...]:
+    return DEFAULT_QUANTIZE if spec.quantize is None else spec.quantize
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def treatment_name(step: Mapping[str, Any]) -> str:
 def measure_sensitivity(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: SensitivitySpec,
                         quiet: bool = True) -> Sensitivity:
     """Every layer with weights under each treatment of `spec`, alone, with a progress bar unless `quiet`."""
-    total = len(weight_layers(model)) * (len(spec.quantize) + len(spec.prune))
+    total = len(weight_layers(model)) * (len(quantize_steps(spec)) + len(spec.prune))
     with step_progress("layer sensitivity", total, quiet) as progress:
         return _measure(model, evaluator, ctx, spec, progress)
 
@@ -114,9 +119,9 @@ def _measure(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: Sensi
         deviations[layer][treatment] = None if outputs is None else float(np.mean((outputs - reference) ** 2)) / spread
         progress(f"{treatment}: {layer}")
 
-    quantizable = _onnx_form(model, ctx, notes) if spec.quantize else None
+    quantizable = _onnx_form(model, ctx, notes) if quantize_steps(spec) else None
     present = [layer.name for layer in weight_layers(quantizable)] if quantizable is not None else []
-    for step in spec.quantize:
+    for step in quantize_steps(spec):
         name = treatment_name(step)
         treatments.append(name)
         for layer in layers:
