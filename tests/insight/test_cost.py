@@ -9,24 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tradeoff.config import CostSpec, ModelSpec
+from tradeoff.config import CostSpec
 from tradeoff.data import DataBundle
 from tradeoff.energy import WATTS_PER_CORE, EnergyCounter, Meter, energy_of, rapl_zones
 from tradeoff.evaluation import Evaluator
 from tradeoff.insight.cost import SpendMeter, prediction_cost
 from tradeoff.metrics import get_metric
-from tradeoff.model import ModelHandle, load_model
+from tradeoff.model import ModelHandle
 from tradeoff.report.build import measured as measured_entry
 
 PRICE = 0.10  # USD per hour
-
-
-@pytest.fixture(scope="module")
-def mlp(digits: DataBundle) -> ModelHandle:
-    """A digits-sized MLP (its weights do not matter to what it costs; tests/conftest.py's trained one imports from
-    a conftest module this folder's conftest shadows)."""
-    return load_model(ModelSpec(source="torch", factory="tradeoff.architectures:MLP",
-                                options={"input_shape": [64], "classes": 10, "widths": [128, 64]}))
 
 
 @pytest.fixture(scope="module")
