@@ -34,6 +34,12 @@ def layer_of(weight: str) -> str:
     return _WEIGHT_SUFFIX.sub("", weight)
 
 
+def weight_inputs(graph: onnx.GraphProto) -> list[tuple[onnx.NodeProto, str]]:
+    """Each node of a weight operator with the name of its weight input (the second: B of Gemm and MatMul, W of
+    Conv), in graph order; whether that input is a stored tensor is the caller's question."""
+    return [(node, node.input[1]) for node in graph.node if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1]
+
+
 def weight_layers(model: ModelHandle) -> list[Layer]:
     """The layers with a weight matrix or kernel, in graph order: what quantizers and pruners act on."""
     if model.format == "torch":
@@ -42,10 +48,9 @@ def weight_layers(model: ModelHandle) -> list[Layer]:
     graph = model.onnx_model().graph
     sizes = {t.name: math.prod(t.dims) for t in graph.initializer}
     layers: dict[str, Layer] = {}
-    for node in graph.node:
-        if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1 and node.input[1] in sizes:
-            name = layer_of(node.input[1])
-            layers.setdefault(name, Layer(name, node.op_type, sizes[node.input[1]]))
+    for node, weight in weight_inputs(graph):
+        if weight in sizes:
+            layers.setdefault(layer_of(weight), Layer(layer_of(weight), node.op_type, sizes[weight]))
     return list(layers.values())
 
 
@@ -61,8 +66,7 @@ def nodes_of_layers(graph: onnx.ModelProto, layers: tuple[str, ...], where: str)
             if weights or node.name == layer:
                 found[layer].append(node.name)
     if missing := [layer for layer, nodes in found.items() if not nodes]:
-        known = sorted({layer_of(i) for n in graph.graph.node if n.op_type in WEIGHT_OPERATORS
-                        for i in n.input[1:2] if i in initializers})
+        known = sorted({layer_of(weight) for _, weight in weight_inputs(graph.graph) if weight in initializers})
         raise ModelError(f"{where} names layers {missing} that this graph does not have",
                          f"name layers among {', '.join(known) or 'none: the graph has no weight layer'}")
     return [node for nodes in found.values() for node in nodes]
@@ -81,7 +85,7 @@ def name_weights_after_modules(graph: onnx.ModelProto, module: nn.Module) -> Non
             if weight.ndim == 2:
                 by_value.setdefault((weight.T.shape, np.ascontiguousarray(weight.T).tobytes()),
                                     f"{name}.weight_Transposed")
-    weights = {node.input[1] for node in graph.graph.node if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1}
+    weights = {weight for _, weight in weight_inputs(graph.graph)}
     renamed: dict[str, str] = {}
     taken = {t.name for t in graph.graph.initializer}
     for tensor in graph.graph.initializer:

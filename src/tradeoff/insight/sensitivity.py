@@ -24,7 +24,7 @@ from tradeoff.context import Context
 from tradeoff.data import DataBundle
 from tradeoff.errors import TradeoffError
 from tradeoff.evaluation import Evaluator
-from tradeoff.layers import WEIGHT_OPERATORS, layer_of, weight_layers
+from tradeoff.layers import layer_of, weight_inputs, weight_layers
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import build_pass, get_pass, load_plugins
@@ -171,8 +171,7 @@ def _untouched(model: ModelHandle, layer: str) -> bool:
     """Whether the quantizer left the layer's weight as a float initializer read by a float weight operator."""
     graph = model.onnx_model().graph
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
-    return any(node.op_type in WEIGHT_OPERATORS and len(node.input) > 1 and node.input[1] in float_weights
-               and layer_of(node.input[1]) == layer for node in graph.node)
+    return any(weight in float_weights and layer_of(weight) == layer for _, weight in weight_inputs(graph))
 
 
 def pruned_alone(model: ModelHandle, layer: str, amount: float) -> ModelHandle:
@@ -184,8 +183,7 @@ def pruned_alone(model: ModelHandle, layer: str, amount: float) -> ModelHandle:
         prune.remove(target, "weight")
         return model.with_module(module)
     graph = copy.deepcopy(model.onnx_model())
-    names = {node.input[1] for node in graph.graph.node
-             if node.op_type in WEIGHT_OPERATORS and len(node.input) > 1 and layer_of(node.input[1]) == layer}
+    names = {weight for _, weight in weight_inputs(graph.graph) if layer_of(weight) == layer}
     for tensor in graph.graph.initializer:
         if tensor.name in names:
             weights = numpy_helper.to_array(tensor).copy()
