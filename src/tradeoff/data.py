@@ -111,16 +111,23 @@ BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
+def read_npz(path: Path, targets_required: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """An .npz's inputs ('x') and targets ('y', None where absent and not required), keys in any case."""
+    with np.load(path, allow_pickle=False) as archive:
+        keys = {k.lower(): k for k in archive.files}
+        if "x" not in keys or (targets_required and "y" not in keys):
+            wanted = "and the targets as 'y'" if targets_required else "(and the targets as 'y')"
+            raise DataError(f"{path} holds {archive.files}", f"save the inputs as 'x' {wanted}")
+        return archive[keys["x"]], archive[keys["y"]] if "y" in keys else None
+
+
 def _read_file(path: Path, target: str | None, key: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Inputs, targets and, for a .csv, the names of the input columns, from the file that data.`key` names."""
     if not path.is_file():
         raise DataError(f"data file not found: {path}", f"check data.{key}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            keys = {k.lower(): k for k in archive.files}
-            if "x" not in keys or "y" not in keys:
-                raise DataError(f"{path} holds {archive.files}", "save the inputs as 'x' and the targets as 'y'")
-            return archive[keys["x"]], archive[keys["y"]], None
+        x, y = read_npz(path)
+        return x, y, None  # type: ignore[return-value]  # targets required: y is there
     if path.suffix == ".csv":
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))

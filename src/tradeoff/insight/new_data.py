@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tradeoff import text
-from tradeoff.data import DataBundle
+from tradeoff.data import DataBundle, read_npz
 from tradeoff.errors import DataError
 
 MIN_ROWS = 10  # fewer rows than this give no test any power to see drift
@@ -59,14 +59,6 @@ def _read_csv(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | No
     return table[:, [header.index(c) for c in expected]], y
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with np.load(path, allow_pickle=False) as archive:
-        keys = {k.lower(): k for k in archive.files}
-        if "x" not in keys:
-            raise DataError(f"{path} holds {archive.files}", "save the inputs as 'x' (and the targets as 'y')")
-        return archive[keys["x"]], archive[keys["y"]] if "y" in keys else None
-
-
 def _read_texts(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | None]:
     """Texts from a .txt (one a line), .csv or .jsonl, tokenized as the task's data was (its tokenizer, its length)."""
     spec = data.spec.model_copy(update={"path": path, "name": None})
@@ -79,7 +71,7 @@ def _read_tabular(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray 
     if path.suffix == ".csv":
         return _read_csv(path, data)
     if path.suffix == ".npz":
-        return _read_npz(path)
+        return read_npz(path, targets_required=False)
     raise DataError(f"unsupported new data file type '{path.suffix}'", "use .csv (the training columns) or .npz (x)")
 
 
