@@ -129,10 +129,13 @@ def run(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rows += [hand, search]
         key, op = ("latency_ms", "<=") if spec["objective"] == "latency" else ("size_bytes", "<=")
         targets.append(target(f"{case}: search's {spec['objective']} / hand's", search[key] / hand[key], 1.0, op))
-    dc, sp, mobile = rows[0], rows[2], rows[4]
+    dc, dc_search, sp, mobile = rows[0], rows[1], rows[2], rows[4]
     rows += qat_against_ptq()
     targets += [target("deep compression: zstd bytes vs FP32 file", dc["zstd_ratio_vs_fp32_file"], 50, ">="),
                 target("deep compression: accuracy drop (points)", dc["drop_points"], 0.5, "<="),
+                target("deep compression by search: zstd bytes vs FP32 file", dc_search["zstd_ratio_vs_fp32_file"], 50,
+                       ">="),
+                target("deep compression by search: accuracy drop (points)", dc_search["drop_points"], 0.5, "<="),
                 target("structured pruning: speed-up at batch 32", sp["speedup"], 2.0, ">="),
                 target("structured pruning: accuracy drop (points)", sp["drop_points"], 1.0, "<="),
                 target("mobile: size fraction of original", mobile["size_fraction"], 0.5, "<="),

@@ -92,6 +92,19 @@ def test_unmeetable_constraint_ships_the_baseline_and_names_the_binding_constrai
     assert (tmp_path / "digits" / "best" / "MANIFEST").is_file()
 
 
+def test_the_mobile_preset_spends_its_first_trials_on_deep_compression(task_file, tmp_path: Path) -> None:
+    """A new user's size-first run starts where the field found the smallest models, not at random."""
+    from tradeoff.passes.known_recipes import KNOWN_RECIPES
+    from tradeoff.recipe import Recipe
+
+    task = task_file(preset="mobile", search={"trials": 1, "seed": 0})
+    result = optimize(task, out=tmp_path, quiet=True)
+    (trial,) = result.report.data.trials
+    assert Recipe(**trial.recipe) == Recipe(steps=KNOWN_RECIPES["deep-compression"][0])
+    assert trial.size_zstd_bytes is not None  # measured, if only to learn it loses too much on this small MLP
+    assert result.baseline.size.bytes / trial.size_zstd_bytes > 20  # pruned, shared in 4 bits, stored sparse
+
+
 def test_python_api_takes_a_module_a_data_bundle_and_a_space(mlp, digits, tmp_path: Path) -> None:
     result = to.optimize(model=mlp.module, data=digits, metric="accuracy", name="api",
                          constraints={"max_metric_drop": 0.02}, objectives=["size"],

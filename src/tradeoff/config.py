@@ -160,6 +160,9 @@ class SearchSpec(StrictModel):
     finalists: int = Field(default=4, ge=1)
     mlflow: str | None = None  # an MLflow tracking URI: each trial that spent budget is logged there as a run
     sensitivity: SensitivitySpec | None = None  # measure per-layer sensitivity first and let it guide the search
+    # recipes measured before the search explores, where its menu and ranges hold them: each a list of steps or
+    # the name of a recipe the field found (passes/known_recipes.py)
+    try_first: tuple[str | tuple[dict[str, Any], ...], ...] = ()
 
 
 class EarlyStopping(StrictModel):
@@ -403,7 +406,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mobile": {
         "objectives": ["size", "latency"],
         "constraints": {"max_metric_drop": 0.01},
-        "search": {"tags": ["size", "export", "lossless"], "exclude_tags": ["opt-in"]},
+        "search": {"tags": ["size", "export", "lossless"], "exclude_tags": ["opt-in"],
+                   "try_first": ["deep-compression"]},
     },
     "balanced": {
         "objectives": ["latency", "size"],

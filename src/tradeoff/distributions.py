@@ -22,6 +22,10 @@ class Choice:
     def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
 
+    def address(self, value: Any) -> Any:
+        """What a trial records for `value`; None where this range does not hold it."""
+        return value if value in self.values else None
+
 
 @dataclass(frozen=True)
 class Float:
@@ -31,6 +35,9 @@ class Float:
 
     def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def address(self, value: Any) -> Any:
+        return value if isinstance(value, int | float) and self.low <= value <= self.high else None
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class Kept:
 
     def suggest(self, trial: optuna.trial.BaseTrial, name: str) -> Any:
         return self.value_of(trial.suggest_int(name, 0, min(self.most, len(self.ranking))))
+
+    def address(self, value: Any) -> Any:
+        kept = tuple(value)
+        return len(kept) if len(kept) <= self.most and kept == self.ranking[:len(kept)] else None
 
     def value_of(self, raw: Any) -> tuple[str, ...]:
         """The layers a trial's recorded k (or a recipe's list of layers) stands for."""

@@ -26,6 +26,7 @@ from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
 from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
+from tradeoff.passes.known_recipes import recipes_to_try
 from tradeoff.problem import GivenModel, Problem, Subject, problem
 from tradeoff.recipe import Recipe
 from tradeoff.report.build import measured, ratios, search_stats, spend_entry, trial_entry, violation_entry
@@ -39,6 +40,7 @@ from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study, study_url
 from tradeoff.search.tracking import mlflow_tracker
 from tradeoff.training import Trainer
+from tradeoff.validation import validate
 
 INT8_PASSES = {"quantize.dynamic", "quantize.static"}
 
@@ -136,6 +138,10 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
     space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
                           start, search.space)
+    space, outside = space.trying_first(validate(Recipe, {"steps": steps}, "search.try_first")
+                                        for steps in recipes_to_try(search.try_first))
+    for recipe in outside:  # a preset's hint that does not suit this model is not worth a warning: the log says it
+        print(f"search.try_first: {' -> '.join(recipe.passes)} is outside this search's passes or ranges; not tried")
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
                           settings.cost)
     with SpendMeter() as meter:

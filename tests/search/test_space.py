@@ -131,3 +131,33 @@ def test_a_task_declares_its_own_ranges_and_unknown_names_are_refused_with_those
         default_space(["export.onnx", "quantize.static"], "auto", TORCH, {"quantize__calibration": ["minmaxx"]})
     with pytest.raises(ConfigError, match="low <= high"):
         default_space(["prune.structured"], "auto", TORCH, {"prune__amount": {"low": 0.9, "high": 0.2}})
+
+
+def test_a_size_first_search_measures_the_recipes_the_field_found_before_anything_else() -> None:
+    from tradeoff.passes.known_recipes import KNOWN_RECIPES, recipes_to_try
+    from tradeoff.recipe import Recipe
+
+    space = default_space(preset_menu("mobile"), "auto", TORCH)
+    known = [Recipe(steps=steps) for steps in recipes_to_try(tuple(PRESETS["mobile"]["search"]["try_first"]))]
+    assert len(known) == len(KNOWN_RECIPES["deep-compression"])
+    off_range = Recipe(steps=({"pass": "prune.magnitude", "sparsity": 0.99},))  # the space stops at 0.98
+    unsearched = Recipe(steps=({"pass": "prune.magnitude", "sparsity": 0.9, "finetune_epochs": 1},))
+    twice = Recipe(steps=({"pass": "prune.magnitude"}, {"pass": "prune.structured"}))
+    trying, outside = space.trying_first([*known, off_range, unsearched, twice])
+    assert outside == [off_range, unsearched, twice]
+    queued = trying.queued([])
+    assert [strategy for _, strategy in queued[:len(known)]] == ["first"] * len(known)
+    assert [trying.at(point) for point, _ in queued[:len(known)]] == known  # the very recipes, options and all
+    assert {strategy for _, strategy in queued[len(known):]} == {"seed"}
+    assert space.trying_first(known)[0].first == trying.first
+    with pytest.raises(ConfigError, match="'deep-compresion'.*did you mean 'deep-compression'"):
+        recipes_to_try(("deep-compresion",))
+
+
+def test_a_known_recipe_that_does_not_suit_the_model_is_left_out() -> None:
+    from tradeoff.passes.known_recipes import KNOWN_RECIPES
+    from tradeoff.recipe import Recipe
+
+    onnx_space = default_space(preset_menu("mobile"), "auto", ONNX)  # pruning and sharing need torch weights
+    _, outside = onnx_space.trying_first(Recipe(steps=s) for s in KNOWN_RECIPES["deep-compression"])
+    assert len(outside) == len(KNOWN_RECIPES["deep-compression"])

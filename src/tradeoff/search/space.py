@@ -86,6 +86,7 @@ class RecipeSpace:
     start: frozenset[str]
     params: dict[str, Distribution] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
+    first: tuple[dict[str, Any], ...] = ()  # points measured before any other: recipes the task names to try first
     _built: OrderedDict[str, ModelHandle] = field(default_factory=OrderedDict, init=False, compare=False, repr=False)
     _failed: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)  # key -> note
     _unchanged: set[str] = field(default_factory=set, init=False, compare=False, repr=False)  # prefixes
@@ -114,6 +115,33 @@ class RecipeSpace:
 
     def at(self, params: Mapping[str, Any]) -> Recipe | None:
         return self._recipe(lambda name, d: d.value_of(params[name]) if isinstance(d, Kept) else params[name])
+
+    def address(self, recipe: Recipe) -> dict[str, Any] | None:
+        """The trial params that spell `recipe` here; None where it is not one of this space's recipes (a pass
+        outside the menu, two steps of one stage, an option off its range or fixed at another value)."""
+        steps = {get_pass(step["pass"]).stage: step for step in recipe.steps}
+        if len(steps) != len(recipe.steps) or steps.keys() - self.slots.keys():
+            return None
+        point: dict[str, Any] = {}
+        for slot in self.slots:
+            step = steps.get(slot)
+            chosen = step["pass"] if step else NONE
+            if chosen not in self._choices(slot):
+                return None
+            if len(self._choices(slot)) > 1:
+                point[slot] = chosen
+            for key in self._keys(slot, chosen):
+                point[key] = self.params[key].address(step[key.partition("__")[2]])  # type: ignore[index]
+                if point[key] is None:
+                    return None
+        spelled = self.at(point)
+        return point if spelled is not None and spelled.key() == recipe.key() else None
+
+    def trying_first(self, recipes: Iterable[Recipe]) -> tuple[RecipeSpace, list[Recipe]]:
+        """This space measuring `recipes` before anything else, and those of them it cannot spell."""
+        points = [(recipe, self.address(recipe)) for recipe in recipes]
+        return (replace(self, first=tuple(point for _, point in points if point is not None)),
+                [recipe for recipe, point in points if point is None])
 
     def guided(self, rankings: Mapping[str, tuple[str, ...]], most: int) -> RecipeSpace:
         """This space where a pass option that names layers to leave alone (keep_float, keep_dense) takes up to
@@ -184,15 +212,17 @@ class RecipeSpace:
         return keys
 
     def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
-        """Points (with the strategy that chose them) to measure before the sampler's next suggestion: each pass of
-        the seeded stage alone, first; then, once, the best feasible seed with one more step after it (an embedding
-        table in 4 bits after int8, say): TPE alone rarely lands on a two-pass recipe in a short search."""
+        """Points (with the strategy that chose them) to measure before the sampler's next suggestion: the recipes
+        the task tries first, then each pass of the seeded stage alone; then, once, the best feasible of those with
+        one more step after it (an embedding table in 4 bits after int8, say): TPE alone rarely lands on a two-pass
+        recipe in a short search."""
         records = list(finished)
         if not records:
-            return [(point, "seed") for point in self.single_pass_points(SEEDED_STAGE)]
+            return [*((point, "first") for point in self.first),
+                    *((point, "seed") for point in self.single_pass_points(SEEDED_STAGE))]
         if any(r.strategy == "extension" for r in records):
             return []
-        feasible = [r for r in records if r.state == "complete" and r.feasible and r.strategy == "seed"]
+        feasible = [r for r in records if r.state == "complete" and r.feasible and r.strategy in ("first", "seed")]
         if not feasible:
             return []
         best = min(feasible, key=lambda r: r.objectives or ())
