@@ -79,8 +79,9 @@ def postgres_server() -> Iterator[str]:
     try:
         run(str(binaries / "initdb"), "-D", str(data), "-U", SERVER_USER, "--auth=trust", "--no-sync",
             "--encoding=UTF8")
+        # a session's tests hold SQLAlchemy pools open in-process while they start workers; 100 clients ran out
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off " \
-                  "-c synchronous_commit=off"
+                  "-c synchronous_commit=off -c max_connections=400"
         run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
         try:
             run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", SERVER_USER, DATABASE)
