@@ -1,0 +1,167 @@
+"""best/README.md: the model card optimize writes beside the artifact. It says what the model is and how it was made,
+what it measured against the original on the test split, and how to run it, with tradeoff and, for an ONNX artifact,
+with ONNX Runtime or OpenVINO alone: every ```python block in it runs as it stands from inside best/ (the tests run
+them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from tradeoff.evaluation import Measurement
+from tradeoff.model import ModelHandle
+from tradeoff.recipe import Recipe
+from tradeoff.runtimes.precision import inference_precision
+from tradeoff.serving import PREDICTOR_FILE, TOKENIZER_DIR, ServingSpec
+
+ORT_DOMAIN = "com.microsoft"  # ONNX Runtime's own operators (fusion): OpenVINO cannot load them (NOTES trap 12)
+FORMAT_NAMES = {"onnx": "an ONNX", "torch": "a torch"}
+ORIGIN_KEYS = ("source", "path", "factory", "options")  # of the task's model section: what the original was
+SAMPLE_TEXTS = ["A first sentence to run through the model.", "Another, somewhat longer sentence, to show padding."]
+
+
+def model_card(name: str, origin: dict[str, Any], recipe: Recipe, best: Measurement, baseline: Measurement,
+               metric: str, env: dict[str, Any], spec: ServingSpec, model: ModelHandle) -> str:
+    """The card's Markdown; `origin` is where the original model came from (the task's `model` section)."""
+    sections = [f"# {name}: optimized by tradeoff\n", _what(origin, recipe, best), _measured(best, baseline, metric,
+                env, spec), _inputs(spec), _with_tradeoff(spec)]
+    if model.onnx_bytes is not None:
+        graph = onnx.load_from_string(model.onnx_bytes)
+        sections.append(_with_onnxruntime(graph, spec))
+        sections.append(_with_openvino(graph, spec))
+    else:
+        sections.append(_torch_only(best))
+    return "\n".join(sections)
+
+
+def _what(origin: dict[str, Any], recipe: Recipe, best: Measurement) -> str:
+    source = ", ".join(f"{key}: `{origin[key]}`" for key in ORIGIN_KEYS if origin.get(key))
+    steps = "\n".join(f"{n}. `{step['pass']}` {_options(step)}" for n, step in enumerate(recipe.steps, start=1))
+    return (f"The original model ({source}) made cheaper by the recipe below (`recipe.yaml`; replay it with "
+            f"`tradeoff apply recipe.yaml --task <task>`), saved as {FORMAT_NAMES[best.format]} artifact that runs on "
+            f"**{best.runtime}**.\n\n## Recipe\n\n{steps or 'No step beat the original: this is the original model.'}"
+            "\n")
+
+
+def _options(step: dict[str, Any]) -> str:
+    options = {k: v for k, v in step.items() if k not in ("pass", "version")}
+    return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
+def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[str, Any], spec: ServingSpec) -> str:
+    rows = [("split", baseline.split, best.split), (metric, f"{baseline.metric:.4f}", f"{best.metric:.4f}")]
+    for batch, timed in best.latency.items():
+        base = baseline.latency.get(batch)
+        shape = "x".join(str(n) for n in timed.input_shape)
+        rows.append((f"latency p50 / p95, batch {batch} (input {shape})",
+                     f"{base.p50_ms:.3f} / {base.p95_ms:.3f} ms" if base else "-",
+                     f"{timed.p50_ms:.3f} / {timed.p95_ms:.3f} ms"))
+    rows += [("runtime", baseline.runtime, best.runtime), ("format", baseline.format, best.format),
+             ("size on disk", f"{baseline.size.bytes:,} B", f"{best.size.bytes:,} B"),
+             ("size, zstd", f"{baseline.size.zstd_bytes:,} B", f"{best.size.zstd_bytes:,} B"),
+             ("parameters (non-zero)", f"{baseline.params:,} ({baseline.nonzero_params:,})",
+              f"{best.params:,} ({best.nonzero_params:,})")]
+    table = "\n".join(f"| {name} | {base} | {shipped} |" for name, base, shipped in rows)
+    cpu = env.get("cpu", {})
+    return (f"## Measured on the test split\n\n| | original | this model |\n|---|---|---|\n{table}\n\n"
+            f"Timed in one process, interleaved rounds, {spec.threads} threads, on {cpu.get('model', 'an unknown CPU')} "
+            f"({cpu.get('cores', '?')} cores). Latency on another CPU differs: measure it there "
+            "(`tradeoff evaluate`).\n")
+
+
+def _inputs(spec: ServingSpec) -> str:
+    if spec.inputs == "text":
+        return (f"## Inputs\n\nTexts, tokenized by `{TOKENIZER_DIR}/` (copied here) to at most {spec.max_length} tokens, "
+                "padded to the longest text of a batch; the model reads `input_ids` and `attention_mask` and returns "
+                "its outputs for the whole text (pooling is part of the graph).\n")
+    shape = ", ".join(str(n) for n in spec.shape)
+    named = f" Columns, in order: {', '.join(spec.feature_names)}." if spec.feature_names else ""
+    scaled = (f" The task standardized them with the training split's mean and std, which `{PREDICTOR_FILE}` holds: "
+              "`to.load` applies them, and the snippets below show how." if spec.mean is not None else "")
+    return f"## Inputs\n\nfloat32 arrays of shape (batch, {shape}), as the task's data held them.{named}{scaled}\n"
+
+
+def _sample(spec: ServingSpec, dtype: str = "np.float32") -> str:
+    """Lines that make a sample batch `x` (or `texts`) the way the model takes it."""
+    if spec.inputs == "text":
+        return f"texts = {SAMPLE_TEXTS!r}\n"
+    shape = ", ".join(str(n) for n in [4, *spec.shape])
+    lines = f"x = np.random.default_rng(0).random(({shape}), dtype=np.float32)  # your inputs, one row per sample\n"
+    if spec.mean is not None:
+        lines += (f'scaling = json.load(open("{PREDICTOR_FILE}"))  # the training split\'s mean and std\n'
+                  'x = (x - np.asarray(scaling["mean"], np.float32)) / np.asarray(scaling["std"], np.float32)\n')
+    return lines + (f"x = x.astype({dtype})\n" if dtype != "np.float32" else "")
+
+
+def _with_tradeoff(spec: ServingSpec) -> str:
+    call = "model.encode(texts)" if spec.inputs == "text" else "model.predict(x)"
+    sample = f"texts = {SAMPLE_TEXTS!r}" if spec.inputs == "text" else (
+        "x = np.random.default_rng(0).random(({}), dtype=np.float32)  # raw rows, as the task's data held them".format(
+            ", ".join(str(n) for n in [4, *spec.shape])))
+    return ("## Run it with tradeoff\n\nFrom inside this folder (or give its path): the MANIFEST is checked, and the "
+            "model runs on the runtime and threads it was measured with.\n\n```python\nimport numpy as np\n\n"
+            f"import tradeoff as to\n\nmodel = to.load(\".\")\n{sample}\noutputs = {call}\nprint(outputs.shape)\n```\n")
+
+
+def _feeds(graph: onnx.ModelProto, spec: ServingSpec) -> str:
+    initializers = {t.name for t in graph.graph.initializer}
+    names = [i.name for i in graph.graph.input if i.name not in initializers]
+    if spec.inputs == "text":
+        return "{" + ", ".join(f'"{n}": batch["{n}"].astype(np.int64)' for n in names) + "}"
+    return f'{{"{names[0]}": x}}'
+
+
+def _tokenize(spec: ServingSpec) -> str:
+    return (f'tokenizer = AutoTokenizer.from_pretrained("{TOKENIZER_DIR}")\n'
+            f"batch = tokenizer(texts, truncation=True, max_length={spec.max_length}, padding=True, "
+            'return_tensors="np")\n')
+
+
+def _float_type(graph: onnx.ModelProto) -> str:
+    first = graph.graph.input[0].type.tensor_type.elem_type
+    return "np.float16" if first == onnx.TensorProto.FLOAT16 else "np.float32"
+
+
+def _imports(spec: ServingSpec, runtime_import: str) -> str:
+    lines = ["import json\n" if spec.mean is not None else "", "import numpy as np\n", runtime_import]
+    if spec.inputs == "text":
+        lines.append("from transformers import AutoTokenizer\n")
+    return "".join(lines)
+
+
+def _with_onnxruntime(graph: onnx.ModelProto, spec: ServingSpec) -> str:
+    if inference_precision({p.key: p.value for p in graph.metadata_props}) == "bf16":
+        return ("## Run it with ONNX Runtime\n\nThis graph asks for bf16 inference, which ONNX Runtime's CPU provider "
+                "does not run: use OpenVINO (below).\n")
+    sample = _sample(spec, _float_type(graph)) + (_tokenize(spec) if spec.inputs == "text" else "")
+    return ("## Run it with ONNX Runtime alone\n\nNo tradeoff needed (`pip install onnxruntime numpy"
+            f"{' transformers' if spec.inputs == 'text' else ''}`); from inside this folder:\n\n```python\n"
+            f"{_imports(spec, 'import onnxruntime as ort' + chr(10))}\n"
+            f"options = ort.SessionOptions()\noptions.intra_op_num_threads = {spec.threads}\n"
+            'session = ort.InferenceSession("model.onnx", options, providers=["CPUExecutionProvider"])\n'
+            f"{sample}outputs = session.run(None, {_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
+
+
+def _with_openvino(graph: onnx.ModelProto, spec: ServingSpec) -> str:
+    if any(node.domain == ORT_DOMAIN for node in graph.graph.node):
+        return ("## OpenVINO\n\nThis graph holds ONNX Runtime's fused operators (domain com.microsoft), which OpenVINO "
+                "cannot load: run it with ONNX Runtime.\n")
+    precision = inference_precision({p.key: p.value for p in graph.metadata_props})
+    sample = _sample(spec) + (_tokenize(spec) if spec.inputs == "text" else "")
+    return ("## Run it with OpenVINO alone\n\n`pip install openvino numpy"
+            f"{' transformers' if spec.inputs == 'text' else ''}`; the precision is pinned (OpenVINO would otherwise "
+            "run float layers in bf16 on CPUs that have it); from inside this folder:\n\n```python\n"
+            f"{_imports(spec, 'import openvino as ov' + chr(10))}\n"
+            'compiled = ov.Core().compile_model("model.onnx", "CPU", {"INFERENCE_NUM_THREADS": '
+            f'{spec.threads}, "INFERENCE_PRECISION_HINT": "{precision}"}})\n'
+            f"{sample}outputs = compiled({_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
+
+
+def _torch_only(best: Measurement) -> str:
+    return ("## Without tradeoff\n\nThis artifact is a torch state dict (`model.safetensors` or `model.pt`) whose "
+            "structure tradeoff rebuilds: the original factory's module, then each structure step the recipe recorded "
+            "(`artifact.json`), and sparse weights stored compactly. Plain torch cannot load it as it stands: use "
+            "`to.load` above (it needs the factory's code, imported from the folders `predictor.json` names, or "
+            "from the installed packages), or replay the recipe with an `export.onnx` step to get a graph that runs "
+            f"without tradeoff. It was measured on {best.runtime}.\n")
