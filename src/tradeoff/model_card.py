@@ -64,17 +64,19 @@ def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[s
               f"{best.params:,} ({best.nonzero_params:,})")]
     table = "\n".join(f"| {name} | {base} | {shipped} |" for name, base, shipped in rows)
     cpu = env.get("cpu", {})
+    machine = f"{cpu.get('model', 'an unknown CPU')} ({cpu.get('cores', '?')} cores)"
     return (f"## Measured on the test split\n\n| | original | this model |\n|---|---|---|\n{table}\n\n"
-            f"Timed in one process, interleaved rounds, {spec.threads} threads, on {cpu.get('model', 'an unknown CPU')} "
-            f"({cpu.get('cores', '?')} cores). Latency on another CPU differs: measure it there "
+            f"Timed in one process, interleaved rounds, {spec.threads} threads, on {machine}. Latency on another "
+            "CPU differs: measure it there "
             "(`tradeoff evaluate`).\n")
 
 
 def _inputs(spec: ServingSpec) -> str:
     if spec.inputs == "text":
-        return (f"## Inputs\n\nTexts, tokenized by `{TOKENIZER_DIR}/` (copied here) to at most {spec.max_length} tokens, "
-                "padded to the longest text of a batch; the model reads `input_ids` and `attention_mask` and returns "
-                "its outputs for the whole text (pooling is part of the graph).\n")
+        return (f"## Inputs\n\nTexts, tokenized by `{TOKENIZER_DIR}/` (copied here) to at most {spec.max_length} "
+                "tokens, padded to the longest text of a batch; the graph reads `input_ids` and `attention_mask` and "
+                "returns one output per text: a sentence encoder's pooling and normalization, or a classifier's head, "
+                "are part of it.\n")
     shape = ", ".join(str(n) for n in spec.shape)
     named = f" Columns, in order: {', '.join(spec.feature_names)}." if spec.feature_names else ""
     scaled = (f" The task standardized them with the training split's mean and std, which `{PREDICTOR_FILE}` holds: "
@@ -82,45 +84,49 @@ def _inputs(spec: ServingSpec) -> str:
     return f"## Inputs\n\nfloat32 arrays of shape (batch, {shape}), as the task's data held them.{named}{scaled}\n"
 
 
-def _sample(spec: ServingSpec, dtype: str = "np.float32") -> str:
-    """Lines that make a sample batch `x` (or `texts`) the way the model takes it."""
+def _sample(spec: ServingSpec) -> str:
+    """Lines that make a sample batch `x` (or `texts`) as the application holds it, and, where the task standardized
+    its data, the training split's `mean` and `std`."""
+    lines = _rows(spec)
+    if spec.mean is not None:
+        lines += (f'scaling = json.load(open("{PREDICTOR_FILE}"))  # the training split\'s mean and std\n'
+                  'mean, std = np.asarray(scaling["mean"], np.float32), np.asarray(scaling["std"], np.float32)\n')
+    return lines
+
+
+def _rows(spec: ServingSpec) -> str:
+    """The line that makes a sample batch as the application holds it: `texts`, or raw rows `x`."""
     if spec.inputs == "text":
         return f"texts = {SAMPLE_TEXTS!r}\n"
     shape = ", ".join(str(n) for n in [4, *spec.shape])
-    lines = f"x = np.random.default_rng(0).random(({shape}), dtype=np.float32)  # your inputs, one row per sample\n"
-    if spec.mean is not None:
-        lines += (f'scaling = json.load(open("{PREDICTOR_FILE}"))  # the training split\'s mean and std\n'
-                  'x = (x - np.asarray(scaling["mean"], np.float32)) / np.asarray(scaling["std"], np.float32)\n')
-    return lines + (f"x = x.astype({dtype})\n" if dtype != "np.float32" else "")
+    return f"x = np.random.default_rng(0).random(({shape}), dtype=np.float32)  # your inputs, one row per sample\n"
 
 
 def _with_tradeoff(spec: ServingSpec) -> str:
     call = "model.encode(texts)" if spec.inputs == "text" else "model.predict(x)"
-    sample = f"texts = {SAMPLE_TEXTS!r}" if spec.inputs == "text" else (
-        "x = np.random.default_rng(0).random(({}), dtype=np.float32)  # raw rows, as the task's data held them".format(
-            ", ".join(str(n) for n in [4, *spec.shape])))
     return ("## Run it with tradeoff\n\nFrom inside this folder (or give its path): the MANIFEST is checked, and the "
-            "model runs on the runtime and threads it was measured with.\n\n```python\nimport numpy as np\n\n"
-            f"import tradeoff as to\n\nmodel = to.load(\".\")\n{sample}\noutputs = {call}\nprint(outputs.shape)\n```\n")
+            "model runs on the runtime and threads it was measured with (`to.load(path, threads=...)` changes the "
+            "threads).\n\n```python\nimport numpy as np\n\nimport tradeoff as to\n\n"
+            f"model = to.load(\".\")\n{_rows(spec)}outputs = {call}\nprint(outputs.shape)\n```\n")
 
 
 def _feeds(graph: onnx.ModelProto, spec: ServingSpec) -> str:
+    """The feed dict by the graph's input names: token ids and mask, or the rows (scaled, cast) as the graph takes
+    them."""
     initializers = {t.name for t in graph.graph.initializer}
     names = [i.name for i in graph.graph.input if i.name not in initializers]
     if spec.inputs == "text":
         return "{" + ", ".join(f'"{n}": batch["{n}"].astype(np.int64)' for n in names) + "}"
-    return f'{{"{names[0]}": x}}'
+    rows = "((x - mean) / std)" if spec.mean is not None else "x"
+    if graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+        rows += ".astype(np.float16)"
+    return f'{{"{names[0]}": {rows}}}'
 
 
 def _tokenize(spec: ServingSpec) -> str:
     return (f'tokenizer = AutoTokenizer.from_pretrained("{TOKENIZER_DIR}")\n'
             f"batch = tokenizer(texts, truncation=True, max_length={spec.max_length}, padding=True, "
             'return_tensors="np")\n')
-
-
-def _float_type(graph: onnx.ModelProto) -> str:
-    first = graph.graph.input[0].type.tensor_type.elem_type
-    return "np.float16" if first == onnx.TensorProto.FLOAT16 else "np.float32"
 
 
 def _imports(spec: ServingSpec, runtime_import: str) -> str:
@@ -134,7 +140,7 @@ def _with_onnxruntime(graph: onnx.ModelProto, spec: ServingSpec) -> str:
     if inference_precision({p.key: p.value for p in graph.metadata_props}) == "bf16":
         return ("## Run it with ONNX Runtime\n\nThis graph asks for bf16 inference, which ONNX Runtime's CPU provider "
                 "does not run: use OpenVINO (below).\n")
-    sample = _sample(spec, _float_type(graph)) + (_tokenize(spec) if spec.inputs == "text" else "")
+    sample = _sample(spec) + (_tokenize(spec) if spec.inputs == "text" else "")
     return ("## Run it with ONNX Runtime alone\n\nNo tradeoff needed (`pip install onnxruntime numpy"
             f"{' transformers' if spec.inputs == 'text' else ''}`); from inside this folder:\n\n```python\n"
             f"{_imports(spec, 'import onnxruntime as ort' + chr(10))}\n"
