@@ -22,9 +22,11 @@ from safetensors.torch import save_file
 
 import tradeoff as to
 from tradeoff.artifact import verify_manifest
+from tradeoff.data import DataBundle
 from tradeoff.insight.run import load_run
 from tradeoff.metrics import get_metric
 from tradeoff.optimize import OptimizeResult
+from tradeoff.recipe import Recipe
 from tradeoff.runtimes.openvino import OpenVino
 from tradeoff.text import python_reference, tokenize
 
@@ -212,3 +214,11 @@ def test_minilm_model_card_snippets_tokenize_and_run_without_tradeoff(minilm_run
     card = (minilm_run / "best" / "README.md").read_text()
     assert "AutoTokenizer.from_pretrained(\"tokenizer\")" in card and "max_length=16" in card
     assert_snippets_reproduce(minilm_run / "best", tmp_path)
+
+
+def test_a_recipe_applied_with_out_loads_too(task_file, digits: DataBundle, tmp_path: Path) -> None:
+    """apply() saves what to.load needs as well (no model card: apply measures no original beside it)."""
+    applied = to.apply(Recipe.from_dict({"steps": [{"pass": "export.onnx"}]}), task_file(), out=tmp_path / "applied")
+    outputs = to.load(tmp_path / "applied").predict(digits.test.x)
+    assert float(np.mean(outputs.argmax(1) == digits.test.y)) == applied.measured.metric
+    assert not (tmp_path / "applied" / "README.md").exists()

@@ -39,7 +39,7 @@ from tradeoff.search.select import binding, choose, feasible_points, pareto_fron
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study, study_url
 from tradeoff.search.tracking import mlflow_tracker
-from tradeoff.serving import Shipping, serving_spec
+from tradeoff.serving import Shipping
 from tradeoff.training import Trainer
 
 INT8_PASSES = {"quantize.dynamic", "quantize.static"}
@@ -243,11 +243,10 @@ def _shipping(given: Problem, best: Candidate, baseline_test: Measurement, metri
               env: dict[str, Any]) -> Shipping:
     """What best/ needs to be used without the task and its data: the inputs as the data defined them, the
     tokenizer of a text model, and the model card."""
-    data, settings = given.data, given.settings
-    spec = serving_spec(data, settings.runtime.threads, given.search_dirs)
-    card = model_card(settings.name, given.record.get("model", {}), best.recipe, best.measured, baseline_test,
-                      metric.name, env, spec, best.model)
-    return Shipping(spec, Path(data.spec.tokenizer) if spec.inputs == "text" else None, card)  # type: ignore[arg-type]
+    settings = given.settings
+    shipping = Shipping.of(given.data, settings.runtime.threads, given.search_dirs)
+    return replace(shipping, card=model_card(settings.name, given.record.get("model", {}), best.recipe, best.measured,
+                                             baseline_test, metric.name, env, shipping.spec, best.model))
 
 
 def _passes(record: TrialRecord) -> str:

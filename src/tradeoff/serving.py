@@ -59,18 +59,24 @@ def serving_spec(data: DataBundle, threads: int, search_dirs: tuple[Path, ...]) 
 
 @dataclass(frozen=True)
 class Shipping:
-    """What optimize adds to the artifact in best/: the serving spec, the tokenizer's folder for a text model, and
-    the model card."""
+    """What optimize and apply add to the artifact they save: the serving spec, the tokenizer's folder for a text
+    model, and the model card (optimize's only: it needs the original measured on test beside the result)."""
 
     spec: ServingSpec
     tokenizer: Path | None
-    card: str
+    card: str | None = None
+
+    @classmethod
+    def of(cls, data: DataBundle, threads: int, search_dirs: tuple[Path, ...], card: str | None = None) -> Shipping:
+        text = data.spec.source == "text"
+        return cls(serving_spec(data, threads, search_dirs), Path(data.spec.tokenizer) if text else None, card)  # type: ignore[arg-type]
 
     def write(self, directory: Path) -> None:
         (directory / PREDICTOR_FILE).write_text(self.spec.model_dump_json(indent=2))
         if self.tokenizer is not None:
             load_tokenizer(self.tokenizer).save_pretrained(str(directory / TOKENIZER_DIR))
-        (directory / CARD_FILE).write_text(self.card)
+        if self.card is not None:
+            (directory / CARD_FILE).write_text(self.card)
 
 
 class Predictor:
