@@ -10,6 +10,7 @@ from typing import Any
 import onnx
 
 from tradeoff.evaluation import Measurement
+from tradeoff.huggingface import FACTORY_PREFIX
 from tradeoff.model import ModelHandle
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes.precision import inference_precision
@@ -31,7 +32,7 @@ def model_card(name: str, origin: dict[str, Any], recipe: Recipe, best: Measurem
         sections.append(_with_onnxruntime(graph, spec))
         sections.append(_with_openvino(graph, spec))
     else:
-        sections.append(_torch_only(best))
+        sections.append(_torch_only(best, model))
     return "\n".join(sections)
 
 
@@ -164,10 +165,14 @@ def _with_openvino(graph: onnx.ModelProto, spec: ServingSpec) -> str:
             f"{sample}outputs = compiled({_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
 
 
-def _torch_only(best: Measurement) -> str:
+def _torch_only(best: Measurement, model: ModelHandle) -> str:
+    factory = model.factory or "none: a module given in Python"
+    needs = (f"the Hugging Face folder it was made from, `{factory.removeprefix(FACTORY_PREFIX).partition(':')[2]}`"
+             if factory.startswith(FACTORY_PREFIX) else
+             f"the factory's code (`{factory}`), imported from the folders `{PREDICTOR_FILE}` names or the installed "
+             "packages")
     return ("## Without tradeoff\n\nThis artifact is a torch state dict (`model.safetensors` or `model.pt`) whose "
             "structure tradeoff rebuilds: the original factory's module, then each structure step the recipe recorded "
-            "(`artifact.json`), and sparse weights stored compactly. Plain torch cannot load it as it stands: use "
-            "`to.load` above (it needs the factory's code, imported from the folders `predictor.json` names, or "
-            "from the installed packages), or replay the recipe with an `export.onnx` step to get a graph that runs "
-            f"without tradeoff. It was measured on {best.runtime}.\n")
+            "(`artifact.json`), with sparse weights stored compactly. Plain torch cannot load it as it stands: use "
+            f"`to.load` above, which needs {needs}, or replay the recipe with an `export.onnx` step to get a graph "
+            f"that runs without tradeoff. It was measured on {best.runtime}.\n")

@@ -89,8 +89,9 @@ class Predictor:
         try:
             self.spec = ServingSpec.model_validate(recorded)
         except ValidationError:
-            raise ModelError(f"{directory} has no valid {PREDICTOR_FILE}: it was not written by tradeoff optimize",
-                             "load the run's best/ folder, or optimize again to write one") from None
+            raise ModelError(f"{directory} holds an artifact without a valid {PREDICTOR_FILE} (saved by an older "
+                             "tradeoff, or by ModelHandle.save), which says what inputs it takes",
+                             "optimize again, or replay its recipe.yaml with tradeoff apply --out") from None
         self.directory, self.runtime, self.threads = directory, runtime_for(model).name, threads or self.spec.threads
         self._run = runtime_for(model).load(model, self.threads)
         self._tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if self.spec.inputs == "text" else None
