@@ -18,7 +18,7 @@ from tradeoff.serving import PREDICTOR_FILE, TOKENIZER_DIR, ServingSpec
 
 ORT_DOMAIN = "com.microsoft"  # ONNX Runtime's own operators (fusion): OpenVINO cannot load them (NOTES trap 12)
 FORMAT_NAMES = {"onnx": "an ONNX", "torch": "a torch"}
-ORIGIN_KEYS = ("source", "path", "factory", "options")  # of the task's model section: what the original was
+ORIGIN_KEYS = ("source", "path", "factory", "options", "class", "format")  # task.yaml's model: what the original was
 SAMPLE_TEXTS = ["A first sentence to run through the model.", "Another, somewhat longer sentence, to show padding."]
 
 
