@@ -26,7 +26,9 @@ def model_card(name: str, origin: dict[str, Any], recipe: Recipe, best: Measurem
                metric: str, env: dict[str, Any], spec: ServingSpec, model: ModelHandle) -> str:
     """The card's Markdown; `origin` is where the original model came from (the task's `model` section)."""
     sections = [f"# {name}: optimized by tradeoff\n", _what(origin, recipe, best), _measured(best, baseline, metric,
-                env, spec), _inputs(spec), _with_tradeoff(spec)]
+                env, spec), _inputs(spec)]
+    if model.format == "onnx" or model.factory is not None:  # a module given in Python has no factory to rebuild it
+        sections.append(_with_tradeoff(spec))
     if model.onnx_bytes is not None:
         graph = onnx.load_from_string(model.onnx_bytes)
         sections.append(_with_onnxruntime(graph, spec))
@@ -166,13 +168,16 @@ def _with_openvino(graph: onnx.ModelProto, spec: ServingSpec) -> str:
 
 
 def _torch_only(best: Measurement, model: ModelHandle) -> str:
-    factory = model.factory or "none: a module given in Python"
-    needs = (f"the Hugging Face folder it was made from, `{factory.removeprefix(FACTORY_PREFIX).partition(':')[2]}`"
-             if factory.startswith(FACTORY_PREFIX) else
-             f"the factory's code (`{factory}`), imported from the folders `{PREDICTOR_FILE}` names or the installed "
-             "packages")
-    return ("## Without tradeoff\n\nThis artifact is a torch state dict (`model.safetensors` or `model.pt`) whose "
-            "structure tradeoff rebuilds: the original factory's module, then each structure step the recipe recorded "
-            "(`artifact.json`), with sparse weights stored compactly. Plain torch cannot load it as it stands: use "
-            f"`to.load` above, which needs {needs}, or replay the recipe with an `export.onnx` step to get a graph "
-            f"that runs without tradeoff. It was measured on {best.runtime}.\n")
+    stored = ("## Without tradeoff\n\nThis artifact is a torch state dict (`model.safetensors` or `model.pt`), "
+              f"measured on {best.runtime}, whose structure tradeoff rebuilds: the original's module, then each "
+              "structure step the recipe recorded (`artifact.json`), with sparse weights stored compactly. Plain torch "
+              "cannot load it as it stands")
+    onnx_hint = "replay the recipe with an `export.onnx` step to get a graph that runs without tradeoff"
+    if model.factory is None:
+        return (f"{stored}, and neither can `to.load`: the original was a module given in Python, with no factory "
+                f"to build it from. Give optimize a task file whose model names a factory, or {onnx_hint}.\n")
+    folder = model.factory.removeprefix(FACTORY_PREFIX).partition(":")[2]
+    needs = (f"the Hugging Face folder it was made from, `{folder}`" if model.factory.startswith(FACTORY_PREFIX) else
+             f"the factory's code (`{model.factory}`), imported from the folders `{PREDICTOR_FILE}` names or the "
+             "installed packages")
+    return f"{stored}: use `to.load` above, which needs {needs}, or {onnx_hint}.\n"

@@ -99,6 +99,10 @@ class Predictor:
         self._standardization = None if standardization is None else tuple(
             np.asarray(v, dtype=np.float32) for v in standardization)
 
+    def __repr__(self) -> str:
+        takes = "texts" if self.spec.inputs == "text" else self._shape_text()
+        return f"Predictor({self.directory}, {self.runtime}, {self.threads} threads, takes {takes})"
+
     def predict(self, inputs: Any) -> np.ndarray:
         """The model's outputs (scores, or embeddings) for a batch: rows as the task's data held them (an array or a
         tensor, standardized here where the task was), or texts for a text model."""
