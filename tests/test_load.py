@@ -52,10 +52,9 @@ def loaded_outputs(best: Path, inputs: Path, tmp_path: Path, method: str = "pred
 
 
 def test_digits_best_loads_elsewhere_and_scores_the_test_metric_it_was_measured_on(
-        optimized_run: tuple[OptimizeResult, Path], tmp_path: Path) -> None:
+        optimized_run: tuple[OptimizeResult, Path], digits: DataBundle, tmp_path: Path) -> None:
     result, _ = optimized_run
-    best = result.run_dir / "best"
-    test = load_run(result.run_dir).original.data.test
+    best, test = result.run_dir / "best", digits.test  # the run's data: digits, seed 0
     np.save(tmp_path / "x.npy", test.x)
     outputs = loaded_outputs(best, tmp_path / "x.npy", tmp_path)
     recorded = json.loads((best / "metrics.json").read_text())
@@ -127,7 +126,7 @@ def test_wrong_inputs_get_one_line_naming_the_fix(optimized_run: tuple[OptimizeR
 
 
 def test_a_torch_best_rebuilds_from_the_factory_in_the_task_folder_from_another_directory(
-        mlp_weights: Path, tmp_path: Path) -> None:
+        mlp_weights: Path, digits: DataBundle, tmp_path: Path) -> None:
     """A torch artifact (pruned: its structure replayed) whose factory lives beside the task file, not on the path."""
     folder = tmp_path / "project"
     folder.mkdir()
@@ -142,7 +141,7 @@ def test_a_torch_best_rebuilds_from_the_factory_in_the_task_folder_from_another_
     result = to.optimize(folder / "task.yaml", out=folder / "runs", quiet=True)
     best = result.run_dir / "best"
     assert result.report.data.best.format == "torch" and "prune.structured" in (best / "recipe.yaml").read_text()
-    test = load_run(result.run_dir).original.data.test
+    test = digits.test
     np.save(tmp_path / "x.npy", test.x)
     outputs = loaded_outputs(best, tmp_path / "x.npy", tmp_path)
     assert float(np.mean(outputs.argmax(1) == test.y)) == json.loads((best / "metrics.json").read_text())["metric"]
