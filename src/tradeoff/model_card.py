@@ -88,9 +88,13 @@ def _inputs(spec: ServingSpec) -> str:
 
 
 def _sample(spec: ServingSpec) -> str:
-    """Lines that make a sample batch `x` (or `texts`) as the application holds it, and, where the task standardized
-    its data, the training split's `mean` and `std`."""
+    """Lines that make a sample batch as the application holds it (`x`, or `texts` and their tokens as `batch`), and,
+    where the task standardized its data, the training split's `mean` and `std`."""
     lines = _rows(spec)
+    if spec.inputs == "text":
+        lines += (f'tokenizer = AutoTokenizer.from_pretrained("{TOKENIZER_DIR}")\n'
+                  f"batch = tokenizer(texts, truncation=True, max_length={spec.max_length}, padding=True, "
+                  'return_tensors="np")\n')
     if spec.mean is not None:
         lines += (f'scaling = json.load(open("{PREDICTOR_FILE}"))  # the training split\'s mean and std\n'
                   'mean, std = np.asarray(scaling["mean"], np.float32), np.asarray(scaling["std"], np.float32)\n')
@@ -126,12 +130,6 @@ def _feeds(graph: onnx.ModelProto, spec: ServingSpec) -> str:
     return f'{{"{names[0]}": {rows}}}'
 
 
-def _tokenize(spec: ServingSpec) -> str:
-    return (f'tokenizer = AutoTokenizer.from_pretrained("{TOKENIZER_DIR}")\n'
-            f"batch = tokenizer(texts, truncation=True, max_length={spec.max_length}, padding=True, "
-            'return_tensors="np")\n')
-
-
 def _imports(spec: ServingSpec, runtime_import: str) -> str:
     lines = ["import json\n" if spec.mean is not None else "", "import numpy as np\n", runtime_import]
     if spec.inputs == "text":
@@ -139,32 +137,36 @@ def _imports(spec: ServingSpec, runtime_import: str) -> str:
     return "".join(lines)
 
 
+def _packages(spec: ServingSpec, runtime: str) -> str:
+    return f"`pip install {runtime} numpy{' transformers' if spec.inputs == 'text' else ''}`"
+
+
+def _precision(graph: onnx.ModelProto) -> str:
+    return inference_precision({p.key: p.value for p in graph.metadata_props})
+
+
 def _with_onnxruntime(graph: onnx.ModelProto, spec: ServingSpec) -> str:
-    if inference_precision({p.key: p.value for p in graph.metadata_props}) == "bf16":
+    if _precision(graph) == "bf16":
         return ("## Run it with ONNX Runtime\n\nThis graph asks for bf16 inference, which ONNX Runtime's CPU provider "
                 "does not run: use OpenVINO (below).\n")
-    sample = _sample(spec) + (_tokenize(spec) if spec.inputs == "text" else "")
-    return ("## Run it with ONNX Runtime alone\n\nNo tradeoff needed (`pip install onnxruntime numpy"
-            f"{' transformers' if spec.inputs == 'text' else ''}`); from inside this folder:\n\n```python\n"
+    return (f"## Run it with ONNX Runtime alone\n\nNo tradeoff needed ({_packages(spec, 'onnxruntime')}); from "
+            "inside this folder:\n\n```python\n"
             f"{_imports(spec, 'import onnxruntime as ort' + chr(10))}\n"
             f"options = ort.SessionOptions()\noptions.intra_op_num_threads = {spec.threads}\n"
             'session = ort.InferenceSession("model.onnx", options, providers=["CPUExecutionProvider"])\n'
-            f"{sample}outputs = session.run(None, {_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
+            f"{_sample(spec)}outputs = session.run(None, {_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
 
 
 def _with_openvino(graph: onnx.ModelProto, spec: ServingSpec) -> str:
     if any(node.domain == ORT_DOMAIN for node in graph.graph.node):
         return ("## OpenVINO\n\nThis graph holds ONNX Runtime's fused operators (domain com.microsoft), which OpenVINO "
                 "cannot load: run it with ONNX Runtime.\n")
-    precision = inference_precision({p.key: p.value for p in graph.metadata_props})
-    sample = _sample(spec) + (_tokenize(spec) if spec.inputs == "text" else "")
-    return ("## Run it with OpenVINO alone\n\n`pip install openvino numpy"
-            f"{' transformers' if spec.inputs == 'text' else ''}`; the precision is pinned (OpenVINO would otherwise "
-            "run float layers in bf16 on CPUs that have it); from inside this folder:\n\n```python\n"
+    return (f"## Run it with OpenVINO alone\n\n{_packages(spec, 'openvino')}; the precision is pinned (OpenVINO would "
+            "otherwise run float layers in bf16 on CPUs that have it); from inside this folder:\n\n```python\n"
             f"{_imports(spec, 'import openvino as ov' + chr(10))}\n"
             'compiled = ov.Core().compile_model("model.onnx", "CPU", {"INFERENCE_NUM_THREADS": '
-            f'{spec.threads}, "INFERENCE_PRECISION_HINT": "{precision}"}})\n'
-            f"{sample}outputs = compiled({_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
+            f'{spec.threads}, "INFERENCE_PRECISION_HINT": "{_precision(graph)}"}})\n'
+            f"{_sample(spec)}outputs = compiled({_feeds(graph, spec)})[0]\nprint(outputs.shape)\n```\n")
 
 
 def _torch_only(best: Measurement, model: ModelHandle) -> str:

@@ -37,8 +37,8 @@ class ServingSpec(BaseModel):
     shape: list[int]  # one sample as the model reads it ([] for texts: token ids and mask of any length)
     threads: int  # the task's runtime.threads, which every latency in the model card was measured with
     feature_names: list[str] | None = None  # a .csv's input columns, in order
-    mean: Any = None  # the training split's standardization (nested lists of `shape`), where the task asked for it
-    std: Any = None
+    mean: list[Any] | None = None  # the training split's standardization (nested lists of `shape`), if the task asked
+    std: list[Any] | None = None
     max_length: int | None = None  # tokens per text, as the splits were tokenized
     import_dirs: list[str] = []  # where a torch artifact's factory is imported from
 
@@ -67,9 +67,10 @@ class Shipping:
     card: str | None = None
 
     @classmethod
-    def of(cls, data: DataBundle, threads: int, search_dirs: tuple[Path, ...], card: str | None = None) -> Shipping:
-        text = data.spec.source == "text"
-        return cls(serving_spec(data, threads, search_dirs), Path(data.spec.tokenizer) if text else None, card)  # type: ignore[arg-type]
+    def of(cls, data: DataBundle, threads: int, search_dirs: tuple[Path, ...]) -> Shipping:
+        """What the run's data and settings say; the card is optimize's to add."""
+        tokenizer = Path(data.spec.tokenizer) if data.spec.source == "text" else None  # type: ignore[arg-type]
+        return cls(serving_spec(data, threads, search_dirs), tokenizer)
 
     def write(self, directory: Path) -> None:
         (directory / PREDICTOR_FILE).write_text(self.spec.model_dump_json(indent=2))
@@ -92,8 +93,9 @@ class Predictor:
             raise ModelError(f"{directory} holds an artifact without a valid {PREDICTOR_FILE} (saved by an older "
                              "tradeoff, or by ModelHandle.save), which says what inputs it takes",
                              "optimize again, or replay its recipe.yaml with tradeoff apply --out") from None
-        self.directory, self.runtime, self.threads = directory, runtime_for(model).name, threads or self.spec.threads
-        self._run = runtime_for(model).load(model, self.threads)
+        runtime = runtime_for(model)
+        self.directory, self.runtime, self.threads = directory, runtime.name, threads or self.spec.threads
+        self._run = runtime.load(model, self.threads)
         self._tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if self.spec.inputs == "text" else None
         standardization = (self.spec.mean, self.spec.std) if self.spec.mean is not None else None
         self._standardization = None if standardization is None else tuple(
