@@ -25,6 +25,7 @@ from tradeoff.artifact import verify_manifest
 from tradeoff.data import DataBundle
 from tradeoff.insight.run import load_run
 from tradeoff.metrics import get_metric
+from tradeoff.model import ModelHandle
 from tradeoff.optimize import OptimizeResult
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes.openvino import OpenVino
@@ -221,3 +222,14 @@ def test_a_recipe_applied_with_out_loads_too(task_file, digits: DataBundle, tmp_
     outputs = to.load(tmp_path / "applied").predict(digits.test.x)
     assert float(np.mean(outputs.argmax(1) == digits.test.y)) == applied.measured.metric
     assert not (tmp_path / "applied" / "README.md").exists()
+
+
+def test_flat_rows_fit_a_model_that_reads_images(cnn: ModelHandle, digits_images: DataBundle, digits: DataBundle,
+                                                 tmp_path: Path) -> None:
+    """A model that reads (1, 8, 8) images takes them as 64-value rows too, as a .csv holds them."""
+    to.apply(Recipe.from_dict({"steps": [{"pass": "export.onnx"}]}), cnn, data=digits_images, metric="accuracy",
+             out=tmp_path / "cnn")
+    predictor = to.load(tmp_path / "cnn")
+    np.testing.assert_array_equal(predictor.predict(digits.test.x), predictor.predict(digits_images.test.x))
+    with pytest.raises(to.DataError, match=re.escape("this model takes (batch, 1, 8, 8) (pass 64 values per sample)")):
+        predictor.predict(digits.test.x[:, :60])
