@@ -104,12 +104,15 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_a_changed_best_folder_is_refused_with_the_manifest_error(optimized_run: tuple[OptimizeResult, Path],
-                                                                  tmp_path: Path) -> None:
+                                                                  mlp: ModelHandle, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(optimized_run[0].run_dir / "best", tmp_path / "best"))
     spec = json.loads((copy / "predictor.json").read_text())
     (copy / "predictor.json").write_text(json.dumps({**spec, "threads": 16}))
     with pytest.raises(to.ModelError, match=r"predictor.json does not match its sha256 in MANIFEST"):
         to.load(copy)
+    mlp.save(tmp_path / "saved")  # a bare artifact: nothing says what inputs it takes
+    with pytest.raises(to.ModelError, match=r"without a valid predictor.json .* \(optimize again, or replay"):
+        to.load(tmp_path / "saved")
 
 
 def test_wrong_inputs_get_one_line_naming_the_fix(optimized_run: tuple[OptimizeResult, Path]) -> None:
