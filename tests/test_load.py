@@ -115,8 +115,10 @@ def test_a_changed_best_folder_is_refused_with_the_manifest_error(optimized_run:
         to.load(tmp_path / "saved")
 
 
-def test_wrong_inputs_get_one_line_naming_the_fix(optimized_run: tuple[OptimizeResult, Path]) -> None:
+def test_it_runs_where_it_was_measured_and_wrong_inputs_get_one_line_naming_the_fix(
+        optimized_run: tuple[OptimizeResult, Path]) -> None:
     predictor = to.load(optimized_run[0].run_dir / "best")
+    assert (predictor.runtime, predictor.threads) == (optimized_run[0].report.data.best.runtime, 2)  # as measured
     cases = {"shape [3, 10]; this model takes (batch, 64) (pass 64 values per sample)": np.zeros((3, 10)),
              "not texts (pass a numpy array or torch tensor": ["a text"],
              "one sample of shape [64]; it takes a batch of shape (batch, 64) (add the batch axis": np.zeros(64)}
