@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tradeoff.optimize import OptimizeResult, optimize
     from tradeoff.recipe import Recipe
     from tradeoff.replay import apply, evaluate
+    from tradeoff.serving import Predictor, load
     from tradeoff.training.run import train
     from tradeoff.training.synthetic_data import distill_data
     from tradeoff.tuning.run import NasResult, TuneResult, nas, tune
@@ -38,12 +39,13 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Sensitivity": ("tradeoff.insight.sensitivity", "Sensitivity"),
     "monitor": ("tradeoff.insight.monitor", "monitor"), "MonitorResult": ("tradeoff.insight.monitor", "MonitorResult"),
     "explain": ("tradeoff.insight.explain", "explain"), "Explanation": ("tradeoff.insight.explain", "Explanation"),
+    "load": ("tradeoff.serving", "load"), "Predictor": ("tradeoff.serving", "Predictor"),
 }
 
 __all__ = ["ConfigError", "DataError", "Explanation", "ModelError", "MonitorResult", "NasResult", "OptimizeResult",
-           "Recipe", "RuntimeBackendError", "Sensitivity", "TradeoffError", "TuneResult", "apply", "data",
-           "distill_data", "evaluate", "explain", "monitor", "nas", "optimize", "sensitivity", "train", "training",
-           "tune"]
+           "Predictor", "Recipe", "RuntimeBackendError", "Sensitivity", "TradeoffError", "TuneResult", "apply", "data",
+           "distill_data", "evaluate", "explain", "load", "monitor", "nas", "optimize", "sensitivity", "train",
+           "training", "tune"]
 __version__ = "0.1.0"
 
 

@@ -24,6 +24,7 @@ from tradeoff.insight.sensitivity import Sensitivity, measure_sensitivity
 from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
+from tradeoff.model_card import model_card
 from tradeoff.objectives import violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.passes.known_recipes import recipes_to_try
@@ -39,6 +40,7 @@ from tradeoff.search.select import binding, choose, feasible_points, pareto_fron
 from tradeoff.search.space import RecipeSpace, default_space, select_passes
 from tradeoff.search.study import StudyRun, counted_trials, measure_on_validation, open_study, study_url
 from tradeoff.search.tracking import mlflow_tracker
+from tradeoff.serving import Shipping
 from tradeoff.training import Trainer
 from tradeoff.validation import validate
 
@@ -50,14 +52,18 @@ class Candidate:
     model: ModelHandle
     recipe: Recipe
     measured: Measurement
+    shipping: Shipping | None = None  # what an application needs besides the artifact, once measured on test
 
     def save(self, directory: str | Path) -> Path:
-        """Write the artifact, its recipe and its test metrics atomically, with a MANIFEST of checksums."""
+        """Write the artifact, its recipe and its test metrics atomically, with a MANIFEST of checksums; with the
+        predictor's spec, the tokenizer and the model card where the run added them (`tradeoff.load` reads them)."""
 
         def fill(tmp: Path) -> None:
             self.model.save(tmp)
             (tmp / "recipe.yaml").write_text(self.recipe.to_yaml())
             write_json(tmp / "metrics.json", measured(self.measured).model_dump(mode="json"))
+            if self.shipping is not None:
+                self.shipping.write(tmp)
 
         return write_directory(Path(directory), fill)
 
@@ -207,6 +213,7 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool, meter: SpendMeter)
     test_broken = violations(limits, best.measured.values(
         metric_drop=metric.drop(baseline_test.metric, best.measured.metric)), first_batch) if chosen else []
     bound = binding(trials, limits, first_batch) if not finalists else None
+    best = replace(best, shipping=_shipping(given, best, baseline_test, metric, env))
     best_dir = best.save(run_dir.best)
 
     warnings = [*data.notes, *near_chance_warnings(metric, baseline_val.metric, data.val.y),
@@ -236,6 +243,16 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool, meter: SpendMeter)
     write_atomic(run_dir.report_html, render_html(report))
     files = ReportFiles(data=report, json_path=run_dir.report_json, html_path=run_dir.report_html)
     return OptimizeResult(best=best, baseline=baseline_test, report=files, run_dir=run_dir.root)
+
+
+def _shipping(given: Problem, best: Candidate, baseline_test: Measurement, metric: Metric,
+              env: dict[str, Any]) -> Shipping:
+    """What best/ needs to be used without the task and its data: the inputs as the data defined them, the
+    tokenizer of a text model, and the model card."""
+    settings = given.settings
+    shipping = Shipping.of(given.data, settings.runtime.threads, given.search_dirs)
+    return replace(shipping, card=model_card(settings.name, given.record.get("model", {}), best.recipe, best.measured,
+                                             baseline_test, metric.name, env, shipping.spec, best.model))
 
 
 def _passes(record: TrialRecord) -> str:

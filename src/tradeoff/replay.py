@@ -18,6 +18,7 @@ from tradeoff.recipe import Recipe
 from tradeoff.report.html import render_html
 from tradeoff.report.schema import Report
 from tradeoff.rundir import write_atomic
+from tradeoff.serving import Shipping
 from tradeoff.training import Trainer
 
 SPLITS = ("val", "test")
@@ -43,7 +44,8 @@ def apply(recipe: Recipe | str | Path, subject: Subject | None = None, /, *, tas
     ctx = Context(data=given.data, seed=given.settings.search.seed, threads=given.settings.runtime.threads,
                   teacher=given.model, metric=evaluator.metric, trainer=Trainer(given.settings.train))
     built = recipe.apply(given.model, ctx)
-    candidate = Candidate(built, recipe, evaluator.measure(built, "test"))
+    candidate = Candidate(built, recipe, evaluator.measure(built, "test"),
+                          Shipping.of(given.data, given.settings.runtime.threads, given.search_dirs))
     if out is not None:
         candidate.save(Path(out))
     return candidate
