@@ -18,7 +18,6 @@ import pytest
 import torch
 import yaml
 from conftest import DigitsMLP
-from safetensors.torch import save_file
 
 import tradeoff as to
 from tradeoff.artifact import verify_manifest
@@ -155,23 +154,13 @@ def test_a_torch_best_rebuilds_from_the_factory_in_the_task_folder_from_another_
     assert "to.load" in card and "Plain torch cannot load it" in card and "onnxruntime as ort" not in card
 
 
-def test_a_standardized_task_takes_raw_rows_and_its_scaling_travels_in_best(tmp_path: Path) -> None:
+def test_a_standardized_task_takes_raw_rows_and_its_scaling_travels_in_best(tabular_runs: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
     """The task standardized its data with the training split's mean and std: best/ keeps them, so to.load and the
     card's snippets take rows as raw as the data source holds them."""
-    data = to.data.digits(seed=0, standardize=True)
-    torch.manual_seed(0)
-    module = DigitsMLP()
-    to.training.fit(module, *data.train_holdout(), epochs=10, lr=3e-3, seed=0)
-    save_file(module.state_dict(), str(tmp_path / "mlp.safetensors"))
-    (tmp_path / "task.yaml").write_text(yaml.safe_dump({
-        "name": "scaled", "metric": "accuracy", "constraints": {"max_metric_drop": 0.05},
-        "model": {"source": "torch", "factory": "conftest:DigitsMLP", "weights": str(tmp_path / "mlp.safetensors")},
-        "data": {"source": "builtin", "name": "digits", "seed": 0, "standardize": True},
-        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1]},
-        "search": {"trials": 1, "seed": 0, "passes": ["export.onnx", "quantize.dynamic"]}}))
-    best = to.optimize(tmp_path / "task.yaml", out=tmp_path / "runs", quiet=True).run_dir / "best"
+    best = tabular_runs["wine"] / "best"
     assert json.loads((best / "predictor.json").read_text())["mean"] is not None
-    raw = to.data.digits(seed=0).test  # the same split, not standardized
+    raw = to.data.load_data(to.config.DataSpec(source="builtin", name="wine", seed=0)).test  # not standardized
     np.save(tmp_path / "raw.npy", raw.x)
     outputs = loaded_outputs(best, tmp_path / "raw.npy", tmp_path)
     assert float(np.mean(outputs.argmax(1) == raw.y)) == json.loads((best / "metrics.json").read_text())["metric"]
