@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from torch import nn
 
@@ -70,6 +71,32 @@ def test_keep_float_leaves_the_named_layers_in_float_and_refuses_unknown_names(m
     torch_kept = build_pass({"pass": "quantize.dynamic", "keep_float": ["layers.4"]}).apply(mlp, ctx)
     layers = dict(torch_kept.torch_module().named_modules())
     assert type(layers["layers.4"]) is nn.Linear and type(layers["layers.0"]) is not nn.Linear
+
+
+def _scales_per_layer(model: ModelHandle) -> dict[str, int]:
+    """How many scales each int8 weight matrix carries (1: per tensor; its output width: per channel)."""
+    graph = model.onnx_model().graph
+    sizes = {t.name: max(1, len(t.dims) and t.dims[0]) for t in graph.initializer}
+    return {layer_of(n.input[1]): sizes[n.input[3]] for n in graph.node if n.op_type == "MatMulInteger"}
+
+
+def test_per_channel_layers_give_the_named_layers_a_scale_per_channel_and_the_rest_one(mlp: ModelHandle,
+                                                                                       ctx: Context) -> None:
+    exported = build_pass({"pass": "export.onnx"}).apply(mlp, ctx)
+    mixed = build_pass({"pass": "quantize.dynamic", "per_channel_layers": ["layers.2"], "keep_float": ["layers.4"]}
+                       ).apply(exported, ctx)
+    assert _scales_per_layer(mixed) == {"layers.0": 1, "layers.2": 64} and _float_layers(mixed) == {"layers.4"}
+    assert set(_scales_per_layer(build_pass({"pass": "quantize.dynamic"}).apply(exported, ctx)).values()) == {1}
+    # all per channel already: the list is dropped, so the search never measures one model under two recipes
+    assert build_pass({"pass": "quantize.dynamic", "per_channel": True, "per_channel_layers": ["layers.2"]}
+                      ).step()["per_channel_layers"] == []
+    torch_mixed = build_pass({"pass": "quantize.dynamic", "per_channel_layers": ["layers.2"]}).apply(mlp, ctx)
+    schemes = {name: m.weight().qscheme() for name, m in torch_mixed.torch_module().named_modules()
+               if hasattr(m, "weight") and callable(m.weight)}
+    assert schemes == {"layers.0": torch.per_tensor_affine, "layers.2": torch.per_channel_affine,
+                       "layers.4": torch.per_tensor_affine}
+    with pytest.raises(ModelError, match=r"per_channel_layers names layers \['layers.9'\]"):
+        build_pass({"pass": "quantize.dynamic", "per_channel_layers": ["layers.9"]}).apply(exported, ctx)
 
 
 def test_the_guided_space_keeps_the_most_sensitive_layers_and_its_recipes_replay_without_the_ranking(

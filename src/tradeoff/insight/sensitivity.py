@@ -73,10 +73,11 @@ class Sensitivity:
         return tuple(layer.layer for layer in sorted(touched, key=worst, reverse=True))
 
     def rankings(self) -> dict[str, tuple[str, ...]]:
-        """What a search may spare, most sensitive first: layers kept in float, at 8 bits where the rest take 4, and
-        kept dense."""
+        """What a search may spare, most sensitive first: layers kept in float, at 8 bits where the rest take 4, with
+        a scale per channel where the rest take one, and kept dense."""
         quantize = self.ranking("quantize")
-        return {"keep_float": quantize, "eight_bit": quantize, "keep_dense": self.ranking("prune")}
+        return {"keep_float": quantize, "eight_bit": quantize, "per_channel_layers": quantize,
+                "keep_dense": self.ranking("prune")}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

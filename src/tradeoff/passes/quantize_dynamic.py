@@ -12,11 +12,12 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.onnx_model import ONNXModel
 from onnxruntime.quantization.registry import IntegerOpsRegistry
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from torch import nn
 
 from tradeoff.distributions import Choice
 from tradeoff.errors import ModelError
+from tradeoff.layers import nodes_of_layers
 from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.ort_quantizer import float_nodes, known_operators, prepared, quiet_quantizer
@@ -28,26 +29,40 @@ class DynamicConfig(PassConfig):
     reduce_range: bool = False
     operators: tuple[str, ...] = ()  # ONNX operator types to quantize (ONNX models); empty: all it can
     keep_float: tuple[str, ...] = ()  # layers left in float (tradeoff.layers names): the most sensitive ones
+    # layers whose weights take a scale per output channel where the rest take one per tensor: the sensitive ones
+    # keep most of per-channel's accuracy at per-tensor's speed (ONNX Runtime's per-channel kernels are slower)
+    per_channel_layers: tuple[str, ...] = ()
 
     @field_validator("operators")
     @classmethod
     def _known(cls, operators: tuple[str, ...]) -> tuple[str, ...]:
         return known_operators(operators, IntegerOpsRegistry)
 
+    @model_validator(mode="after")
+    def _one_spelling_per_model(self) -> DynamicConfig:
+        """Every layer per channel already: the list adds nothing, so the search does not measure one model twice
+        under two recipes."""
+        if self.per_channel and self.per_channel_layers:
+            object.__setattr__(self, "per_channel_layers", ())
+        return self
 
-def quantize_torch_dynamic(module: nn.Module, per_channel: bool, keep_float: tuple[str, ...] = ()) -> nn.Module:
+
+def quantize_torch_dynamic(module: nn.Module, per_channel: bool, keep_float: tuple[str, ...] = (),
+                           per_channel_layers: tuple[str, ...] = ()) -> nn.Module:
     """torch.ao's dynamic quantization: deprecated upstream, still the only built-in torch CPU int8 path.
 
     Parametrized weights (shared by cluster.weights) are materialised first: torch.ao only takes plain Linear.
     """
     materialize_parametrizations(module)
-    qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if per_channel
-               else torch.ao.quantization.default_dynamic_qconfig)
+    fine, coarse = torch.ao.quantization.per_channel_dynamic_qconfig, torch.ao.quantization.default_dynamic_qconfig
     linear = {name for name, m in module.named_modules() if isinstance(m, nn.Linear)}
-    if unknown := sorted(set(keep_float) - linear):
-        raise ModelError(f"quantize.dynamic keep_float names {unknown}, which are not Linear layers of this model",
-                         f"name layers among {', '.join(sorted(linear))}")
-    spec: dict[Any, Any] = ({name: qconfig for name in linear - set(keep_float)} if keep_float
+    for option, names in (("keep_float", keep_float), ("per_channel_layers", per_channel_layers)):
+        if unknown := sorted(set(names) - linear):
+            raise ModelError(f"quantize.dynamic {option} names {unknown}, which are not Linear layers of this model",
+                             f"name layers among {', '.join(sorted(linear))}")
+    qconfig = fine if per_channel else coarse
+    spec: dict[Any, Any] = ({name: fine if name in per_channel_layers else qconfig
+                             for name in linear - set(keep_float)} if keep_float or per_channel_layers
                             else {nn.Linear: qconfig})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -66,19 +81,29 @@ class DynamicQuantization(Pass[DynamicConfig]):
         config = self.config
         if model.format == "torch":
             return model.with_module(self.restructure(model.torch_module(), {}), structure_step=self.step())
-        weight_type = QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
             output, source = Path(tmp) / "quantized.onnx", prepared(model.onnx_model(), Path(tmp))
-            if config.keep_float:  # ORT rewrites Gemm into MatMul + Add first: the nodes to leave are named after it
-                graph = ONNXModel(onnx.load(source))
+            if config.keep_float or config.per_channel_layers:
+                graph = ONNXModel(onnx.load(source))  # ORT rewrites Gemm into MatMul + Add first: name those nodes
                 graph.replace_gemm_with_matmul()
                 onnx.save(graph.model, source)
-            quantize_dynamic(source, output, per_channel=config.per_channel,
-                             reduce_range=config.reduce_range, weight_type=weight_type,
-                             op_types_to_quantize=list(config.operators) or None,
-                             nodes_to_exclude=float_nodes(source, config.keep_float),
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            kept = float_nodes(source, config.keep_float)
+            fine = [n for n in nodes_of_layers(onnx.load(source), config.per_channel_layers, "per_channel_layers")
+                    if n not in kept] if config.per_channel_layers else []
+            if fine:  # those first, alone; the second pass leaves what the first rewrote
+                self._quantize(source, Path(tmp) / "fine.onnx", True, kept, fine)
+                source = Path(tmp) / "fine.onnx"
+            self._quantize(source, output, config.per_channel, kept)
             return model.with_onnx(output.read_bytes())
 
+    def _quantize(self, source: Path, output: Path, per_channel: bool, excluded: list[str],
+                  only: list[str] | None = None) -> None:
+        config = self.config
+        quantize_dynamic(source, output, per_channel=per_channel, reduce_range=config.reduce_range,
+                         weight_type=QuantType.QInt8 if config.weight_type == "int8" else QuantType.QUInt8,
+                         op_types_to_quantize=list(config.operators) or None, nodes_to_quantize=only,
+                         nodes_to_exclude=excluded, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
     def restructure(self, module: nn.Module, state: dict[str, object]) -> nn.Module:
-        return quantize_torch_dynamic(module, self.config.per_channel, self.config.keep_float)
+        return quantize_torch_dynamic(module, self.config.per_channel, self.config.keep_float,
+                                      self.config.per_channel_layers)
