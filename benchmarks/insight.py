@@ -38,7 +38,8 @@ def main() -> None:
         rows += [{"part": part, **row} for row in part_rows]
         targets += part_targets
         report_targets(part_targets)
-    name = "insight_quick" if args.quick else "insight"
+    # a run of some parts writes its own file: the full run's JSON keeps every part
+    name = "_".join(["insight", *(args.part or []), *(["quick"] if args.quick else [])])
     print(f"wrote {write_results(name, rows, targets)}")
 
 

@@ -4,7 +4,8 @@ FP32 export (the constraint: at most 0.01). The sensitivity of each of its weigh
 is measured on validation. The mixed model gives the k most sensitive layers a weight scale per output channel
 (`per_channel_layers`) where the rest keep one per tensor, k the smallest that meets the constraint on validation (the
 test split decides nothing); beside it, the same with the k most sensitive kept in float, and int8 per channel in
-every layer. All are measured on test, timed in interleaved rounds at batch 1 and 32. Targets (issue 15): the mixed
+every layer. All are measured on test, timed in 7 interleaved rounds at batch 1 and 32; speed-ups compare each
+model's fastest round (batch 1 is bimodal on these VMs, docs/NOTES.md trap 13). Targets (issue 15): the mixed
 model meets the constraint on test, recovers >= 50% of int8's drop, and keeps >= 80% of int8's speed-up over FP32 at
 both batch sizes.
 
@@ -32,6 +33,7 @@ from tradeoff.passes import Context, build_pass
 MAX_DROP = 0.01
 INT8 = {"pass": "quantize.dynamic", "per_channel": False}
 KEPT = (1, 2, 3, 4, 6, 8, 12, 16)  # the most sensitive layers spared, tried in this order on validation
+ROUNDS = 7  # interleaved timing rounds: enough for every model to show its fast batch-1 mode
 SPARED = {"per channel": "per_channel_layers", "in float": "keep_float"}  # the mixed model's form first
 
 
@@ -75,12 +77,15 @@ def measure(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     per_channel = build_pass({**INT8, "per_channel": True}).apply(exported, ctx)
     rows = rows_for([("ONNX Runtime FP32", exported, "export.onnx"),
                      ("int8 per-tensor (plain)", plain, "export.onnx -> quantize.dynamic per_channel=False"),
-                     *mixed, ("int8 per-channel, every layer", per_channel, "... per_channel=True")], evaluator)
+                     *mixed, ("int8 per-channel, every layer", per_channel, "... per_channel=True")], evaluator,
+                    rounds=ROUNDS)
     fp32, int8, ours = rows[0], rows[1], rows[2]
-    for row in rows:
+    for row in rows:  # speed-ups from each model's fastest round: its fast mode (NOTES trap 13), alike for all
         row["drop"] = 1.0 - row["cosine_mean"]
         for batch in (1, 32):
-            row[f"speedup_b{batch}"] = fp32[f"p50_ms_b{batch}"] / row[f"p50_ms_b{batch}"]
+            row[f"speedup_b{batch}"] = fp32[f"fastest_round_p50_ms_b{batch}"] / row[f"fastest_round_p50_ms_b{batch}"]
+    for row in rows:
+        for batch in (1, 32):
             row[f"share_of_int8_time_saved_b{batch}"] = _kept(row, int8, batch)
     recovered = (int8["drop"] - ours["drop"]) / int8["drop"] if int8["drop"] > 0 else 0.0
     rows.append({"variant": "sensitivity", "seconds": sensitivity_s, "layers": len(sensitivity.layers),
