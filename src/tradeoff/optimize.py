@@ -144,10 +144,7 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     start = frozenset({model.format, *(("transformer",) if is_transformer(model) else ())})
     space = default_space(select_passes(search.passes, search.tags, search.exclude_tags), settings.runtime.target,
                           start, search.space)
-    space, outside = space.trying_first(validate(Recipe, {"steps": steps}, "search.try_first")
-                                        for steps in recipes_to_try(search.try_first))
-    for recipe in outside:  # a preset's hint that does not suit this model is not worth a warning: the log says it
-        print(f"search.try_first: {' -> '.join(recipe.passes)} is outside this search's passes or ranges; not tried")
+    first = [validate(Recipe, {"steps": steps}, "search.try_first") for steps in recipes_to_try(search.try_first)]
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
                           settings.cost)
     with SpendMeter() as meter:
@@ -160,6 +157,9 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
         sensitivity = layer_sensitivity(model, evaluator, ctx, search.sensitivity, run_dir, quiet)
         if search.sensitivity.guide:
             space = space.guided(sensitivity.rankings(), search.sensitivity.max_kept)
+    space, outside = space.trying_first(first)
+    for recipe in outside:  # a preset's hint that does not suit this model is not worth a warning: the log says it
+        print(f"search.try_first: {' -> '.join(recipe.passes)} is outside this search's passes or ranges; not tried")
     with trial_progress(search.trials, counted_trials(study), quiet, _passes, joining) as (on_trial, on_status):
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,

@@ -150,6 +150,8 @@ def test_a_size_first_search_measures_the_recipes_the_field_found_before_anythin
     assert [trying.at(point) for point, _ in queued[:len(known)]] == known  # the very recipes, options and all
     assert {strategy for _, strategy in queued[len(known):]} == {"seed"}
     assert space.trying_first(known)[0].first == trying.first
+    guided, _ = space.guided({"keep_dense": ("layers.0", "layers.2")}, 2).trying_first(known)
+    assert all(point["prune__keep_dense"] == 0 for point in guided.first)  # the recipe as written: nothing spared
     with pytest.raises(ConfigError, match="'deep-compresion'.*did you mean 'deep-compression'"):
         recipes_to_try(("deep-compresion",))
 
