@@ -124,12 +124,14 @@ def sentence_transformers_openvino(model_dir: Path, out: Path, texts: list[str],
     config = OVQuantizationConfig()
     calibration = [dict(model.tokenizer(text, padding="max_length", max_length=384, truncation=True))
                    for text in texts[: config.num_samples or 300]]
+    scratch = int8 / "quantized"
     OVQuantizer.from_pretrained(model[0].auto_model).quantize(
-        calibration, save_directory=str(int8 / "openvino"), ov_config=OVConfig(quantization_config=config))
-    produced = int8 / "openvino" / "openvino_model.xml"
-    target = int8 / "openvino" / "openvino_model_qint8_quantized.xml"  # the helper's file name
+        calibration, save_directory=str(scratch), ov_config=OVConfig(quantization_config=config))
+    produced = next(scratch.rglob("openvino_model.xml"))  # the wrapped model saves into a subfolder of its own
+    target = int8 / "openvino" / "openvino_model_qint8_quantized.xml"  # where the helper puts it
     produced.rename(target)
     produced.with_suffix(".bin").rename(target.with_suffix(".bin"))
+    shutil.rmtree(scratch)
     write_manifest(int8, "sentence-transformers (OpenVINO backend)", packages,
                    {"backend": "openvino", "quantizer": "export_static_quantized_openvino_model's recipe: "
                     "OVQuantizer + OVQuantizationConfig() defaults", "calibration": f"{len(calibration)} local texts, "
