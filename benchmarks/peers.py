@@ -10,8 +10,13 @@ MiniLM folder (offline), and reads back one manifest per peer. Both steps are ca
 mean pooling over the attention mask and L2 normalization, and computes the all-zero `token_type_ids` in the
 graph, so each peer reads what tradeoff's export reads and returns the same normalized embedding.
 
-Measured here (2-core AMD EPYC with AVX-512 VNNI, 2026-12-06): the venv build took 54 s, the production of all
-six models 64 s (the OpenVINO static int8 calibration is most of it).
+Measured here (2-core AMD EPYC with AVX-512 VNNI and bf16, 2026-12-06): the venv build took 54 s (transformers
+4.57.6, optimum 2.1.0, optimum-onnx 0.1.0, optimum-intel 1.27.0, sentence-transformers 5.7.0, onnxruntime 1.32.0,
+openvino 2026.4.1, nncf 3.4.0), the production of all six models 64-77 s (the OpenVINO static int8 calibration is
+most of it). The preset chosen was avx512_vnni. Cosine to tradeoff's FP32 export on 8 texts of 128 tokens: the
+FP32 peers 1.0000 (OpenVINO's, which runs bf16 by default on this CPU, 0.99999); sentence-transformers' qint8
+ONNX 0.9925 (min 0.9896), its OpenVINO static int8 0.9976 (min 0.9968); Optimum's documented
+avx512_vnni(is_static=False, per_channel=False) 0.941 (min 0.924): per-tensor weights lose that much on MiniLM.
 """
 
 from __future__ import annotations
@@ -42,9 +47,18 @@ def cache_folder() -> Path:
     return Path(os.environ.get("TRADEOFF_PEERS_CACHE", Path.home() / ".cache" / "tradeoff-peers"))
 
 
+def _key(*parts: bytes) -> str:
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:16]
+
+
 def _pins_key() -> str:
-    text = REQUIREMENTS.read_bytes() + CONSTRAINTS.read_bytes() + PRODUCER.read_bytes() + sys.version.encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    """What the venv depends on: the pins and the interpreter."""
+    return _key(REQUIREMENTS.read_bytes(), CONSTRAINTS.read_bytes(), sys.version.encode())
+
+
+def _models_key() -> str:
+    """What the peers' models depend on: the venv and the producing script."""
+    return _key(_pins_key().encode(), PRODUCER.read_bytes())
 
 
 def ensure_venv() -> Path:
@@ -160,7 +174,7 @@ def _ir_with_pooling(model: Any) -> Any:
 def peer_models(model_dir: Path, calibration_texts: list[str]) -> list[Peer]:
     """Every peer's model of `model_dir`, made in the peers' venv once per pin set and read back."""
     python = ensure_venv()
-    out = cache_folder() / "models" / f"{Path(model_dir).parent.name}-{_pins_key()}"
+    out = cache_folder() / "models" / f"{Path(model_dir).parent.name}-{_models_key()}"
     if not (out / "done").exists():
         out.mkdir(parents=True, exist_ok=True)
         texts = out / "calibration.txt"

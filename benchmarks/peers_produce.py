@@ -65,8 +65,13 @@ def optimum(model_dir: Path, out: Path, preset: str, pooling: dict[str, Any]) ->
     export. Quantizing the O2 graph instead fails in onnxruntime 1.32 (its shape inference loses the types after
     the contrib-op fusions, and ORTQuantizer passes no DefaultTensorType), so int8 starts from the export, as
     Optimum's quantization guide does; ONNX Runtime fuses the int8 graph itself when it loads it."""
-    from optimum.onnxruntime import AutoOptimizationConfig, AutoQuantizationConfig, ORTModelForFeatureExtraction
-    from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime import (
+        AutoOptimizationConfig,
+        AutoQuantizationConfig,
+        ORTModelForFeatureExtraction,
+        ORTOptimizer,
+        ORTQuantizer,
+    )
 
     packages = ["optimum", "optimum-onnx", "onnxruntime", "transformers"]
     exported = ORTModelForFeatureExtraction.from_pretrained(model_dir, export=True)
@@ -134,8 +139,9 @@ def sentence_transformers_openvino(model_dir: Path, out: Path, texts: list[str],
     shutil.rmtree(scratch)
     write_manifest(int8, "sentence-transformers (OpenVINO backend)", packages,
                    {"backend": "openvino", "quantizer": "export_static_quantized_openvino_model's recipe: "
-                    "OVQuantizer + OVQuantizationConfig() defaults", "calibration": f"{len(calibration)} local texts, "
-                    "padded to 384 tokens (the helper's SST-2 download is offline here)"},
+                    "OVQuantizer + OVQuantizationConfig() defaults", "calibration": f"{len(calibration)} local texts "
+                    "padded to 384 tokens, NNCF's default subset of 128 of them for the statistics (the helper "
+                    "calibrates on SST-2, a download, offline here)"},
                    target, pooling)
 
 
