@@ -12,11 +12,12 @@ graph, so each peer reads what tradeoff's export reads and returns the same norm
 
 Measured here (2-core AMD EPYC with AVX-512 VNNI and bf16, 2026-12-06): the venv build took 54 s (transformers
 4.57.6, optimum 2.1.0, optimum-onnx 0.1.0, optimum-intel 1.27.0, sentence-transformers 5.7.0, onnxruntime 1.32.0,
-openvino 2026.4.1, nncf 3.4.0), the production of all six models 64-77 s (the OpenVINO static int8 calibration is
-most of it). The preset chosen was avx512_vnni. Cosine to tradeoff's FP32 export on 8 texts of 128 tokens: the
-FP32 peers 1.0000 (OpenVINO's, which runs bf16 by default on this CPU, 0.99999); sentence-transformers' qint8
-ONNX 0.9925 (min 0.9896), its OpenVINO static int8 0.9976 (min 0.9968); Optimum's documented
-avx512_vnni(is_static=False, per_channel=False) 0.941 (min 0.924): per-tensor weights lose that much on MiniLM.
+openvino 2026.4.1, nncf 3.4.0), the production of all seven models 75 s (the OpenVINO static int8 calibration is
+most of it); adding `datasets` to a built venv 20 s. The preset chosen was avx512_vnni. Cosine to tradeoff's FP32
+export on 8 texts of 128 tokens: the FP32 peers 1.0000 (OpenVINO's, which runs bf16 by default on this CPU,
+0.99999); sentence-transformers' qint8 ONNX 0.9925 (min 0.9896), its OpenVINO static int8 0.9976 (min 0.9968);
+Optimum's documented avx512_vnni(per_channel=False) dynamic 0.941 (min 0.924) and static 0.800 (min 0.771):
+per-tensor weights (and, static, QDQ on every Add/Mul/Softmax its preset lists) lose that much on MiniLM.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -176,7 +178,9 @@ def peer_models(model_dir: Path, calibration_texts: list[str]) -> list[Peer]:
     python = ensure_venv()
     out = cache_folder() / "models" / f"{Path(model_dir).parent.name}-{_models_key()}"
     if not (out / "done").exists():
-        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f"{Path(model_dir).parent.name}-*"):  # made by older pins or producer
+            shutil.rmtree(stale)
+        out.mkdir(parents=True)
         texts = out / "calibration.txt"
         texts.write_text("\n".join(t.replace("\n", " ") for t in calibration_texts[:CALIBRATION_TEXTS]))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}

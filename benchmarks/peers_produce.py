@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CPU_PRESETS = ("avx512_vnni", "avx512", "avx2")  # Optimum's AutoQuantizationConfig x86 presets, best first
+CALIBRATION_SAMPLES = 50  # Optimum's static quantization guide calibrates on 50 sentences
 
 
 def cpu_preset() -> str:
@@ -60,7 +61,7 @@ def write_manifest(folder: Path, tool: str, packages: list[str], configuration: 
     print(f"{folder.name}: {model.name} {manifest['inputs']} -> {manifest['outputs']}", flush=True)
 
 
-def optimum(model_dir: Path, out: Path, preset: str, pooling: dict[str, Any]) -> None:
+def optimum(model_dir: Path, out: Path, preset: str, texts: list[str], pooling: dict[str, Any]) -> None:
     """Optimum's guides: export, ORTOptimizer at O2 (FP32), and ORTQuantizer dynamic with the CPU's preset on the
     export. Quantizing the O2 graph instead fails in onnxruntime 1.32 (its shape inference loses the types after
     the contrib-op fusions, and ORTQuantizer passes no DefaultTensorType), so int8 starts from the export, as
@@ -91,6 +92,37 @@ def optimum(model_dir: Path, out: Path, preset: str, pooling: dict[str, Any]) ->
                                      "operators": list(quantization.operators_to_quantize),
                                      "reduce_range": quantization.reduce_range}},
                    int8 / "model_quantized.onnx", pooling)
+    optimum_static(model_dir, out, exported, preset, texts, pooling)
+
+
+def optimum_static(model_dir: Path, out: Path, exported: Any, preset: str, texts: list[str],
+                   pooling: dict[str, Any]) -> None:
+    """Optimum's static int8 as its quantization guide shows: the CPU's preset with is_static=True and
+    per_channel=False, MinMax ranges from a calibration set tokenized to max_length with padding (the guide's 50 SST-2
+    sentences; here local texts: the machine is offline), then ORTQuantizer.quantize with those ranges."""
+    from datasets import Dataset
+    from optimum.onnxruntime import AutoCalibrationConfig, AutoQuantizationConfig, ORTQuantizer
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    calibration = Dataset.from_dict(dict(tokenizer(texts[:CALIBRATION_SAMPLES], padding="max_length",
+                                                   max_length=128, truncation=True)))
+    folder = out / f"optimum-int8-static-{preset}"
+    quantization = getattr(AutoQuantizationConfig, preset)(is_static=True, per_channel=False)
+    quantizer = ORTQuantizer.from_pretrained(exported)
+    ranges = quantizer.fit(dataset=calibration, calibration_config=AutoCalibrationConfig.minmax(calibration),
+                           operators_to_quantize=quantization.operators_to_quantize,
+                           onnx_augmented_model_name=out / "augmented_model.onnx")
+    quantizer.quantize(quantization, save_dir=folder, calibration_tensors_range=ranges)
+    (out / "augmented_model.onnx").unlink(missing_ok=True)
+    write_manifest(folder, "Hugging Face Optimum", ["optimum", "optimum-onnx", "onnxruntime", "transformers"],
+                   {"export": "ORTModelForFeatureExtraction(export=True)",
+                    "quantizer": f"AutoQuantizationConfig.{preset}(is_static=True, per_channel=False)",
+                    "calibration": f"AutoCalibrationConfig.minmax on {len(calibration)} local texts padded to 128 "
+                                   "tokens (the guide calibrates on SST-2, a download, offline here)",
+                    "quantization": {"format": str(quantization.format), "mode": str(quantization.mode),
+                                     "operators": list(quantization.operators_to_quantize)}},
+                   folder / "model_quantized.onnx", pooling)
 
 
 def sentence_transformers_onnx(model_dir: Path, out: Path, preset: str, pooling: dict[str, Any]) -> None:
@@ -150,7 +182,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     preset, pooling = cpu_preset(), pooling_of(model_dir)
     texts = [t for t in texts_file.read_text().splitlines() if t.strip()]
-    optimum(model_dir, out, preset, pooling)
+    optimum(model_dir, out, preset, texts, pooling)
     sentence_transformers_onnx(model_dir, out, preset, pooling)
     sentence_transformers_openvino(model_dir, out, texts, pooling)
 
