@@ -125,20 +125,32 @@ def optimum_static(model_dir: Path, out: Path, exported: Any, preset: str, texts
                    folder / "model_quantized.onnx", pooling)
 
 
+ST_TOOLS = {"onnx": "sentence-transformers (ONNX backend)", "openvino": "sentence-transformers (OpenVINO backend)"}
+ST_GRAPHS = {"onnx": Path("onnx") / "model.onnx", "openvino": Path("openvino") / "openvino_model.xml"}
+
+
+def _float_model_and_int8_folder(model_dir: Path, out: Path, backend: str, packages: list[str],
+                                 pooling: dict[str, Any], int8_name: str) -> tuple[Any, Path]:
+    """sentence-transformers' float model on `backend`, saved with its manifest as out/st-<backend>, and a copy of
+    that folder named `int8_name` for the backend's quantizer to add its graph to: the loaded model and the copy."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = out / f"st-{backend}"
+    model = SentenceTransformer(str(model_dir), backend=backend, device="cpu")
+    model.save(str(folder))
+    write_manifest(folder, ST_TOOLS[backend], packages, {"backend": backend}, folder / ST_GRAPHS[backend], pooling)
+    shutil.copytree(folder, out / int8_name)
+    return model, out / int8_name
+
+
 def sentence_transformers_onnx(model_dir: Path, out: Path, preset: str, pooling: dict[str, Any]) -> None:
     """sentence-transformers' ONNX backend, and its export_dynamic_quantized_onnx_model with the CPU's preset."""
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+    from sentence_transformers import export_dynamic_quantized_onnx_model
 
     packages = ["sentence-transformers", "optimum", "optimum-onnx", "onnxruntime", "transformers"]
-    folder = out / "st-onnx"
-    model = SentenceTransformer(str(model_dir), backend="onnx", device="cpu")
-    model.save(str(folder))
-    write_manifest(folder, "sentence-transformers (ONNX backend)", packages, {"backend": "onnx"},
-                   folder / "onnx" / "model.onnx", pooling)
-    int8 = out / f"st-onnx-qint8-{preset}"
-    shutil.copytree(folder, int8)
+    model, int8 = _float_model_and_int8_folder(model_dir, out, "onnx", packages, pooling, f"st-onnx-qint8-{preset}")
     export_dynamic_quantized_onnx_model(model, preset, str(int8))
-    write_manifest(int8, "sentence-transformers (ONNX backend)", packages,
+    write_manifest(int8, ST_TOOLS["onnx"], packages,
                    {"backend": "onnx", "quantizer": f"export_dynamic_quantized_onnx_model(model, '{preset}')"},
                    int8 / "onnx" / f"model_qint8_{preset}.onnx", pooling)
 
@@ -148,16 +160,10 @@ def sentence_transformers_openvino(model_dir: Path, out: Path, texts: list[str],
     makes it (OVQuantizer, default OVQuantizationConfig, 300 texts padded to 384 tokens), calibrated on local texts:
     the helper itself downloads GLUE SST-2, and this machine is offline."""
     from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
-    from sentence_transformers import SentenceTransformer
 
     packages = ["sentence-transformers", "optimum-intel", "openvino", "nncf", "transformers"]
-    folder = out / "st-openvino"
-    model = SentenceTransformer(str(model_dir), backend="openvino", device="cpu")
-    model.save(str(folder))
-    write_manifest(folder, "sentence-transformers (OpenVINO backend)", packages, {"backend": "openvino"},
-                   folder / "openvino" / "openvino_model.xml", pooling)
-    int8 = out / "st-openvino-qint8-static"
-    shutil.copytree(folder, int8)
+    model, int8 = _float_model_and_int8_folder(model_dir, out, "openvino", packages, pooling,
+                                               "st-openvino-qint8-static")
     config = OVQuantizationConfig()
     calibration = [dict(model.tokenizer(text, padding="max_length", max_length=384, truncation=True))
                    for text in texts[: config.num_samples or 300]]
@@ -169,7 +175,7 @@ def sentence_transformers_openvino(model_dir: Path, out: Path, texts: list[str],
     produced.rename(target)
     produced.with_suffix(".bin").rename(target.with_suffix(".bin"))
     shutil.rmtree(scratch)
-    write_manifest(int8, "sentence-transformers (OpenVINO backend)", packages,
+    write_manifest(int8, ST_TOOLS["openvino"], packages,
                    {"backend": "openvino", "quantizer": "export_static_quantized_openvino_model's recipe: "
                     "OVQuantizer + OVQuantizationConfig() defaults", "calibration": f"{len(calibration)} local texts "
                     "padded to 384 tokens, NNCF's default subset of 128 of them for the statistics (the helper "
