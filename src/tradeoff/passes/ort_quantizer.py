@@ -39,12 +39,13 @@ def known_operators(operators: tuple[str, ...], registry: Mapping[str, object]) 
     return operators
 
 
-def float_nodes(graph: Path | onnx.ModelProto, keep_float: tuple[str, ...]) -> list[str]:
-    """The nodes a quantizer must leave in float for the layers named in `keep_float`, in the graph it quantizes."""
-    if not keep_float:
+def float_nodes(graph: Path | onnx.ModelProto, layers: tuple[str, ...], option: str = "keep_float") -> list[str]:
+    """The nodes of the layers an option names (by default those a quantizer must leave in float), in the graph it
+    quantizes."""
+    if not layers:
         return []
     model = onnx.load(graph, load_external_data=False) if isinstance(graph, Path) else graph
-    return nodes_of_layers(model, keep_float, "keep_float")
+    return nodes_of_layers(model, layers, option)
 
 
 def prepared(graph: onnx.ModelProto, directory: Path) -> Path:

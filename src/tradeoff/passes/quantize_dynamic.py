@@ -17,7 +17,6 @@ from torch import nn
 
 from tradeoff.distributions import Choice
 from tradeoff.errors import ModelError
-from tradeoff.layers import nodes_of_layers
 from tradeoff.model import ModelHandle, materialize_parametrizations
 from tradeoff.passes.base import Context, Pass, PassConfig, register
 from tradeoff.passes.ort_quantizer import float_nodes, known_operators, prepared, quiet_quantizer
@@ -83,13 +82,15 @@ class DynamicQuantization(Pass[DynamicConfig]):
             return model.with_module(self.restructure(model.torch_module(), {}), structure_step=self.step())
         with tempfile.TemporaryDirectory() as tmp, quiet_quantizer():
             output, source = Path(tmp) / "quantized.onnx", prepared(model.onnx_model(), Path(tmp))
+            kept: list[str] = []
+            fine: list[str] = []
             if config.keep_float or config.per_channel_layers:
                 graph = ONNXModel(onnx.load(source))  # ORT rewrites Gemm into MatMul + Add first: name those nodes
                 graph.replace_gemm_with_matmul()
                 onnx.save(graph.model, source)
-            kept = float_nodes(source, config.keep_float)
-            fine = [n for n in nodes_of_layers(onnx.load(source), config.per_channel_layers, "per_channel_layers")
-                    if n not in kept] if config.per_channel_layers else []
+                kept = float_nodes(graph.model, config.keep_float)
+                fine = [n for n in float_nodes(graph.model, config.per_channel_layers, "per_channel_layers")
+                        if n not in kept]
             if fine:  # those first, alone; the second pass leaves what the first rewrote
                 self._quantize(source, Path(tmp) / "fine.onnx", True, kept, fine)
                 source = Path(tmp) / "fine.onnx"

@@ -82,7 +82,8 @@ class WeightOnlyQuantization(Pass[WeightOnlyConfig]):
         # rewrite turns each Gemm with alpha = beta = 1 into MatMul (+ Add for the bias) first.
         graph.replace_gemm_with_matmul()
         kept = float_nodes(graph.model, config.keep_float)
-        quantized = _quantized(graph.model, config, config.bits, [*kept, *float_nodes(graph.model, config.eight_bit)])
+        eight_bit = float_nodes(graph.model, config.eight_bit, "eight_bit")
+        quantized = _quantized(graph.model, config, config.bits, [*kept, *eight_bit])
         if config.eight_bit:  # the layers left for 8 bits are the MatMuls the first pass did not rewrite
             quantized = _quantized(quantized, config, 8, kept)
         if not any(node.op_type == "MatMulNBits" for node in quantized.graph.node):
