@@ -1,10 +1,16 @@
-"""Quantization on CPU: FP32 torch baseline against tradeoff's best artifact, measured in the same process.
+"""Quantization on CPU: for the MNIST-5k LeNet-300-100 MLP and the small CNN, the FP32 torch baseline, the int8
+tools a user would pick instead of tradeoff (ONNX Runtime's quantize_dynamic and quantize_static, OpenVINO with
+NNCF's nncf.quantize, each with its defaults: benchmarks/small_peers.py) and tradeoff's best, in one process.
 
-Trains the bundled LeNet-300-100 and small CNN on MNIST-5k if needed, runs `tradeoff.optimize` on each
-(search on validation, final figures on the test split), and prints speed-up, size ratio and accuracy drop.
-Writes benchmarks/results/quantize_cpu.json.
+Trains the bundled models on MNIST-5k if needed and runs `tradeoff.optimize` on each (post-training passes only;
+search on validation). Every model is then timed in 3 interleaved rounds (median p50 at batch 1 and 32, 2 threads)
+and scored on the test split alike. The reference of each peer target is the fastest peer whose accuracy drop
+is within the task's constraint (0.5 point) at that batch size, or the fastest peer when none holds it (the
+row's `reference_b1` / `reference_b32` says which). Writes benchmarks/results/quantize_cpu.json.
 
     python benchmarks/quantize_cpu.py [--quick]
+
+--quick (8 trials per search instead of 16) took QUICK_MINUTES on the 2-core dev VM.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -21,72 +29,103 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks.common import report_targets, target, write_results  # noqa: E402
+from benchmarks.small_peers import SmallPeer, small_peers  # noqa: E402
+from benchmarks.timing import (  # noqa: E402
+    BATCHES,
+    THREADS,
+    Variant,
+    handle_variant,
+    mark_references,
+    recipe_text,
+    rows_for,
+)
 from examples.mnist import HERE, LeNet300, SmallCNN, train  # noqa: E402
 from tradeoff.config import load_task  # noqa: E402
+from tradeoff.evaluation import Evaluator  # noqa: E402
+from tradeoff.metrics import get_metric  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
+from tradeoff.problem import problem  # noqa: E402
 
 # post-training passes only (no retraining): each run takes minutes, not hours
 PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16",
           "quantize.bf16", "quantize.weight_only")
-# label: (model class, input shape, weights, task file, objectives in priority order)
+MAX_DROP = 0.005  # the tasks' constraint: half a point of accuracy, for tradeoff's search and the peers' reference
+# label: (model class, input shape, weights, task file, objectives in priority order, target name prefix or None)
 MODELS = {
-    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", ("latency", "size")),
-    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("latency", "size")),
-    "small CNN, size first": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("size", "latency")),
+    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", ("latency", "size"), "MLP"),
+    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("latency", "size"), "CNN"),
+    "small CNN, size first": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("size", "latency"),
+                              None),
 }
 
 
-def run(quick: bool) -> dict[str, list[dict[str, object]]]:
-    rows, targets = [], []
-    for label, (factory, shape, weights, task_file, objectives) in MODELS.items():
+def peer_variant(peer: SmallPeer) -> Variant:
+    return Variant(peer.name, peer.recipe, peer.runtime, peer.size_bytes, partial(peer.load, THREADS), peer=True)
+
+
+def within_constraint(row: dict[str, Any]) -> bool:
+    return bool(row["accuracy_drop_points"] <= 100 * MAX_DROP)
+
+
+def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    targets = []
+    for label, (factory, shape, weights, task_file, objectives, prefix) in MODELS.items():
         train(factory, shape, HERE / weights)
         task = load_task(HERE / task_file)
         task = task.model_copy(update={
             "name": f"bench-{task.name}", "preset": "balanced", "objectives": objectives,
-            "constraints": task.constraints.model_copy(update={"max_metric_drop": 0.005}),
-            "runtime": task.runtime.model_copy(update={"threads": 2, "batch_sizes": (1, 32)}),
+            "constraints": task.constraints.model_copy(update={"max_metric_drop": MAX_DROP}),
+            "runtime": task.runtime.model_copy(update={"threads": THREADS, "batch_sizes": BATCHES}),
             "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory",
                                                      "passes": PASSES}),
         })
         with tempfile.TemporaryDirectory() as out:
-            report = optimize(task, out=out, quiet=True).report.data
-        base, best = report.baseline, report.best
-        row = {
-            "model": label,
-            "recipe": " -> ".join(s["pass"] for s in best.recipe["steps"]) or "baseline",
-            "baseline_p50_ms_b1": base.latency_by_batch[1].p50, "best_p50_ms_b1": best.latency_by_batch[1].p50,
-            "speedup_b1": base.latency_by_batch[1].p50 / best.latency_by_batch[1].p50,
-            "speedup_b32": base.latency_by_batch[32].p50 / best.latency_by_batch[32].p50,
-            "size_ratio": best.ratios.size_reduction, "size_zstd_ratio": best.ratios.size_zstd_reduction,
-            "baseline_size_bytes": base.size_bytes, "best_size_bytes": best.size_bytes,
-            "baseline_accuracy": base.metric, "best_accuracy": best.metric,
-            "accuracy_drop_points": 100 * best.ratios.metric_drop,
-            "trials": sum(t.state in ("complete", "pruned", "failed") for t in report.trials),
-        }
-        rows.append(row)
-        if label.startswith("LeNet"):
-            targets += [target("MLP size reduction", row["size_ratio"], 2.5, ">="),
-                        target("MLP speed-up at batch 1", row["speedup_b1"], 1.5, ">="),
-                        target("MLP accuracy drop (points)", row["accuracy_drop_points"], 0.5, "<=")]
+            result = optimize(task, out=out, quiet=True)
+        report = result.report.data
+        given = problem(task)  # the model and data the search was given
+        evaluator = Evaluator(given.model, given.data, get_metric("accuracy"), THREADS, BATCHES)
+        model_rows = rows_for([
+            handle_variant("torch FP32", given.model, "baseline"),
+            *(peer_variant(peer) for peer in small_peers(given.model, given.data)),
+            handle_variant("tradeoff best", result.best.model, recipe_text(result.best.recipe)),
+        ], evaluator, {"accuracy": get_metric("accuracy")})
+        torch_row, ours = model_rows[0], model_rows[-1]
+        for row in model_rows:
+            row.update({"model": label, "size_ratio": torch_row["size_bytes"] / row["size_bytes"],
+                        "accuracy_drop_points": 100 * (torch_row["accuracy"] - row["accuracy"])})
+        ours.update({"size_zstd_ratio": report.best.ratios.size_zstd_reduction,
+                     "trials": sum(t.state in ("complete", "pruned", "failed") for t in report.trials)})
+        references = mark_references(model_rows, within_constraint)
+        rows += model_rows
+        if prefix == "MLP":
+            targets += [target("MLP size reduction", ours["size_ratio"], 2.5, ">="),
+                        target("MLP speed-up at batch 1", ours["speedup_b1"], 1.5, ">="),
+                        target("MLP accuracy drop (points)", ours["accuracy_drop_points"], 100 * MAX_DROP, "<=")]
+        if prefix is not None:
+            targets += [target(f"{prefix} best vs the reference peer (the fastest within {100 * MAX_DROP} point), "
+                               f"batch {b}", references[b][f"p50_ms_b{b}"] / ours[f"p50_ms_b{b}"], 1.0, ">=")
+                        for b in BATCHES]
     return {"rows": rows, "targets": targets}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer trials (about two minutes)")
-    args = parser.parse_args()
-    result = run(args.quick)
-    table = Table(title="FP32 torch baseline vs tradeoff best, MNIST-5k test split, 2 threads")
-    for column in ("model", "recipe", "speed-up b1", "speed-up b32", "size x", "zstd x", "acc base", "acc best",
-                   "drop (pts)"):
+    parser.add_argument("--quick", action="store_true", help="fewer trials")
+    result = run(parser.parse_args().quick)
+    table = Table(title=f"MNIST-5k test split, {THREADS} threads: torch FP32, the peers' int8 defaults, tradeoff best")
+    for column in ("model", "variant", "b1 ms", "x", "b32 ms", "x", "KB", "size x", "accuracy", "drop", "reference",
+                   "recipe"):
         table.add_column(column)
     for r in result["rows"]:
-        table.add_row(str(r["model"]), str(r["recipe"]), f"{r['speedup_b1']:.2f}", f"{r['speedup_b32']:.2f}",
-                      f"{r['size_ratio']:.2f}", f"{r['size_zstd_ratio']:.2f}", f"{r['baseline_accuracy']:.4f}",
-                      f"{r['best_accuracy']:.4f}", f"{r['accuracy_drop_points']:+.2f}")
-    Console(width=160).print(table)
+        reference = " ".join(f"b{b}" for b in BATCHES if r.get(f"reference_b{b}"))
+        table.add_row(str(r["model"]), str(r["variant"]), f"{r['p50_ms_b1']:.3f}", f"{r['speedup_b1']:.2f}",
+                      f"{r['p50_ms_b32']:.3f}", f"{r['speedup_b32']:.2f}", f"{r['size_bytes'] / 1e3:.0f}",
+                      f"{r['size_ratio']:.2f}", f"{r['accuracy']:.4f}", f"{r['accuracy_drop_points']:+.2f}", reference,
+                      str(r["recipe"]))
+    Console(width=200).print(table)
     report_targets(result["targets"])
-    write_results("quantize_cpu", result["rows"], result["targets"])
+    print(write_results("quantize_cpu", result["rows"], result["targets"]))
 
 
 if __name__ == "__main__":

