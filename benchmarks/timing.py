@@ -14,7 +14,7 @@ from tradeoff.evaluation import Evaluator, predict
 from tradeoff.measure import artifact_size, measure_latency
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
-from tradeoff.passes import get_pass
+from tradeoff.passes import build_pass
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import InferenceFn, runtime_for
 
@@ -42,9 +42,9 @@ def handle_variant(name: str, model: ModelHandle, recipe: str, peer: bool = Fals
 
 def recipe_text(recipe: Recipe) -> str:
     """A searched recipe in one line: its passes with the options the search set away from their defaults."""
-    steps = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items()
-                                               if k != "pass" and v != get_pass(step["pass"]).Config().model_dump()[k])
-                        for step in recipe.steps) or "baseline"
+    defaults = [build_pass({"pass": step["pass"]}).step() for step in recipe.steps]  # normalized as recipes are
+    steps = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items() if v != default.get(k))
+                        for step, default in zip(recipe.steps, defaults, strict=True)) or "baseline"
     return f"{steps} (on {recipe.runtime or 'default runtime'})"
 
 
