@@ -463,6 +463,10 @@ def test_layer_dropping_cuts_the_least_influential_layers_and_hidden_state_disti
     distilled = build_pass({**step, "finetune_epochs": 1}).apply(minilm, ctx)
     assert evaluator.score(distilled, "val") > evaluator.score(cut, "val") + 0.05
     assert_reloads_alike(distilled, tmp_path, text.val.x[:4])
+    targets = dict(ctx.teacher_outputs)  # the original's outputs on the fitting rows and the holdout, once per run
+    assert len(targets) == 2 and sum(len(t) for t in targets.values()) == len(text.train)
+    build_pass({**step, "amount": 0.17, "finetune_epochs": 1}).apply(minilm, ctx)
+    assert ctx.teacher_outputs.keys() == targets.keys()
 
 
 def test_hidden_state_distillation_is_zero_against_itself_and_maps_kept_layers_to_their_originals(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -251,7 +252,11 @@ class Trainer:
 
     def teacher_outputs(self, ctx: Context, split: Split, purpose: str) -> np.ndarray:
         teacher = require_teacher(ctx, purpose)
-        return predict(runtime_for(teacher).load(teacher, ctx.threads), split).astype(np.float32)
+        key = (id(teacher), hashlib.sha256(split.x.tobytes()).hexdigest())
+        if key not in ctx.teacher_outputs:
+            outputs = predict(runtime_for(teacher).load(teacher, ctx.threads), split)
+            ctx.teacher_outputs[key] = outputs.astype(np.float32)
+        return ctx.teacher_outputs[key]
 
     def with_teacher_targets(self, ctx: Context, split: Split) -> Split:
         """The split with the teacher's outputs as regression targets: distillation through the same loop."""
