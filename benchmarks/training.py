@@ -103,8 +103,8 @@ def distillation(seeds: int, epochs: int, teacher_epochs: int) -> tuple[list[dic
         tried = [(accuracy(student(widths, 0, **kd), data.val), kd) for kd in KD_GRID]
         chosen = max(tried, key=lambda pair: pair[0])[1]  # the first of equals
         matched = {**chosen, "feature_weight": 1.0}
-        if accuracy(student(widths, 0, **matched), data.val) > max(acc for acc, _ in tried):
-            chosen = matched
+        tried.append((accuracy(student(widths, 0, **matched), data.val), matched))
+        chosen = max(tried, key=lambda pair: pair[0])[1]
         arms: dict[str, list[float]] = {"alone": [], "distilled": []}
         for seed in range(seeds):
             arms["alone"].append(accuracy(student(widths, seed, weight=0.0), data.test))
