@@ -116,6 +116,22 @@ def test_random_shifts_move_the_centre_of_mass_by_up_to_the_stated_pixels() -> N
     assert (moved > 1.5).any() and (moved < -1.5).any()
 
 
+def test_a_shift_alone_moves_whole_pixels_and_never_blurs_them() -> None:
+    """A shift draws its offset in whole pixels (as torchvision's RandomAffine): on 8x8 digits a fraction of a
+    pixel would smear every stroke over its neighbours, an image no test digit looks like."""
+    x, y = digit_batch(256)
+    out, _ = augmented(AugmentSpec(kind="image", shift=0.25), x, y)
+    images, moved = x.reshape(-1, 8, 8), out.reshape(-1, 8, 8)
+    offsets = set()
+    for image, shifted in zip(images, moved, strict=True):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.allclose(shifted, functional.pad(image, (2, 2, 2, 2))[2 - dy : 10 - dy, 2 - dx : 10 - dx],
+                                   atol=1e-5)]
+        assert found, "the shifted image is not the digit moved by whole pixels"
+        offsets.add(found[0])
+    assert len(offsets) > 10  # and the offsets vary
+
+
 def test_cutout_zeroes_one_square_of_the_stated_side_per_sample() -> None:
     x, y = digit_batch(64)
     x = x + 1  # no pixel is zero before the cut

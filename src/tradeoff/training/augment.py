@@ -22,9 +22,10 @@ class Augmentation:
     """The augmentations `spec` turns on, applied to one training batch at a time.
 
     - image: samples (C, H, W), (H, W) or flat squares (H*H,), the last two read as 1-channel images (a LeNet on
-      MNIST takes (784,)); one affine warp per batch for shift, rotation and zoom (zero fill), then Gaussian
-      noise, cutout (one zeroed box per sample, each side `cutout` of the image's), then mixup or cutmix (a
-      coin picks one per batch when both are on).
+      MNIST takes (784,)); one affine warp per batch for shift, rotation and zoom (zero fill; a shift alone moves
+      whole pixels, as torchvision's RandomAffine does, rather than blur them), then Gaussian noise, cutout (one
+      zeroed box per sample, each side `cutout` of the image's), then mixup or cutmix (a coin picks one per batch
+      when both are on).
     - signal: samples (L,) or (C, L); a circular shift by whole steps (MNIST-1D's translate is the same roll of
       a zero-padded signal: no value is lost or interpolated), amplitude scaling, noise, mixup.
     - tabular: per-value scaling and noise, mixup.
@@ -75,6 +76,9 @@ class Augmentation:
         degrees = _uniform(count, spec.rotation, generator)
         zoom = 1 + _uniform(count, spec.scale, generator)
         shift = torch.stack([_uniform(count, spec.shift, generator), _uniform(count, spec.shift, generator)], 1)
+        if not (spec.rotation or spec.scale):  # nothing else resamples: whole pixels, moved as they are
+            sides = torch.tensor(images.shape[:-3:-1], dtype=torch.float64)  # width, height
+            shift = torch.round(shift * sides) / sides
         return warp(images, degrees, zoom, shift)
 
     def _signal(self, signals: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
