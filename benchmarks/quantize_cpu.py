@@ -52,10 +52,12 @@ from tradeoff.problem import problem  # noqa: E402
 PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16",
           "quantize.bf16", "quantize.weight_only")
 MAX_DROP = 0.005  # the tasks' constraint: half a point of accuracy, for tradeoff's search and the peers' reference
-# label: (model class, input shape, weights, task file, objectives in priority order, target name prefix or None)
-MODELS = {
-    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", ("latency", "size"), "MLP"),
-    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("latency", "size"), "CNN"),
+# the models served one at a time and in batches of 32 alike: the latency at both weighs the same
+SERVED = {f"latency@b{b}": 1.0 for b in BATCHES}
+# label: (model class, input shape, weights, task file, objectives (priorities or weights), target prefix or None)
+MODELS: dict[str, tuple[Any, ...]] = {
+    "LeNet-300-100 (MLP)": (LeNet300, None, "lenet300.safetensors", "mnist_mlp.yaml", SERVED, "MLP"),
+    "small CNN": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", SERVED, "CNN"),
     "small CNN, size first": (SmallCNN, (1, 28, 28), "smallcnn.safetensors", "mnist_cnn.yaml", ("size", "latency"),
                               None),
 }

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from tradeoff.energy import WATTS_PER_CORE
 from tradeoff.errors import ConfigError
-from tradeoff.objectives import OBJECTIVES
+from tradeoff.objectives import OBJECTIVES, parse, unknown_objective
 from tradeoff.validation import read_yaml, validate
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]  # NaN fails both bounds
@@ -336,8 +336,6 @@ class Settings(StrictModel):
     def _known_objectives(cls, objectives: tuple[str, ...] | dict[str, float]) -> tuple[str, ...] | dict[str, float]:
         if not objectives:
             raise ValueError(f"objectives must name at least one of {', '.join(OBJECTIVES)}")
-        if unknown := [o for o in objectives if o not in OBJECTIVES]:
-            raise ValueError(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
         if isinstance(objectives, dict) and not all(w > 0 and math.isfinite(w) for w in objectives.values()):
             raise ValueError(f"objective weights must be positive, got {objectives}")
         return objectives
@@ -356,9 +354,15 @@ class Settings(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _objectives_measured(self) -> Settings:
+        if problems := [p for o in self.objectives if (p := unknown_objective(o, self.runtime.batch_sizes))]:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _cost_has_a_price(self) -> Settings:
         """Raised as it is (not a ValueError, which pydantic would wrap with the whole task): one line and the fix."""
-        needs = [*(["objective cost"] if "cost" in self.objectives else []),
+        needs = [*(["objective cost"] if any(parse(o)[0] == "cost" for o in self.objectives) else []),
                  *(["constraint max_cost_per_million"] if self.constraints.max_cost_per_million is not None else [])]
         if needs and self.cost.usd_per_hour is None:
             raise ConfigError(f"{' and '.join(needs)} needs the machine's price, and the task gives none",

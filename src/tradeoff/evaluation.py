@@ -5,6 +5,7 @@ Passes never evaluate themselves; the baseline and every candidate go through th
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -96,8 +97,10 @@ class Evaluator:
     """Holds the data, metric and the baseline's outputs that fidelity metrics compare against."""
 
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
-                 batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None) -> None:
+                 batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None,
+                 runtime_batches: tuple[int, ...] | None = None) -> None:
         self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
+        self.runtime_batches = runtime_batches or batch_sizes[:1]  # where with_fastest_runtime times each runtime
         self.cost = cost or CostSpec()
         if metric.needs_labels and not data.labelled:
             raise ConfigError(f"metric '{metric.name}' needs labels but the data has none",
@@ -153,7 +156,8 @@ class Evaluator:
                 for times in timed]
 
     def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
-        """`model` pinned to the runtime that runs it fastest at the first batch size, and each runtime's p50 ms.
+        """`model` pinned to the runtime that runs it fastest at `runtime_batches` (the geometric mean of its p50 over
+        them, where several), and each runtime's p50 ms (that mean).
 
         Only a target of auto chooses, and only among installed runtimes that can load the model (OpenVINO does
         not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs the format.
@@ -163,14 +167,16 @@ class Evaluator:
         names = runtimes_for(model.format, auto_only=True)
         if len(names) < 2:
             return model, {}
-        batch = _timing_batch(self._splits()[split], self.batch_sizes[0])
+        batches = [_timing_batch(self._splits()[split], b) for b in self.runtime_batches]
         table: dict[str, float] = {}
         for name in names:
             try:
                 run = RUNTIMES[name]().load(model, self.threads)
             except RuntimeBackendError:
                 continue
-            table[name] = measure_latency(run, batch, self.threads, budget_s=0.5, min_runs=5).p50_ms
+            table[name] = statistics.geometric_mean(
+                measure_latency(run, batch, self.threads, budget_s=0.5 / len(batches), min_runs=5).p50_ms
+                for batch in batches)
             del run  # one live session at a time
         return model.with_runtime(min(table, key=table.__getitem__)), table
 

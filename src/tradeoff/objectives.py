@@ -2,7 +2,9 @@
 quantity (cost per prediction, energy) becomes something to minimize or to bound.
 
 Measured values are keyed like `latency_ms.p50@b1`, `size_bytes`, `macs`, `metric`, `metric_drop`,
-`cost_usd_per_million@b1`; a latency or cost objective or constraint reads the task's first batch size.
+`cost_usd_per_million@b1`. A latency or cost objective reads the task's first batch size, or the one it names:
+`latency@b32` reads batch 32, so a model served at several batch sizes can weigh each (`{latency@b1: 1,
+latency@b32: 1}`). Constraints read the first batch size.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ OBJECTIVES: dict[str, str] = {
     "peak_memory": "peak_memory_bytes",
     "cost": "cost_usd_per_million@b{batch}",  # needs the task's cost.usd_per_hour (insight/cost.py)
 }
+# objectives measured at each batch size, which a task may name with one: `latency@b32`
+BATCHED = ("latency", "cost")
 # objectives the sampler is told as a ratio to the baseline that the worker measuring the trial timed itself, so
 # that trials timed on different machines (or by one machine at different moments) compare fairly
 RELATIVE: dict[str, str] = {"latency": "latency_ratio.p50@b{batch}", "cost": "cost_ratio@b{batch}"}
@@ -49,25 +53,63 @@ def times(ratio: float, better: str, worse: str) -> str:
 
 def describe_change(objective: str, baseline: float, candidate: float) -> str:
     """A candidate's minimized objective value against the baseline's, in words ('1.60x slower')."""
-    if objective not in CHANGE_WORDS:  # the metric (negated where higher is better): a difference, not a ratio
+    name, batch = parse(objective)
+    if name not in CHANGE_WORDS:  # the metric (negated where higher is better): a difference, not a ratio
         return f"metric {'better' if candidate < baseline else 'worse'} by {abs(candidate - baseline):.4g}"
     if candidate <= 0 or baseline <= 0:
         return f"{objective} {candidate:.4g} against {baseline:.4g}"
-    return times(baseline / candidate, *CHANGE_WORDS[objective])
+    return times(baseline / candidate, *CHANGE_WORDS[name]) + (f" at batch {batch}" if batch is not None else "")
+
+
+def parse(objective: str) -> tuple[str, int | None]:
+    """'latency@b32' -> ('latency', 32); 'latency' -> ('latency', None), which reads the first batch size."""
+    name, at, batch = objective.partition("@b")
+    return (name, int(batch)) if at and batch.isdecimal() else (objective, None)
+
+
+def unknown_objective(objective: str, batch_sizes: Iterable[int]) -> str | None:
+    """Why a task's objective name cannot be measured, or None where it can."""
+    name, batch = parse(objective)
+    if name not in OBJECTIVES or (batch is None and "@" in objective):
+        known = ", ".join([*OBJECTIVES, *(f"{b}@b<batch size>" for b in BATCHED)])
+        return f"unknown objective '{objective}'; known: {known}"
+    if batch is not None and name not in BATCHED:
+        return f"objective '{objective}': only {' and '.join(BATCHED)} are measured per batch size"
+    if batch is not None and batch not in tuple(batch_sizes):
+        return f"objective '{objective}' reads batch {batch}, which runtime.batch_sizes does not time"
+    return None
+
+
+def batches_read(objectives: Iterable[str], batch_sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """The batch sizes the latency and cost objectives read, in order: the runtime chosen for a candidate is the
+    fastest over these (the first batch size where no objective names one)."""
+    read = [batch or batch_sizes[0] for name, batch in map(parse, objectives) if name in BATCHED]
+    return tuple(dict.fromkeys(read)) or batch_sizes[:1]
 
 
 def sampled_names(objectives: Iterable[str], higher_is_better: bool) -> list[str]:
     """What each entry of the vector a sampler is told measures (`minimized(..., relative=True)`), as a tracker
-    names it: 'latency_ratio', 'size_bytes', 'negated_metric' where a higher metric is better."""
+    names it: 'latency_ratio', 'latency_ratio_b32', 'size_bytes', 'negated_metric' where a higher metric is
+    better."""
     names = []
     for objective in objectives:
-        name = RELATIVE.get(objective, OBJECTIVES[objective]).split(".")[0].split("@")[0]
-        names.append(f"negated_{name}" if objective == "metric" and higher_is_better else name)
+        name, batch = parse(objective)
+        measured = RELATIVE.get(name, OBJECTIVES[name]).split(".")[0].split("@")[0]
+        measured += f"_b{batch}" if batch is not None else ""
+        names.append(f"negated_{measured}" if name == "metric" and higher_is_better else measured)
     return names
 
 
 def value_key(template: str, first_batch: int) -> str:
     return template.format(batch=first_batch)
+
+
+def objective_key(objective: str, first_batch: int, relative: bool = False) -> str:
+    """The measured value an objective reads: `latency@b32` -> `latency_ms.p50@b32`; `relative`: the ratio to the
+    baseline the sampler is told (RELATIVE) where there is one."""
+    name, batch = parse(objective)
+    template = RELATIVE.get(name, OBJECTIVES[name]) if relative else OBJECTIVES[name]
+    return value_key(template, batch or first_batch)
 
 
 def minimized(objectives: Iterable[str], values: Values, first_batch: int, higher_is_better: bool,
@@ -76,8 +118,7 @@ def minimized(objectives: Iterable[str], values: Values, first_batch: int, highe
     the vector a sampler is told, latency as the ratio to the baseline (RELATIVE), not in ms."""
     vector = []
     for objective in objectives:
-        template = RELATIVE.get(objective, OBJECTIVES[objective]) if relative else OBJECTIVES[objective]
-        value = values.get(value_key(template, first_batch))
+        value = values.get(objective_key(objective, first_batch, relative))
         if value is None:
             vector.append(float("inf"))
         else:

@@ -25,7 +25,7 @@ from tradeoff.measure import layer_stats
 from tradeoff.metrics import Metric, get_metric, near_chance_warnings
 from tradeoff.model import ModelHandle
 from tradeoff.model_card import model_card
-from tradeoff.objectives import violations
+from tradeoff.objectives import batches_read, violations
 from tradeoff.passes import Context, load_plugins
 from tradeoff.passes.known_recipes import recipes_to_try
 from tradeoff.problem import GivenModel, Problem, Subject, problem
@@ -146,7 +146,7 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
                           start, search.space)
     first = [validate(Recipe, {"steps": steps}, "search.try_first") for steps in recipes_to_try(search.try_first)]
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
-                          settings.cost)
+                          settings.cost, batches_read(settings.objectives, settings.runtime.batch_sizes))
     with SpendMeter() as meter:
         baseline_val = evaluator.measure(model, "val")
     study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))

@@ -143,7 +143,8 @@ class Trial(_Frozen):
     params: int | None = None
     nonzero_params: int | None = None
     macs: int | None = None
-    runtimes: dict[str, float] = Field(default_factory=dict)  # p50 ms at the first batch size, where auto chose
+    # p50 ms of each runtime where auto chose, at the batch size the objectives read (geometric mean where several)
+    runtimes: dict[str, float] = Field(default_factory=dict)
     worker: str | None = None  # host:pid of the process that measured it
     feasible: bool = False
     violations: list[Violation] = Field(default_factory=list)

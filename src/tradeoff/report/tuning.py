@@ -13,7 +13,7 @@ import optuna
 import plotly.graph_objects as go
 
 from tradeoff.nas.space import Architecture
-from tradeoff.objectives import OBJECTIVES, value_key
+from tradeoff.objectives import objective_key
 from tradeoff.report.html import STYLE, fixed, html_table
 from tradeoff.search.record import TrialRecord
 
@@ -78,7 +78,7 @@ def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, fir
     cost = next((o for o in objectives if o != "metric"), "latency" if architectures else None)
     if cost is None:
         return None
-    key = value_key(OBJECTIVES[cost], first_batch)
+    key = objective_key(cost, first_batch)
     shown = [r for r in trials if r.state == "complete" and r.values.get(key) is not None]
     figure = go.Figure(go.Scatter(x=[r.values[key] for r in shown], y=[r.values["metric"] for r in shown],
                                   mode="markers", text=[f"trial {r.number}" for r in shown]))
