@@ -11,12 +11,17 @@ are trained as the paper trains its models, the figure its 94% comes from (Adam 
 on the 4,000 samples of train+val; the paper's split has 4,000 for training), and their latencies timed in
 interleaved rounds in this process, at batch 1 on torch with one thread.
 
-    python benchmarks/nas.py [--quick] [--minutes M]
+    python benchmarks/nas.py [--quick] [--minutes M] [--strategy S ...] [--seed N ...]
+
+The full run (3 seeds x 4 strategies x 30 minutes, about 7 hours) may run a slice at a time: `--strategy` and
+`--seed` run those searches only, and their rows join the rows earlier slices of the same budget wrote to
+nas.json (each row names the CPU it ran on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -33,10 +38,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import tradeoff as to  # noqa: E402
-from benchmarks.common import report_targets, target, write_results  # noqa: E402
+from benchmarks.common import RESULTS, report_targets, target, write_results  # noqa: E402
 from tradeoff.architectures import mnist1d_paper_cnn  # noqa: E402
 from tradeoff.config import TrainSpec  # noqa: E402
 from tradeoff.data import Split, mnist1d  # noqa: E402
+from tradeoff.env import collect_env  # noqa: E402
 from tradeoff.evaluation import Evaluator  # noqa: E402
 from tradeoff.measure import artifact_size, count_parameters  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
@@ -45,6 +51,7 @@ from tradeoff.nas.space import Architecture  # noqa: E402
 from tradeoff.training import Trainer  # noqa: E402
 
 STRATEGIES = ("random", "evolution", "tpe", "rl")
+SEEDS = (0, 1, 2)
 REFERENCE = "tradeoff.architectures:mnist1d_paper_cnn"
 SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 4}, "width": [8, 12, 16, 24, 32],
                                   "kernel": [3, 5, 7], "stride": [1, 2], "norm": ["none", "batch"],
@@ -112,29 +119,17 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float, referen
             "latency_ms": chosen_latency, "reference_latency_ms": reference_latency, "dominates": dominates}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, 2 minutes per strategy")
-    parser.add_argument("--minutes", type=float, help="search budget per strategy and seed (default 30; quick 2)")
-    arguments = parser.parse_args()
-    seeds = [0] if arguments.quick else [0, 1, 2]
-    minutes = arguments.minutes or (2.0 if arguments.quick else 30.0)
-    ceilings = _ceilings(threads=1)
-    print(f"reference ceilings: {ceilings['max_size_bytes']} bytes, {ceilings['max_latency_ms']:.4f} ms", flush=True)
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            reference_paper = _paper_protocol(ModelHandle(module=mnist1d_paper_cnn(), factory=REFERENCE), seed)
-            print(f"  the paper's CNN trained by its protocol, seed {seed}: test {reference_paper:.3f}", flush=True)
-            for strategy in STRATEGIES:
-                started = time.monotonic()
-                result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings), out=Path(tmp) / "runs",
-                                quiet=True)
-                rows.append(_row(strategy, seed, result, time.monotonic() - started, reference_paper))
-                print(f"  {strategy} seed {seed}: {rows[-1]['architecture']} test {rows[-1]['test_accuracy']:.3f} "
-                      f"(reference {rows[-1]['reference_test_accuracy']:.3f}); paper protocol "
-                      f"{rows[-1]['paper_protocol_test_accuracy']:.3f} (reference {reference_paper:.3f}), "
-                      f"dominates: {rows[-1]['dominates']}", flush=True)
+def _earlier_rows(name: str, minutes: float) -> list[dict[str, Any]]:
+    """The rows a run of the same budget wrote before: a full run is long, so it may run a slice at a time
+    (`--strategy`, `--seed`) and each slice adds its rows to the others'."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    return [r for r in rows if r.get("minutes") == minutes]
+
+
+def _print_table(rows: list[dict[str, Any]], minutes: float) -> None:
     table = Table(title=f"NAS on MNIST-1D, {minutes:g} min per search, against the paper's CNN")
     for column in ("strategy", "seed", "architecture", "test (search protocol)", "ref", "test (paper protocol)",
                    "ref", "params", "ref", "ms", "ref ms", "dominates"):
@@ -146,11 +141,56 @@ def main() -> None:
                       str(r["reference_params"]), f"{r['latency_ms']:.4f}", f"{r['reference_latency_ms']:.4f}",
                       "yes" if r["dominates"] else "no")
     Console(width=240).print(table)
-    targets = [target(f"{strategy}: share of seeds whose architecture dominates the paper's CNN",
-                      float(np.mean([r["dominates"] for r in rows if r["strategy"] == strategy])), 1.0, ">=")
-               for strategy in STRATEGIES]
+
+
+def _targets(rows: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
+    """Per strategy, the share of its seeds whose architecture dominates; a seed not yet run counts as a miss."""
+    return [target(f"{strategy}: share of seeds whose architecture dominates the paper's CNN",
+                   sum(r["dominates"] for r in rows if r["strategy"] == strategy) / len(seeds), 1.0, ">=")
+            for strategy in STRATEGIES]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, 2 minutes per strategy")
+    parser.add_argument("--minutes", type=float, help="search budget per strategy and seed (default 30; quick 2)")
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES,
+                        help="run only this strategy (repeatable); the rows join those of earlier slices")
+    parser.add_argument("--seed", action="append", type=int, choices=SEEDS, help="run only this seed (repeatable)")
+    arguments = parser.parse_args()
+    seeds = [0] if arguments.quick else list(SEEDS)
+    minutes = arguments.minutes or (2.0 if arguments.quick else 30.0)
+    name = "nas_quick" if arguments.quick else "nas"
+    sliced = bool(arguments.strategy or arguments.seed)
+    todo = [(seed, strategy) for seed in (arguments.seed or seeds) for strategy in (arguments.strategy or STRATEGIES)]
+    rows = [r for r in _earlier_rows(name, minutes) if (r["seed"], r["strategy"]) not in todo] if sliced else []
+    ceilings = _ceilings(threads=1)
+    print(f"reference ceilings: {ceilings['max_size_bytes']} bytes, {ceilings['max_latency_ms']:.4f} ms", flush=True)
+    cpu = collect_env()["cpu"]
+    cpu_named = f"{cpu['model']} ({', '.join(flag for flag, present in cpu['flags'].items() if present)})"
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in sorted({seed for seed, _ in todo}):
+            reference_paper = _paper_protocol(ModelHandle(module=mnist1d_paper_cnn(), factory=REFERENCE), seed)
+            print(f"  the paper's CNN trained by its protocol, seed {seed}: test {reference_paper:.3f}", flush=True)
+            for strategy in [s for s in STRATEGIES if (seed, s) in todo]:
+                started = time.monotonic()
+                result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings), out=Path(tmp) / "runs",
+                                quiet=True)
+                row = _row(strategy, seed, result, time.monotonic() - started, reference_paper)
+                rows.append({**row, "minutes": minutes, "cpu": cpu_named})
+                print(f"  {strategy} seed {seed}: {row['architecture']} test {row['test_accuracy']:.3f} "
+                      f"(reference {row['reference_test_accuracy']:.3f}); paper protocol "
+                      f"{row['paper_protocol_test_accuracy']:.3f} (reference {reference_paper:.3f}), "
+                      f"dominates: {row['dominates']}", flush=True)
+                rows.sort(key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
+                write_results(name, rows, _targets(rows, seeds))  # a slice killed later keeps what finished
+    _print_table(rows, minutes)
+    targets = _targets(rows, seeds)
     report_targets(targets)
-    print(f"wrote {write_results('nas_quick' if arguments.quick else 'nas', rows, targets)}")
+    if missing := [f"{s} seed {n}" for n in seeds for s in STRATEGIES
+                   if not any(r["seed"] == n and r["strategy"] == s for r in rows)]:
+        print(f"not yet run at {minutes:g} minutes (each counts as a miss): {', '.join(missing)}")
+    print(f"wrote {write_results(name, rows, targets)}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from tradeoff.config import Task, TrainSpec, load_task
+from tradeoff.config import AugmentSpec, Task, TrainSpec, load_task
 from tradeoff.data import Split, load_data
 from tradeoff.errors import DataError
 from tradeoff.evaluation import predict
@@ -60,7 +60,8 @@ def judge_model(shape: tuple[int, ...], classes: int, width: int = 128) -> nn.Mo
 
 
 def accuracy_trained_on(train: Split, test: Split, *, seed: int = 0, steps: int = 300, width: int = 128,
-                        classes: int | None = None, on_epoch_end: Callable[[int, int], None] | None = None) -> float:
+                        classes: int | None = None, augment: AugmentSpec | None = None,
+                        on_epoch_end: Callable[[int, int], None] | None = None) -> float:
     """Test accuracy of a fresh judge model (initialised from `seed`) trained on `train` alone: SGD at 0.01 with
     momentum 0.9, weight decay 5e-4 and a cosine schedule, as in the DM paper's evaluation, for about `steps` steps
     of up to 256 samples (whole epochs), no early stopping. `on_epoch_end(epoch, epochs)` follows the training."""
@@ -71,7 +72,7 @@ def accuracy_trained_on(train: Split, test: Split, *, seed: int = 0, steps: int 
         torch.manual_seed(seed)
         model = judge_model(tuple(train.x.shape[1:]), classes, width)
     spec = TrainSpec(epochs=epochs, batch_size=batch, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-                     schedule="cosine", clip=None, early_stopping=None, seed=seed)
+                     schedule="cosine", clip=None, early_stopping=None, augment=augment, seed=seed)
     # the monitored split decides nothing without early stopping; the synthetic set itself is the cheapest to score
     Trainer(spec).fit(model, train, train,
                       on_epoch_end=None if on_epoch_end is None else lambda r: on_epoch_end(r.epoch, epochs))
