@@ -281,8 +281,9 @@ def distill_data(task: Annotated[Path, typer.Argument(help="Task YAML file; its 
                  iterations: Annotated[int, typer.Option(help="dm: steps of distribution matching.")] = 100,
                  lr: Annotated[float, typer.Option(help="dm: learning rate of the synthetic images.")] = 1.0,
                  real_per_class: Annotated[int, typer.Option(help="dm: real images per class in each step.")] = 32,
-                 augment: Annotated[bool, typer.Option(help="dm: warp each class's real and synthetic images alike "
-                                                            "(scale, rotation, shift), as DSA does.")] = False,
+                 augment: Annotated[bool, typer.Option(help="Images: DSA's warp (scale, rotation, shift) on each "
+                                                            "class's real and synthetic images alike in dm, and on "
+                                                            "the judge's training, as the DM paper measures.")] = False,
                  train_steps: Annotated[int, typer.Option(help="Steps the judge model trains on the synthetic "
                                                                "set.")] = 300,
                  quiet: Quiet = False, as_json: AsJson = False) -> None:

@@ -76,6 +76,21 @@ def test_distill_data_writes_a_training_set_the_data_section_reads_beside_the_ta
     assert not any(np.array_equal(read.train.x[0], real) for real in digits.train.x)  # optimized, not a real image
 
 
+def test_augment_warps_matching_and_the_judges_training_as_the_dm_paper_measures(tmp_path: Path) -> None:
+    task = str(_task(tmp_path, shape=[1, 8, 8]))
+    summaries = {}
+    for flags in ([], ["--augment"]):
+        out = tmp_path / f"distilled{len(flags)}"
+        result = CliRunner().invoke(app, ["distill-data", task, "--per-class", "3", "--iterations", "5",
+                                          "--train-steps", "20", "--out", str(out), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        summaries[bool(flags)] = json.loads(result.stdout)
+    assert summaries[True]["settings"]["augment"] and summaries[True]["judge"]["augmented"]
+    assert not summaries[False]["judge"]["augmented"]
+    synthetic = {augmented: np.load(Path(s["data"]["train"]))["x"] for augmented, s in summaries.items()}
+    assert not np.array_equal(synthetic[True], synthetic[False])  # warped matching moved the images otherwise
+
+
 def test_the_same_seed_gives_the_same_samples_and_another_seed_others(digits: DataBundle) -> None:
     for method in ("dm", "herding", "random"):
         first, again, other = (distill_dataset(digits.train, 2, method=method, seed=seed, iterations=5)  # type: ignore[arg-type]

@@ -16,12 +16,18 @@ from typing import Literal
 import numpy as np
 import torch
 
+from tradeoff.config import AugmentSpec
 from tradeoff.data import Split
 from tradeoff.errors import ConfigError, DataError
 from tradeoff.training.convnet import ConvNet
 from tradeoff.training.trainer import training_device
 
 Method = Literal["dm", "herding", "random"]
+# DSA's warp (Zhao & Bilen, ICML 2021) for digits: scale by up to +-20%, rotate by up to 15 degrees, shift by up to
+# an eighth of the side. Matching warps each class's real and synthetic images alike with it; the DM paper's
+# judge also trains with it, which is what its figures measure (JUDGE_AUGMENTATION).
+DSA_SCALE, DSA_DEGREES, DSA_SHIFT = 0.2, 15.0, 0.125
+JUDGE_AUGMENTATION = AugmentSpec(kind="image", scale=DSA_SCALE, rotation=DSA_DEGREES, shift=DSA_SHIFT)
 METHODS: tuple[Method, ...] = ("dm", "herding", "random")
 EMBED_CHUNK = 256  # images per forward when a whole class is embedded (herding)
 
@@ -183,11 +189,11 @@ def _match_distributions(images: np.ndarray, members: list[np.ndarray], start: n
 
 def _siamese_affine(real: torch.Tensor, synthetic: torch.Tensor, classes: int,
                     rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """DSA's siamese augmentation (Zhao & Bilen, ICML 2021) as one differentiable affine warp per class: the real and
-    the synthetic images of a class are scaled (0.8-1.2), rotated (+-15 degrees) and shifted (+-1/8) alike."""
-    scale = rng.uniform(0.8, 1.2, (classes, 2))
-    angle = np.deg2rad(rng.uniform(-15, 15, classes))
-    shift = rng.uniform(-0.25, 0.25, (classes, 2))  # affine_grid spans [-1, 1]: a quarter is an eighth of the side
+    """DSA's siamese augmentation as one differentiable affine warp per class: the real and the synthetic images of a
+    class are scaled, rotated and shifted alike (DSA_SCALE, DSA_DEGREES, DSA_SHIFT)."""
+    scale = rng.uniform(1 - DSA_SCALE, 1 + DSA_SCALE, (classes, 2))
+    angle = np.deg2rad(rng.uniform(-DSA_DEGREES, DSA_DEGREES, classes))
+    shift = rng.uniform(-2 * DSA_SHIFT, 2 * DSA_SHIFT, (classes, 2))  # affine_grid spans [-1, 1]: twice the fraction
     theta = np.stack([np.stack([scale[:, 0] * np.cos(angle), -scale[:, 0] * np.sin(angle), shift[:, 0]], axis=1),
                       np.stack([scale[:, 1] * np.sin(angle), scale[:, 1] * np.cos(angle), shift[:, 1]], axis=1)],
                      axis=1)

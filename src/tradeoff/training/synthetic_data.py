@@ -32,7 +32,7 @@ from tradeoff.metrics import BUILTIN
 from tradeoff.rundir import write_atomic, write_json
 from tradeoff.runlog import live_progress, terminal_console
 from tradeoff.training.convnet import ConvNet
-from tradeoff.training.dataset_distillation import Method, distill_dataset
+from tradeoff.training.dataset_distillation import JUDGE_AUGMENTATION, Method, distill_dataset
 from tradeoff.training.trainer import Trainer
 
 SPLIT_FILES = {"train": "synthetic.npz", "val": "val.npz", "test": "test.npz"}
@@ -107,7 +107,8 @@ def distill_data(task: Task | str | Path, *, per_class: int = 10, method: Method
                  augment: bool = False, train_steps: int = 300, quiet: bool = False) -> DistilledData:
     """Distil the task's training split to `per_class` samples a class (see `distill_dataset`), write
     out/synthetic.npz with the task's val.npz and test.npz beside it, train a fresh judge model on the synthetic set
-    alone for about `train_steps` steps and write its test accuracy, with the settings, to out/distill.json."""
+    alone for about `train_steps` steps and write its test accuracy, with the settings, to out/distill.json.
+    `augment`: DSA's warp in matching and in the judge's training, as the DM paper measures (images only)."""
     spec = task if isinstance(task, Task) else load_task(task)
     data = load_data(spec.data, spec.import_dirs)
     if not data.labelled:
@@ -121,7 +122,9 @@ def distill_data(task: Task | str | Path, *, per_class: int = 10, method: Method
         distilled = time.monotonic()
         for split, name in zip((synthetic, data.val, data.test), SPLIT_FILES.values(), strict=True):
             write_atomic(out / name, _npz(split))
-        accuracy = accuracy_trained_on(synthetic, data.test, seed=seed, steps=train_steps, on_epoch_end=on_epoch)
+        judge_augmented = augment and len(data.sample_shape) == 3
+        accuracy = accuracy_trained_on(synthetic, data.test, seed=seed, steps=train_steps, on_epoch_end=on_epoch,
+                                       augment=JUDGE_AUGMENTATION if judge_augmented else None)
     summary = {
         "task": spec.name, "method": method, "per_class": per_class, "samples": len(synthetic), "seed": seed,
         "settings": {"iterations": iterations, "lr": lr, "real_per_class": real_per_class,
@@ -129,7 +132,8 @@ def distill_data(task: Task | str | Path, *, per_class: int = 10, method: Method
         "distilled_from": len(data.train), "seconds": {"distil": distilled - started,
                                                       "train": time.monotonic() - distilled},
         "judge": {"model": "ConvNet" if len(data.sample_shape) == 3 else "MLP", "train_steps": train_steps,
-                  "trained_on": "the synthetic set alone", "test_accuracy": accuracy, "test_samples": len(data.test)},
+                  "trained_on": "the synthetic set alone", "augmented": judge_augmented,
+                  "test_accuracy": accuracy, "test_samples": len(data.test)},
         "data": {"source": "file", **{key: str((out / name).resolve()) for key, name in SPLIT_FILES.items()}},
     }
     write_json(out / SUMMARY, summary)
