@@ -70,7 +70,7 @@ def parse(objective: str) -> tuple[str, int | None]:
 def unknown_objective(objective: str, batch_sizes: Iterable[int]) -> str | None:
     """Why a task's objective name cannot be measured, or None where it can."""
     name, batch = parse(objective)
-    if name not in OBJECTIVES or (batch is None and "@" in objective):
+    if name not in OBJECTIVES:
         known = ", ".join([*OBJECTIVES, *(f"{b}@b<batch size>" for b in BATCHED)])
         return f"unknown objective '{objective}'; known: {known}"
     if batch is not None and name not in BATCHED:
