@@ -69,7 +69,7 @@ def exported(minilm: ModelHandle, text: DataBundle) -> ModelHandle:
 
 @pytest.fixture(scope="module")
 def fused(exported: ModelHandle, text: DataBundle) -> ModelHandle:
-    """The export with ONNX Runtime's transformer fusion, built once: tests quantize it or check that passes refuse it."""
+    """The export with ONNX Runtime's transformer fusion, built once: tests quantize it or check passes refuse it."""
     return build_pass({"pass": "fuse.transformer"}).apply(exported, Context(data=text, threads=2))
 
 
