@@ -44,8 +44,9 @@ def _records(name: str, storage: str) -> list[TrialRecord]:
 
 
 def _task(task_file, name: str, budget: int) -> Path:  # noqa: ANN001 - the conftest fixture's writer
+    """One finalist: optimize rebuilds each finalist's recipe to retime it, and these tests read the trials."""
     return task_file(name=name, objectives=["latency", "size"], runtime={"target": "auto", "threads": 1},
-                     search={"trials": budget, "seed": 0, "heartbeat_s": HEARTBEAT_S})
+                     search={"trials": budget, "seed": 0, "heartbeat_s": HEARTBEAT_S, "finalists": 1})
 
 
 def test_two_workers_spend_the_budget_between_them_and_optimize_finalizes_from_every_trial(
