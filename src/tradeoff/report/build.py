@@ -11,7 +11,7 @@ from tradeoff.evaluation import Measurement
 from tradeoff.insight.cost import Spend, prediction_cost
 from tradeoff.measure import Latency
 from tradeoff.metrics import Metric
-from tradeoff.objectives import OBJECTIVES, RELATIVE, Violation, value_key, violations
+from tradeoff.objectives import Violation, objective_key, violations
 from tradeoff.report.schema import Energy as EnergyEntry
 from tradeoff.report.schema import (
     Format,
@@ -87,10 +87,10 @@ def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batc
                  state=cast(TrialState, record.state), note=record.note, metric=values.get("metric"),
                  metric_drop=values.get("metric_drop"),
                  latency_ms=latency_entry(record.latency) if record.latency else None,
-                 latency_ratio=values.get(value_key(RELATIVE["latency"], first_batch)), **counts,
+                 latency_ratio=values.get(objective_key("latency", first_batch, relative=True)), **counts,
                  runtimes=record.runtimes, worker=record.worker, feasible=record.feasible,
                  violations=[violation_entry(v) for v in broken],
-                 cost_usd_per_million=values.get(value_key(OBJECTIVES["cost"], first_batch)),
+                 cost_usd_per_million=values.get(objective_key("cost", first_batch)),
                  spend=spend_entry(record.spend, watts_per_core) if record.spend else None)
 
 
