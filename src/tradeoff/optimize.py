@@ -161,11 +161,24 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     for recipe in outside:  # a preset's hint that does not suit this model is not worth a warning: the log says it
         print(f"search.try_first: {' -> '.join(recipe.passes)} is outside this search's passes or ranges; not tried")
     with trial_progress(search.trials, counted_trials(study), quiet, _passes, joining) as (on_trial, on_status):
+
+        def on_counted(record: TrialRecord) -> None:
+            on_trial(record)
+            _keep_contenders(study, space, search.finalists)
+
         StudyRun(study, space, replace(ctx, progress=on_status),
                  lambda built: measure_on_validation(built, evaluator, baseline_val,
                                                      settings.constraints.max_metric_drop),
-                 settings, metric.higher_is_better, on_trial, debug, trackers=trackers).run()
+                 settings, metric.higher_is_better, on_counted, debug, trackers=trackers).run()
     return Search(study, space, ctx, evaluator, baseline_val, meter.stop(), sensitivity)
+
+
+def _keep_contenders(study: optuna.Study, space: RecipeSpace, finalists: int) -> None:
+    """Have the space hold the built models of the trials that would be finalists now: finalization times them
+    without building them again (a trial built by another worker, or before a resume, is built again)."""
+    finished = [r for r in records(study) if r.state != "running"]
+    contenders = set(pareto_layers(feasible_points(finished), finalists))
+    space.keep(Recipe.from_dict(r.candidate) for r in finished if r.number in contenders and r.candidate)
 
 
 def layer_sensitivity(model: ModelHandle, evaluator: Evaluator, ctx: Context, spec: SensitivitySpec,

@@ -24,7 +24,7 @@ from tradeoff.optimize import optimize
 from tradeoff.passes import Context
 from tradeoff.recipe import Recipe
 from tradeoff.search.record import records
-from tradeoff.search.space import default_space
+from tradeoff.search.space import PREFIX_CACHE, default_space
 
 TESTS = Path(__file__).resolve().parents[1]
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
@@ -156,9 +156,29 @@ def test_a_step_that_changes_nothing_is_left_out_of_the_recipe_and_named(gru_wei
     gru = load_model(ModelSpec(source="torch", factory="unusual_models:DigitsGRU", weights=gru_weights))
     space = default_space(["prune.structured", "quantize.dynamic"], "torch", frozenset({"torch"}))
     recipe = Recipe(steps=({"pass": "prune.structured", "amount": 0.5}, {"pass": "quantize.dynamic"}))
-    space.build(recipe, Context(data=data, seed=0, threads=2, teacher=gru))
+    ctx = Context(data=data, seed=0, threads=2, teacher=gru)
+    built = space.build(recipe, ctx)
     kept, unchanged = space.without_unchanged(recipe)
     assert unchanged == ["prune.structured"] and kept is not None and kept.passes == ["quantize.dynamic"]
+    assert space.build(kept, ctx) is built  # the recipe the trial records is the model it measured, not a rebuild
+
+
+def test_the_contenders_outlive_the_prefix_cache_and_finalization_does_not_build_them_again(gru_weights: Path) -> None:
+    data = to.data.digits(seed=0, shape=(8, 8))
+    gru = load_model(ModelSpec(source="torch", factory="unusual_models:DigitsGRU", weights=gru_weights))
+    space = default_space(["prune.magnitude"], "torch", frozenset({"torch"}))
+    ctx = Context(data=data, seed=0, threads=2, teacher=gru)
+    recipes = [Recipe(steps=({"pass": "prune.magnitude", "sparsity": s / 20, "finetune_epochs": 0},))
+               for s in range(1, PREFIX_CACHE + 3)]
+    contender = space.build(recipes[0], ctx)
+    space.keep([recipes[0]])
+    others = {r.key(): space.build(r, ctx) for r in recipes[1:]}  # more than the cache holds
+    assert space.build(recipes[0], ctx) is contender
+    assert space.build(recipes[1], ctx) is not others[recipes[1].key()]  # the least recent of the rest went
+    space.keep([])
+    for recipe in recipes[2:]:
+        space.build(recipe, ctx)
+    assert space.build(recipes[0], ctx) is not contender  # no longer a contender: an ordinary prefix again
 
 
 def test_a_search_never_lists_a_step_that_changed_nothing(gru_weights: Path, tmp_path: Path) -> None:

@@ -90,6 +90,7 @@ class RecipeSpace:
     _built: OrderedDict[str, ModelHandle] = field(default_factory=OrderedDict, init=False, compare=False, repr=False)
     _failed: dict[str, str] = field(default_factory=dict, init=False, compare=False, repr=False)  # key -> note
     _unchanged: set[str] = field(default_factory=set, init=False, compare=False, repr=False)  # prefixes
+    _kept: set[str] = field(default_factory=set, init=False, compare=False, repr=False)  # see `keep`
 
     @property
     def passes(self) -> set[str]:
@@ -154,30 +155,46 @@ class RecipeSpace:
         return replace(self, params=params)
 
     def build(self, recipe: Recipe, ctx: Context) -> ModelHandle:
-        """Apply `recipe` to `ctx.teacher`, reusing the results of shared prefixes (an export costs seconds and
-        many trials share it). A step that raises is remembered (see `failure`) and raised as StepFailed."""
+        """Apply `recipe` to `ctx.teacher`, from the longest of its prefixes built before (an export costs seconds
+        and many trials share it). A step that raises is remembered (see `failure`) and raised as StepFailed."""
         if ctx.teacher is None:
             raise ValueError("a recipe space builds from ctx.teacher, the model the search starts from")
-        model = ctx.teacher
-        for depth in range(1, len(recipe.steps) + 1):
-            key = Recipe(steps=recipe.steps[:depth]).key()
+        keys = [Recipe(steps=recipe.steps[:depth]).key() for depth in range(1, len(recipe.steps) + 1)]
+        done = next((depth for depth in range(len(keys), 0, -1) if keys[depth - 1] in self._built), 0)
+        model = self._built[keys[done - 1]] if done else ctx.teacher
+        for depth in range(done + 1, len(keys) + 1):
+            step, key = recipe.steps[depth - 1], keys[depth - 1]
+            try:
+                built = build_pass(step).apply(model, ctx)
+            except Exception as exc:  # passes wrap libraries that raise anything; the trial says which step
+                failed = StepFailed(step["pass"], exc, depth)
+                self._failed[key] = failed.note
+                raise failed from exc
+            if _same_model(model, built):
+                self._unchanged.add(key)
+            self._built[key] = model = built
+        for key in keys:  # most recently used last, shared prefixes (an export) among them
             if key in self._built:
                 self._built.move_to_end(key)
-            else:
-                step = recipe.steps[depth - 1]
-                try:
-                    built = build_pass(step).apply(model, ctx)
-                except Exception as exc:  # passes wrap libraries that raise anything; the trial says which step
-                    failed = StepFailed(step["pass"], exc, depth)
-                    self._failed[key] = failed.note
-                    raise failed from exc
-                if _same_model(model, built):
-                    self._unchanged.add(key)
-                self._built[key] = built
-                if len(self._built) > PREFIX_CACHE:
-                    self._built.popitem(last=False)
-            model = self._built[key]
+        if keys:
+            effective, _ = self.without_unchanged(recipe)
+            if effective is not None:  # the recipe its trial records: finalization builds that one
+                self._built[Recipe(steps=effective.steps).key()] = model
+        self._evict()
         return recipe.on_its_runtime(model)
+
+    def keep(self, recipes: Iterable[Recipe]) -> None:
+        """Hold the built models of `recipes` (the trials that may become finalists) past the prefix cache, so that
+        finalization times the models the trials measured instead of building them again."""
+        self._kept.clear()
+        self._kept.update(Recipe(steps=recipe.steps).key() for recipe in recipes)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Forget the least recently used prefixes beyond PREFIX_CACHE, the kept recipes aside."""
+        loose = [key for key in self._built if key not in self._kept]
+        for key in loose[: max(0, len(loose) - PREFIX_CACHE)]:
+            del self._built[key]
 
     def failure(self, recipe: Recipe) -> str | None:
         """Why `recipe` cannot be built, where an earlier build learned it: a step that failed on the same input,
