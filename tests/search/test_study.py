@@ -17,6 +17,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tradeoff.errors import ConfigError
 from tradeoff.search.record import claim, records, write_result
+from tradeoff.search.study import open_study
 
 TESTS = Path(__file__).resolve().parents[1]
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
@@ -113,3 +114,26 @@ def test_a_trial_killed_after_writing_its_result_but_before_the_study_heard_of_i
     found = records(study)
     assert [r.state for r in found] == ["interrupted"] and not found[0].counted
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # measured again instead
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # PartialFixedSampler
+def test_a_sampler_that_only_repeats_itself_does_not_end_the_search_with_budget_unspent(
+        mlp, digits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A converged sampler proposes measured candidates again (TPE late in a NAS search). Each repeat is followed by
+    a point drawn at random, so the search spends its budget instead of stopping after EXHAUSTED_AFTER repeats."""
+    optimize_module = sys.modules["tradeoff.optimize"]
+    stuck = {"prune": "prune.magnitude", "prune__sparsity": 0.6, "prune__schedule": "one_shot"}
+
+    def open_stuck_study(settings, url, task_key, sampler=None, pruner=None):
+        sampler = optuna.samplers.PartialFixedSampler(stuck, optuna.samplers.RandomSampler(seed=0))
+        return open_study(settings, url, task_key, sampler=sampler, pruner=pruner)
+
+    monkeypatch.setattr(optimize_module, "open_study", open_stuck_study)
+    result = optimize_module.optimize(model=mlp, data=digits, out=tmp_path, quiet=True, name="stuck",
+                                      runtime={"target": "torch", "threads": 1},
+                                      search={"trials": 3, "seed": 0, "finalists": 1, "passes": ["prune.magnitude"]})
+    study = optuna.load_study(study_name="stuck", storage=f"sqlite:///{result.run_dir / 'study.db'}")
+    found = [r for r in records(study) if r.counted]
+    assert len(found) == 3 and len({r.key for r in found}) == 3
+    assert found[0].candidate["steps"][0]["sparsity"] == 0.6
+    assert all(r.strategy == "random, after a sample that spent no budget" for r in found[1:])

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import optuna
 import torch
 from torch import nn
 
@@ -28,6 +27,7 @@ from tradeoff.data import Split
 from tradeoff.errors import ModelError
 from tradeoff.inputs import as_tensors
 from tradeoff.nas.space import Architecture, ArchitectureSpace
+from tradeoff.search.study import random_draws
 
 Proxy = Literal["naswot", "synflow"]
 # units whose input sign is their on/off state; a recurrent layer's outputs are read directly
@@ -100,17 +100,8 @@ class Ranked:
 
 
 def sample_candidates(space: ArchitectureSpace, count: int, seed: int = 0) -> list[Candidate]:
-    """`count` architectures drawn at random from `space` on a scratch in-memory study (the real study sees only
-    the ones enqueued)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study is no news to the user
-    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    candidates = []
-    for _ in range(count):
-        trial = scratch.ask()
-        architecture = space.sample(trial)
-        candidates.append(Candidate(dict(trial.params), architecture))
-        scratch.tell(trial, 0.0)
-    return candidates
+    """`count` architectures drawn at random from `space` (the real study sees only the ones enqueued)."""
+    return [Candidate(params, architecture) for params, architecture in random_draws(space.sample, count, seed)]
 
 
 def rank_by_proxy(candidates: Sequence[Candidate], batch: np.ndarray, proxy: Proxy = "naswot",

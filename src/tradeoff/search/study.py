@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -49,6 +49,8 @@ EXHAUSTED_AFTER = 40
 SCHEMA_RACE_RETRIES = 5  # workers creating a fresh database's tables at once
 # How often a trial waiting for room in a shared budget looks again (seconds).
 ROOM_POLL_S = 0.5
+
+T = TypeVar("T")
 
 
 class Candidate(Protocol):
@@ -126,6 +128,21 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
     measured = replace(measured, latency=evaluator.latency(model, "val"))
     return Outcome(values=measured.values(metric_drop=drop, baseline=baseline_val), latency=measured.primary_latency,
                    runtime=model.runtime, runtimes=runtimes)
+
+
+def random_draws(sample: Callable[[optuna.Trial], T], count: int, seed: int) -> list[tuple[dict[str, Any], T]]:
+    """`count` points of a space drawn at random on a scratch in-memory study with Optuna's RandomSampler
+    (define-by-run: conditional parameters included), each with what `sample` made of it; the real study sees
+    only the points enqueued in it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a scratch study is no news to the user
+    scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    draws = []
+    for _ in range(count):
+        trial = scratch.ask()
+        drawn = sample(trial)
+        draws.append((dict(trial.params), drawn))
+        scratch.tell(trial, 0.0)
+    return draws
 
 
 def _storage(url: str | None, heartbeat_s: int) -> RDBStorage | None:
@@ -249,7 +266,8 @@ class StudyRun:
         or the space is used up.
 
         A sample that repeats a measured candidate (or spells none) costs no budget; in a finite space it is
-        followed by an unseen point of the grid, so small spaces are covered instead of resampled.
+        followed by an unseen point of the grid, so small spaces are covered instead of resampled, and elsewhere by
+        a point drawn at random, so a sampler that has converged does not end the search with budget unspent.
         """
         search = self.settings.search
         deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
@@ -282,7 +300,9 @@ class StudyRun:
             record = self._trial(trial, self.space.sample(trial), seen)
             if not record.counted:
                 settled |= {record.key} if record.key else set()
-                if unmeasured is not None and (left := unmeasured.keys() - seen.keys() - settled):
+                if unmeasured is None:
+                    queue(self.study, self._random_point(rng), "random, after a sample that spent no budget")
+                elif left := unmeasured.keys() - seen.keys() - settled:
                     queue(self.study, unmeasured[rng.choice(sorted(left))], "grid")
                 fruitless += 1
                 continue
@@ -292,6 +312,13 @@ class StudyRun:
                 finished = self.study._storage.get_trial(trial._trial_id)  # noqa: SLF001 - see _heartbeat
                 for track in self.trackers:
                     track(self.study, finished)
+
+    def _random_point(self, rng: random.Random) -> dict[str, Any]:
+        """A point drawn at random. A sampler that has converged repeats itself; without this a search in a large
+        space stopped after EXHAUSTED_AFTER repeats with most of its time budget unspent (TPE in
+        benchmarks/nas.py: 11 of 30 minutes)."""
+        [(params, _)] = random_draws(self.space.sample, 1, rng.randrange(2**32))
+        return params
 
     def _room_for(self, trial: optuna.Trial) -> list[TrialRecord] | None:
         """The trials that spent budget, once the budget has room for this one to be measured; None where other
