@@ -59,14 +59,24 @@ def judge_model(shape: tuple[int, ...], classes: int, width: int = 128) -> nn.Mo
     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), width), nn.ReLU(), nn.Linear(width, classes))
 
 
+JUDGE_BATCH = 256  # the DM paper's evaluation batch
+PAPER_JUDGE_EPOCHS = 1000  # how long the DM paper trains its judge, whatever the set's size
+
+
+def judge_steps(samples: int, epochs: int = PAPER_JUDGE_EPOCHS) -> int:
+    """The steps of `epochs` epochs over `samples` samples in batches of JUDGE_BATCH."""
+    return epochs * math.ceil(samples / JUDGE_BATCH)
+
+
 def accuracy_trained_on(train: Split, test: Split, *, seed: int = 0, steps: int = 300, width: int = 128,
                         classes: int | None = None, augment: AugmentSpec | None = None,
                         on_epoch_end: Callable[[int, int], None] | None = None) -> float:
     """Test accuracy of a fresh judge model (initialised from `seed`) trained on `train` alone: SGD at 0.01 with
     momentum 0.9, weight decay 5e-4 and a cosine schedule, as in the DM paper's evaluation, for about `steps` steps
-    of up to 256 samples (whole epochs), no early stopping. `on_epoch_end(epoch, epochs)` follows the training."""
+    of up to JUDGE_BATCH samples (whole epochs), no early stopping. `on_epoch_end(epoch, epochs)` follows the
+    training."""
     classes = classes or int(max(train.y.max(), test.y.max())) + 1
-    batch = min(256, len(train))
+    batch = min(JUDGE_BATCH, len(train))
     epochs = max(1, math.ceil(steps / math.ceil(len(train) / batch)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
