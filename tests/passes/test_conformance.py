@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
@@ -66,9 +68,22 @@ def test_a_recipe_step_of_another_config_version_is_refused() -> None:
         build_pass({"pass": "quantize.static", "version": 2})
 
 
-def test_export_verifies_against_torch_and_fails_clearly_on_mismatch(mlp: ModelHandle, ctx: Context) -> None:
+class NoisyMLP(nn.Module):
+    """Draws noise at inference (a noise layer left on): no exported graph reproduces torch's draws. (An exact
+    tolerance on a plain MLP is no mismatch for sure: on an Intel Xeon with AMX ONNX Runtime matched torch bit for
+    bit.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x + 0.1 * torch.randn_like(x))
+
+
+def test_export_verifies_against_torch_and_fails_clearly_on_mismatch(ctx: Context) -> None:
     with pytest.raises(ModelError, match="differs from torch"):
-        build_pass({"pass": "export.onnx", "atol": 0.0, "rtol": 0.0}).apply(mlp, ctx)
+        build_pass({"pass": "export.onnx"}).apply(ModelHandle(module=NoisyMLP().eval()), ctx)
 
 
 def test_export_handles_any_batch_size(cnn: ModelHandle, digits_images: DataBundle) -> None:
