@@ -173,10 +173,15 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     return Search(study, space, ctx, evaluator, baseline_val, meter.stop(), sensitivity)
 
 
+def _finished(study: optuna.Study) -> list[TrialRecord]:
+    """The study's trials less the running ones: another worker's live trial is not ours to report or keep."""
+    return [r for r in records(study) if r.state != "running"]
+
+
 def _keep_contenders(study: optuna.Study, space: RecipeSpace, finalists: int) -> None:
     """Have the space hold the built models of the trials that would be finalists now: finalization times them
     without building them again (a trial built by another worker, or before a resume, is built again)."""
-    finished = [r for r in records(study) if r.state != "running"]
+    finished = _finished(study)
     contenders = set(pareto_layers(feasible_points(finished), finalists))
     space.keep(Recipe.from_dict(r.candidate) for r in finished if r.number in contenders and r.candidate)
 
@@ -207,7 +212,7 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool, meter: SpendMeter)
     metric = evaluator.metric
 
     limits = settings.constraints.model_dump()
-    trials = [r for r in records(study) if r.state != "running"]  # another worker's live trial is not ours to report
+    trials = _finished(study)
     listed = [r for r in trials if r.counted]  # the samples that spent no budget are only counted (search_stats)
     entries = [trial_entry(r, limits, first_batch, settings.cost.watts_per_core) for r in listed]
     for found, trial in zip(listed, entries, strict=True):

@@ -176,10 +176,9 @@ class RecipeSpace:
         for key in keys:  # most recently used last, shared prefixes (an export) among them
             if key in self._built:
                 self._built.move_to_end(key)
-        if keys:
-            effective, _ = self.without_unchanged(recipe)
-            if effective is not None:  # the recipe its trial records: finalization builds that one
-                self._built[Recipe(steps=effective.steps).key()] = model
+        effective, _ = self.without_unchanged(recipe)
+        if effective is not None:  # the recipe its trial records: finalization builds that one
+            self._built[Recipe(steps=effective.steps).key()] = model
         self._evict()
         return recipe.on_its_runtime(model)
 

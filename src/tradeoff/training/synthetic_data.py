@@ -63,9 +63,13 @@ JUDGE_BATCH = 256  # the DM paper's evaluation batch
 PAPER_JUDGE_EPOCHS = 1000  # how long the DM paper trains its judge, whatever the set's size
 
 
+def _steps_per_epoch(samples: int) -> int:
+    return math.ceil(samples / min(JUDGE_BATCH, samples))
+
+
 def judge_steps(samples: int, epochs: int = PAPER_JUDGE_EPOCHS) -> int:
     """The steps of `epochs` epochs over `samples` samples in batches of JUDGE_BATCH."""
-    return epochs * math.ceil(samples / JUDGE_BATCH)
+    return epochs * _steps_per_epoch(samples)
 
 
 def accuracy_trained_on(train: Split, test: Split, *, seed: int = 0, steps: int = 300, width: int = 128,
@@ -77,7 +81,7 @@ def accuracy_trained_on(train: Split, test: Split, *, seed: int = 0, steps: int 
     training."""
     classes = classes or int(max(train.y.max(), test.y.max())) + 1
     batch = min(JUDGE_BATCH, len(train))
-    epochs = max(1, math.ceil(steps / math.ceil(len(train) / batch)))
+    epochs = max(1, math.ceil(steps / _steps_per_epoch(len(train))))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = judge_model(tuple(train.x.shape[1:]), classes, width)
