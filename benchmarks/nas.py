@@ -14,13 +14,15 @@ interleaved rounds in this process, at batch 1 on torch with one thread.
     python benchmarks/nas.py [--quick] [--minutes M] [--strategy S ...] [--seed N ...]
 
 The full run (3 seeds x 4 strategies x 30 minutes, about 7 hours) may run a slice at a time: `--strategy` and
-`--seed` run those searches only, and their rows join the rows earlier slices of the same budget wrote to
-nas.json (each row names the CPU it ran on).
+`--seed` run those searches only, and their rows join the rows other slices of the same budget wrote to nas.json
+(each row names the CPU it ran on). Slices may run side by side, each pinned to its own core (`taskset -c N`):
+each write merges under a lock with what the others wrote by then.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import tempfile
@@ -119,14 +121,20 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float, referen
             "latency_ms": chosen_latency, "reference_latency_ms": reference_latency, "dominates": dominates}
 
 
-def _earlier_rows(name: str, minutes: float) -> list[dict[str, Any]]:
-    """The rows a run of the same budget wrote before: a full run is long, so it may run a slice at a time
-    (`--strategy`, `--seed`) and each slice adds its rows to the others'."""
+def _save(name: str, minutes: float, mine: list[dict[str, Any]], todo: list[tuple[int, str]], sliced: bool,
+          seeds: list[int]) -> list[dict[str, Any]]:
+    """Writes this run's rows and returns all rows. A full run is long, so it may run a slice at a time (`--strategy`,
+    `--seed`), slices side by side included: a slice's rows join those the others of the same budget wrote by now,
+    re-read under a lock so that two slices finishing together both keep theirs."""
     path = RESULTS / f"{name}.json"
-    if not path.exists():
-        return []
-    rows = json.loads(path.read_text())["rows"]
-    return [r for r in rows if r.get("minutes") == minutes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        others = json.loads(path.read_text())["rows"] if sliced and path.exists() else []
+        rows = [r for r in others if r.get("minutes") == minutes and (r["seed"], r["strategy"]) not in todo] + mine
+        rows.sort(key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
+        write_results(name, rows, _targets(rows, seeds))
+    return rows
 
 
 def _print_table(rows: list[dict[str, Any]], minutes: float) -> None:
@@ -163,7 +171,7 @@ def main() -> None:
     name = "nas_quick" if arguments.quick else "nas"
     sliced = bool(arguments.strategy or arguments.seed)
     todo = [(seed, strategy) for seed in (arguments.seed or seeds) for strategy in (arguments.strategy or STRATEGIES)]
-    rows = [r for r in _earlier_rows(name, minutes) if (r["seed"], r["strategy"]) not in todo] if sliced else []
+    mine: list[dict[str, Any]] = []
     ceilings = _ceilings(threads=1)
     print(f"reference ceilings: {ceilings['max_size_bytes']} bytes, {ceilings['max_latency_ms']:.4f} ms", flush=True)
     cpu = collect_env()["cpu"]
@@ -177,20 +185,20 @@ def main() -> None:
                 result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings), out=Path(tmp) / "runs",
                                 quiet=True)
                 row = _row(strategy, seed, result, time.monotonic() - started, reference_paper)
-                rows.append({**row, "minutes": minutes, "cpu": cpu_named})
+                mine.append({**row, "minutes": minutes, "cpu": cpu_named})
                 print(f"  {strategy} seed {seed}: {row['architecture']} test {row['test_accuracy']:.3f} "
                       f"(reference {row['reference_test_accuracy']:.3f}); paper protocol "
                       f"{row['paper_protocol_test_accuracy']:.3f} (reference {reference_paper:.3f}), "
                       f"dominates: {row['dominates']}", flush=True)
-                rows.sort(key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
-                write_results(name, rows, _targets(rows, seeds))  # a slice killed later keeps what finished
+                _save(name, minutes, mine, todo, sliced, seeds)  # a slice killed later keeps what finished
+    rows = _save(name, minutes, mine, todo, sliced, seeds)
     _print_table(rows, minutes)
     targets = _targets(rows, seeds)
     report_targets(targets)
     if missing := [f"{s} seed {n}" for n in seeds for s in STRATEGIES
                    if not any(r["seed"] == n and r["strategy"] == s for r in rows)]:
         print(f"not yet run at {minutes:g} minutes (each counts as a miss): {', '.join(missing)}")
-    print(f"wrote {write_results(name, rows, targets)}")
+    print(f"wrote {RESULTS / f'{name}.json'}")
 
 
 if __name__ == "__main__":
