@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo demo-transformer test chromium postgresql benchmark
+.PHONY: install demo demo-transformer lint test chromium postgresql benchmark
 
 $(BIN)/tradeoff: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dev]'
 	touch $@
 
 install: $(BIN)/tradeoff
@@ -33,8 +33,12 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy src/tradeoff
+
 # pytest's exit code 5 means no test was collected: that is a failure here, never a silent pass.
-test: install chromium postgresql
+test: lint chromium postgresql
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 

@@ -97,7 +97,9 @@ def choose(candidates: Mapping[int, Values], baseline: Values, objectives: Seque
             excluded[number] = f"outranked on {label}"
             remaining.remove(number)
     metric = {n: minimized(["metric"], v, first_batch, higher_is_better)[0] for n, v in candidates.items()}
-    chosen = min(remaining, key=lambda n: (metric[n], vectors[n], n)) if remaining else None
+    if not remaining:
+        return Choice(trial=None, rule=rule, excluded=excluded)
+    chosen = min(remaining, key=lambda n: (metric[n], vectors[n], n))
     for number in remaining:
         if number != chosen:
             why = "whose metric is better" if metric[number] > metric[chosen] else "as good on the metric, ahead raw"
