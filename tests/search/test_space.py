@@ -79,7 +79,7 @@ def test_menu_with_an_unknown_pass_or_tag_is_refused() -> None:
 
 def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
     space = default_space(preset_menu("balanced"), "auto", TORCH)
-    quantizers = set(space.slots["quantize"])
+    quantizers = set(space.slots["quantize"]) | set(space.slots.get("precision", ()))  # bf16 where the CPU has it
     seeds = space.queued([])
     assert {strategy for _, strategy in seeds} == {"seed"}
     defaults = {k: d.values[0] if isinstance(d, Choice) else d.low for k, d in space.params.items()}
@@ -87,6 +87,16 @@ def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
     assert all(len(set(p) & quantizers) == 1 and set(p) - quantizers <= {"export.onnx"} for p in found)
     assert {q for p in found for q in p if q in quantizers} == quantizers
 
+
+
+@pytest.mark.skipif(not get_pass("quantize.bf16").available(),
+                    reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO")
+def test_bf16_is_measured_alone_and_after_the_best_int8_seed() -> None:
+    space = default_space(preset_menu("balanced"), "auto", TORCH)
+    assert ["export.onnx", "quantize.bf16"] in [space.at(point).passes for point, _ in space.queued([])]  # type: ignore[union-attr]
+    nncf = {**{slot: NONE for slot in space.slots if NONE in space._choices(slot)},
+            "export": "export.onnx", "quantize": "quantize.nncf"}
+    assert any(point.get("precision") == "quantize.bf16" for point in space.extensions(nncf))
 
 def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: str = "seed") -> TrialRecord:
     return TrialRecord(number=number, state="complete", params=params, strategy=strategy, objectives=objectives)

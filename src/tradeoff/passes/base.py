@@ -26,9 +26,10 @@ from tradeoff.imports import import_module
 from tradeoff.model import Format, ModelHandle
 from tradeoff.validation import validate
 
-# The order passes compose in: torch-side compression first, then export, then graph rewrites and quantization.
+# The order passes compose in: torch-side compression first, then export, then graph rewrites and quantization,
+# then the precision the runtime computes what stays float in.
 STAGES = ("transfer", "fuse", "prune", "lowrank", "distill", "qat", "cluster", "export", "graph", "quantize",
-          "embedding")
+          "embedding", "precision")
 # What presets select by; "opt-in" passes are searched only where a task names them.
 TAGS = frozenset({"speed", "size", "retrains", "low-bit", "lossless", "export", "opt-in"})
 ENTRY_POINT_GROUP = "tradeoff.passes"

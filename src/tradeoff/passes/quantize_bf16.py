@@ -5,6 +5,11 @@ bf16 keeps float32's range, so unlike int8 it needs no calibration and barely mo
 stays float32: bf16 is OpenVINO's inference precision, and the pass records it in the artifact's metadata so the
 precision measured is the precision deployed. ONNX Runtime's CPU provider has no bf16 kernels for these graphs,
 so it refuses such an artifact rather than silently run it in float32.
+
+It is a stage of its own, after quantization: after an int8 pass it runs the operators int8 left in float (softmax,
+normalization, the unquantized matmuls) in bf16, which OpenVINO does by default on such CPUs, so an int8 model a user
+loads into OpenVINO himself gets it (MiniLM with quantize.nncf on an AMX Xeon, one thread: 10% faster at batch 1
+and 32, same cosine).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def cpu_has_bf16() -> bool:
 @register
 class Bf16Precision(Pass[PassConfig]):
     name = "quantize.bf16"
-    stage = "quantize"
+    stage = "precision"
     tags = frozenset({"speed"})
     accepts = frozenset({"onnx"})
     runs_only_on = "openvino"

@@ -38,7 +38,8 @@ from tradeoff.validation import validate
 NONE = "none"
 FORMATS = frozenset({"torch", "onnx"})
 PREFIX_CACHE = 8  # built recipe prefixes kept in memory
-SEEDED_STAGE = "quantize"  # measured pass by pass first: cheap, interpretable, and what most recipes end with
+# measured pass by pass first: cheap, interpretable, and what most recipes end with
+SEEDED_STAGES = ("quantize", "precision")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -229,13 +230,13 @@ class RecipeSpace:
 
     def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
         """Points (with the strategy that chose them) to measure before the sampler's next suggestion: the recipes
-        the task tries first, then each pass of the seeded stage alone; then, once, the best feasible of those with
-        one more step after it (an embedding table in 4 bits after int8, say): TPE alone rarely lands on a two-pass
-        recipe in a short search."""
+        the task tries first, then each pass of the seeded stages alone; then, once, the best feasible of those with
+        one more step after it (an embedding table in 4 bits after int8, or bf16 for what int8 left float): TPE alone
+        rarely lands on a two-pass recipe in a short search."""
         records = list(finished)
         if not records:
             return [*((point, "first") for point in self.first),
-                    *((point, "seed") for point in self.single_pass_points(SEEDED_STAGE))]
+                    *((point, "seed") for stage in SEEDED_STAGES for point in self.single_pass_points(stage))]
         if any(r.strategy == "extension" for r in records):
             return []
         feasible = [r for r in records if r.state == "complete" and r.feasible and r.strategy in ("first", "seed")]
