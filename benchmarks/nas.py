@@ -152,10 +152,14 @@ def _print_table(rows: list[dict[str, Any]], minutes: float) -> None:
 
 
 def _targets(rows: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
-    """Per strategy, the share of its seeds whose architecture dominates; a seed not yet run counts as a miss."""
-    return [target(f"{strategy}: share of seeds whose architecture dominates the paper's CNN",
-                   sum(r["dominates"] for r in rows if r["strategy"] == strategy) / len(seeds), 1.0, ">=")
-            for strategy in STRATEGIES]
+    """The issue's target (on each seed, a search found an architecture that dominates), then per strategy the
+    share of its seeds whose architecture dominates; a seed not yet run counts as a miss."""
+    found = sum(any(r["dominates"] for r in rows if r["seed"] == seed) for seed in seeds) / len(seeds)
+    return [target("share of seeds on which a strategy found an architecture that dominates the paper's CNN", found,
+                   1.0, ">="),
+            *(target(f"{strategy}: share of seeds whose architecture dominates the paper's CNN",
+                     sum(r["dominates"] for r in rows if r["strategy"] == strategy) / len(seeds), 1.0, ">=")
+              for strategy in STRATEGIES)]
 
 
 def main() -> None:
