@@ -42,4 +42,3 @@ def test_bf16_after_int8_runs_the_float_rest_in_bf16_on_openvino(normalized: Mod
     assert np.abs(both_outputs - int8_outputs).max() > 1e-5  # bf16 ran, not the f32 pin
     evaluator = Evaluator(normalized, ctx.data, get_metric("accuracy"), 2, (1,))
     assert evaluator.score(both, "val") >= evaluator.score(int8, "val") - 0.01
-

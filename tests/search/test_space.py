@@ -88,7 +88,6 @@ def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
     assert {q for p in found for q in p if q in quantizers} == quantizers
 
 
-
 @pytest.mark.skipif(not get_pass("quantize.bf16").available(),
                     reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO")
 def test_bf16_is_measured_alone_and_after_the_best_int8_seed() -> None:
@@ -98,6 +97,7 @@ def test_bf16_is_measured_alone_and_after_the_best_int8_seed() -> None:
     nncf = {**{slot: NONE for slot in space.slots if NONE in space._choices(slot)},
             "export": "export.onnx", "quantize": "quantize.nncf"}
     assert any(point.get("precision") == "quantize.bf16" for point in space.extensions(nncf))
+
 
 def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: str = "seed") -> TrialRecord:
     return TrialRecord(number=number, state="complete", params=params, strategy=strategy, objectives=objectives)
