@@ -20,10 +20,14 @@ from tradeoff.config import ModelSpec
 from tradeoff.data import DataBundle
 from tradeoff.model import ModelHandle, load_model
 from tradeoff.optimize import OptimizeResult
-from tradeoff.passes import Context
+from tradeoff.passes import Context, get_pass
 from tradeoff.text import python_reference
 
 torch.set_num_threads(2)
+
+# for the tests of quantize.bf16, which OpenVINO runs only where the CPU computes bf16 itself
+needs_bf16 = pytest.mark.skipif(not get_pass("quantize.bf16").available(),
+                                reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO")
 
 
 class DigitsMLP(nn.Module):

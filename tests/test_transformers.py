@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 import yaml
+from conftest import needs_bf16
 
 import tradeoff as to
 from tradeoff.artifact import load_artifact
@@ -335,8 +336,7 @@ def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_rem
     assert pinned_model.runtime == "onnxruntime" and pinned_table == {}
 
 
-@pytest.mark.skipif(not get_pass("quantize.bf16").available(),
-                    reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO to run quantize.bf16 on")
+@needs_bf16
 def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_saving(
         exported: ModelHandle, fused: ModelHandle, minilm: ModelHandle, text: DataBundle, tmp_path: Path) -> None:
     ctx = Context(data=text)

@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import needs_bf16
 from torch import nn
 
 import tradeoff as to
 from tradeoff.evaluation import Evaluator
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
-from tradeoff.passes import Context, get_pass
+from tradeoff.passes import Context
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes import runtime_for
 from tradeoff.runtimes.openvino import compile_onnx
 
-pytestmark = pytest.mark.skipif(not get_pass("quantize.bf16").available(),
-                                reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO")
+pytestmark = needs_bf16
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import needs_bf16
 
 import tradeoff
 from tradeoff.config import PRESETS
@@ -88,15 +89,18 @@ def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
     assert {q for p in found for q in p if q in quantizers} == quantizers
 
 
-@pytest.mark.skipif(not get_pass("quantize.bf16").available(),
-                    reason="this CPU has no native bf16 (AVX512-BF16 or AMX) for OpenVINO")
+@needs_bf16
 def test_bf16_is_measured_alone_and_after_the_best_int8_seed() -> None:
     space = default_space(preset_menu("balanced"), "auto", TORCH)
     seeds = [point for point, _ in space.queued([])]
     assert any(point["precision"] == "quantize.bf16" and point["quantize"] == NONE for point in seeds)
-    nncf = {**{slot: NONE for slot in space.slots if NONE in space._choices(slot)},
-            "export": "export.onnx", "quantize": "quantize.nncf"}
+    nncf = {**_nothing_chosen(space), "export": "export.onnx", "quantize": "quantize.nncf"}
     assert any(point.get("precision") == "quantize.bf16" for point in space.extensions(nncf))
+
+
+def _nothing_chosen(space: RecipeSpace) -> dict[str, str]:
+    """A point that leaves every optional slot empty."""
+    return {slot: NONE for slot in space.slots if NONE in space._choices(slot)}
 
 
 def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: str = "seed") -> TrialRecord:
@@ -105,7 +109,7 @@ def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: st
 
 def test_the_best_single_pass_is_then_tried_once_with_one_more_step_after_it() -> None:
     space = default_space(preset_menu("mobile"), "auto", TEXT)
-    base = {slot: NONE for slot in space.slots if NONE in space._choices(slot)}
+    base = _nothing_chosen(space)
     nncf = {**base, "export": "export.onnx", "quantize": "quantize.nncf"}
     static = {**base, "export": "export.onnx", "quantize": "quantize.static"}
     queued = space.queued([_seed(0, static, (2.0,)), _seed(1, nncf, (1.0,))])
