@@ -99,13 +99,12 @@ class Peer:
         """An OpenVINO IR peer compiled as optimum-intel compiles it for sentence-transformers (latency hint,
         OpenVINO's default inference precision for this CPU) on `threads` threads, pooling appended in the graph;
         it takes tradeoff's structured token batches."""
-        import openvino as ov
-
         from tradeoff.inputs import as_feeds
+        from tradeoff.runtimes.openvino import openvino_core
 
-        model = _ir_with_pooling(ov.Core().read_model(str(self.path)))
-        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "PERFORMANCE_HINT": "LATENCY"})
+        model = _ir_with_pooling(openvino_core().read_model(str(self.path)))
+        compiled = openvino_core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                                "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
 
         def run(batch: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from onnxruntime.quantization import CalibrationDataReader, quant_pre_process, q
 from tradeoff.data import DataBundle
 from tradeoff.model import ModelHandle
 from tradeoff.runtimes import InferenceFn, runtime_for
+from tradeoff.runtimes.openvino import openvino_core
 
 CALIBRATION_SAMPLES = 300  # nncf.quantize's default subset_size; ONNX Runtime's examples use a few hundred
 
@@ -100,8 +101,8 @@ def openvino_nncf(exported: Path, samples: np.ndarray, folder: Path) -> SmallPee
     size = sum(p.stat().st_size for p in (folder / "nncf.xml", folder / "nncf.bin"))
 
     def load(threads: int) -> InferenceFn:
-        compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                              "PERFORMANCE_HINT": "LATENCY"})
+        compiled = openvino_core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                                    "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         return lambda batch: np.array(request.infer([batch])[0], dtype=np.float32)  # a copy: buffers are reused
 

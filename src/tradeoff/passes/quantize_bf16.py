@@ -29,9 +29,9 @@ def cpu_has_bf16() -> bool:
     """Whether OpenVINO is installed and reports native bf16 on this CPU (AVX512-BF16 or AMX)."""
     if importlib.util.find_spec("openvino") is None:
         return False
-    import openvino as ov
+    from tradeoff.runtimes.openvino import openvino_core
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 @register

@@ -4,12 +4,17 @@ It runs the same ONNX artifacts as ONNX Runtime; on Intel and AVX-512 CPUs its i
 quantize.nncf writes) are often the fastest. Inference precision is pinned to f32 unless the artifact asks for bf16
 (quantize.bf16): OpenVINO would otherwise run float layers in bf16 on CPUs that have it, and the fidelity measured
 would not be the one that ships.
+
+One `ov.Core` serves the whole process: OpenVINO's CPU plugin segfaults after many models were compiled through
+Cores created one after another (seen in this suite's CI on an Intel AMX VM, and by ultralytics, whose fix was the
+same), and its documentation recommends one Core per application.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,10 +36,15 @@ def _reason(exc: RuntimeError) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
+@cache
+def openvino_core() -> Any:
     import openvino as ov
 
-    core = ov.Core()
+    return ov.Core()
+
+
+def compile_onnx(onnx_bytes: bytes, threads: int) -> Any:
+    core = openvino_core()
     with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file; the compiled model keeps it
         path = Path(tmp) / "model.onnx"
         path.write_bytes(onnx_bytes)
