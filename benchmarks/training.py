@@ -452,8 +452,10 @@ def main() -> None:
     parser.add_argument("--per-class", action="append", type=int, default=[],
                         help="dataset distillation at this many images per class only (repeatable; default 1, 10 and "
                              "50); its results go to training_dataset_distillation_<counts>.json")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch's threads (1 for a part pinned to one core beside other work)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     rows, targets = [], []
     for name, part in parts(args.quick, tuple(args.per_class)).items():
         if args.part and name not in args.part:

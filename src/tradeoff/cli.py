@@ -231,7 +231,7 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
 
     done = run(_task(task, allow_pickle=False), out=out, storage=storage, quiet=quiet or as_json)
     summary = _search_summary(done.run_dir / "nas.json", done.tuned_task, as_json or quiet, as_json,
-                              ("best", "final", "compute", "front", "reference"))
+                              ("best", "final", "compute", "front", "reference", "reranked"))
     if summary is None:
         return
     name, first = summary["metric"]["name"], _first_latency(done.values)
@@ -240,6 +240,9 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
              f"{name}: validation {done.values['metric']:.4f}, test {done.test_metric:.4f} (trained on train+val, "
              f"scored once); {first}, {int(done.values.get('params') or 0):,} parameters",
              f"Pareto front (validation): trials {', '.join(map(str, done.front))}"]
+    if done.reranked:
+        lines.append("rerank (validation after the longer training): " + ", ".join(
+            f"trial {r['trial']} {r['search_metric']:.4f} -> {r['metric']:.4f}" for r in done.reranked))
     if done.reference is not None:
         ref = done.reference
         lines.append(f"reference (the task's model): {name} validation {ref['values']['metric']:.4f}, test "

@@ -119,3 +119,32 @@ def test_evolution_breeds_one_change_from_the_population_once_it_is_full(tmp_pat
         assert any(sum(child.get(k) != parent.get(k) for k in {*child, *parent}) >= 1 and
                    sum(child.get(k) != parent.get(k) for k in child.keys() & parent.keys()) <= 1
                    for parent in params[: params.index(child)])
+
+
+def test_rerank_trains_the_best_trials_longer_and_chooses_by_that(tmp_path: Path) -> None:
+    """A short search protocol ranks roughly; rerank trains its best trials by the longer options, judges them on
+    validation, chooses the best of those, and trains the choice (and the reference) so on train+val."""
+    rerank = {"top": 3, "train": {"epochs": 3, "early_stopping": None}}
+    result = to.nas(_task(tmp_path, 4, {"strategy": "random", "rerank": rerank}, epochs=1), out=tmp_path / "runs",
+                    quiet=True)
+    summary = json.loads((result.run_dir / "nas.json").read_text())
+    complete = [t for t in summary["trials"] if t["state"] == "complete"]
+    by_search = sorted(complete, key=lambda t: -t["values"]["metric"])[:3]  # stable: the earlier trial on a tie
+    assert [r["trial"] for r in summary["reranked"]] == [t["number"] for t in by_search] == \
+        [r["trial"] for r in result.reranked]
+    assert all(r["epochs"] == 3 for r in result.reranked)  # the longer options, no early stop: all 3 epochs kept
+    best = max(result.reranked, key=lambda r: r["metric"])
+    assert result.trial == best["trial"] == summary["best"]["trial"]
+    assert summary["final"]["epochs"] == 3 and summary["reference"]["rerank_metric"] > 0
+    assert load_task(result.tuned_task).train.epochs == 3  # type: ignore[arg-type]
+    assert "Rerank: the best trials" in (result.run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("nas", "said"), [
+    ({"objectives": ["latency", "metric"], "rerank": {}}, "metric must be the first of objectives"),
+    ({"rerank": {"train": {"epoch": 3}}}, "nas.rerank.train"),
+])
+def test_a_rerank_that_cannot_run_is_refused_before_the_search(tmp_path: Path, nas: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        to.nas(_task(tmp_path, 2, {"strategy": "random", **nas}), out=tmp_path / "runs", quiet=True)
+    assert not (tmp_path / "runs" / "mnist1d-nas" / "nas.json").exists()

@@ -105,7 +105,16 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
                 f"{fixed(values.get(latency))} ms, {int(values.get('params') or 0):,} parameters; test "
                 f"{fixed(reference['test_metric'])}. At least as good on all three (on validation), better on one: "
                 f"{escape(beaten)}.</p>")
-    return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}"
+    rerank = ""
+    if summary.get("reranked"):
+        name = summary["metric"]["name"]
+        rows = [[str(r["trial"]), fixed(r["search_metric"]), fixed(r["metric"]), str(r["epochs"]),
+                 _architecture(by_number[r["trial"]]["params"])] for r in summary["reranked"]]
+        rerank = (f"<h2>Rerank: the best trials trained again by the longer options</h2>\n<p>The chosen trial is the "
+                  f"best of these by {escape(name)} on validation after the longer training.</p>\n"
+                  + html_table(["trial", f"{name} (search)", f"{name} (rerank)", "epochs kept", "architecture"],
+                               rows, (0, 1, 2, 3), "rerank"))
+    return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}\n{rerank}"
 
 
 def _architecture(params: dict[str, Any] | None) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import Constraints, NasSpec, Settings, Task, TrainedSearch, TuneSpec
+from tradeoff.config import Constraints, NasSpec, Rerank, Settings, Task, TrainedSearch, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle, Split
 from tradeoff.env import collect_env
@@ -36,7 +36,7 @@ from tradeoff.objectives import minimized
 from tradeoff.problem import Problem, Subject, problem
 from tradeoff.report.tuning import render_tuning_html
 from tradeoff.rundir import RunDir, write_atomic, write_json, write_yaml
-from tradeoff.runlog import trial_progress
+from tradeoff.runlog import step_progress, trial_progress
 from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import dominates, pareto_front
 from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed, study_url
@@ -70,6 +70,7 @@ class NasResult:
     test_metric: float  # the final model's (the architecture trained on train+val), scored once
     model: ModelHandle
     front: list[int]  # trials on the Pareto front of validation metric, latency and parameters
+    reranked: list[dict[str, Any]]  # nas.rerank's trials trained again: trial, metric by the search and by rerank
     reference: dict[str, Any] | None  # the task's own model trained alike: values, test metric, who dominates it
     reference_model: ModelHandle | None  # that model, trained on train+val as the chosen one was
     epochs_trained: int
@@ -89,9 +90,10 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     assert spec is not None  # tune_search refused a task without one
     study, trials = searching.run(quiet, debug)
     best = _best(trials)
-    final, test_metric = setup.final_model(space, best)
+    final, test_metric = setup.final_model(space, space.at(best.params), _retrain_epochs(best.values))
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
-    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.sampler,
+    tuned = setup.write(study, space, best, final, test_metric, trials, _retrain_epochs(best.values),
+                        sampler=spec.sampler,
                         defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
@@ -102,26 +104,31 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
         storage: str | None = None, quiet: bool = False, debug: bool = False, **settings: Any) -> NasResult:
     """Search architectures (a task file or Task with a `nas:` section): each trained by the task's train: options
     on train, judged on validation with its latency measured on the task's runtime; the task's own model is the
-    reference, trained alike. The chosen architecture is trained on train+val and scored on test once, the
-    reference too."""
+    reference, trained alike. With nas.rerank the best few trials are trained again by its longer options and
+    judged on validation before the choice. The chosen architecture is trained on train+val and scored on test
+    once, the reference too."""
     given = problem(subject, data=data, where="nas()", **settings)
     searching = nas_search(given, storage, Path(out))
     setup, space, spec = searching.setup, searching.space, given.settings.nas
     assert spec is not None
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
-    reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
+    reference, reference_model = _reference(space, given, setup, spec.rerank) if given.model.factory else (None, None)
     study, trials = searching.run(quiet, debug)
     best = _best(trials)
-    final, test_metric = setup.final_model(space, best)
+    epochs = _retrain_epochs(best.values)
+    reranked: list[dict[str, Any]] = []
+    if spec.rerank is not None:
+        best, epochs, reranked = _reranked(space, setup, trials, spec.rerank, quiet)
+    final, test_metric = setup.final_model(space, space.at(best.params), epochs, spec.rerank)
     points = {r.number: _cost_point(r.values, setup.first_batch, setup.metric) for r in trials if r.feasible}
     front = pareto_front(points)
     if reference is not None:
         mine = _cost_point(reference["values"], setup.first_batch, setup.metric)
         reference["dominated_by"] = [n for n, point in points.items() if dominates(point, mine)]
-    tuned = setup.write(study, space, best, final, test_metric, trials, sampler=spec.strategy, front=front,
-                        reference=reference, proxy=proxy_scores)
+    tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.strategy, front=front,
+                        reference=reference, proxy=proxy_scores, reranked=reranked)
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
-                     test_metric=test_metric, model=final, front=front, reference=reference,
+                     test_metric=test_metric, model=final, front=front, reranked=reranked, reference=reference,
                      reference_model=reference_model, epochs_trained=epochs_trained(trials),
                      run_dir=setup.written.root, tuned_task=tuned)
 
@@ -166,6 +173,8 @@ def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searchi
     classes = int(given.data.train.y.max()) + 1
     architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
+    if spec.rerank is not None:  # a wrong option fails now, not after the search
+        space.train_options(Hyperparameters({}), "nas.rerank.train", spec.rerank.train)
     sampler = sampler_for(spec.strategy, sampler_seed(setup.settings), space, len(spec.objectives),
                           given.search_dirs, population=spec.population, tournament=spec.tournament)
     return Searching(setup, space, sampler, given.settings.train.epochs)
@@ -250,13 +259,15 @@ class _Setup:
                      dominated=dominance_rule(self.spec.pruner_name)).run()
         return study, [r for r in records(study) if r.counted]
 
-    def final_model(self, space: HyperparameterSpace, best: TrialRecord) -> tuple[ModelHandle, float]:
-        """The best trial's candidate trained again on train+val, and its test metric: the one reading of test."""
-        final = retrained(space, space.at(best.params), int(best.values.get("retrain_epochs") or 1), self.metric)
+    def final_model(self, space: HyperparameterSpace, candidate: Hyperparameters, epochs: int,
+                    rerank: Rerank | None = None) -> tuple[ModelHandle, float]:
+        """The chosen candidate trained again on train+val for `epochs` (by rerank's options where it reranked), and
+        its test metric: the one reading of test."""
+        final = retrained(space, candidate, epochs, self.metric, rerank.train if rerank else None)
         return final, self.evaluator.score(final, "test")
 
     def write(self, study: optuna.Study, space: HyperparameterSpace, best: TrialRecord, final: ModelHandle,
-              test_metric: float, trials: list[TrialRecord], **extra: Any) -> Path | None:
+              test_metric: float, trials: list[TrialRecord], epochs: int, **extra: Any) -> Path | None:
         """The final weights, <kind>.json, report.html, and <kind>.yaml (tuned.yaml for tune): the task with the
         chosen options or architecture and those weights, which optimize takes as it is; only where the task came
         from a file (a module given in Python has no factory to rebuild it)."""
@@ -268,7 +279,7 @@ class _Setup:
             "metric": {"name": self.metric.name, "higher_is_better": self.metric.higher_is_better},
             "objectives": list(self.spec.objectives), "pruner": self.spec.pruner_name, **extra,
             "best": {"trial": best.number, "params": best.candidate, "values": best.values},
-            "final": {"trained_on": "train+val", "epochs": int(best.values.get("retrain_epochs") or 1),
+            "final": {"trained_on": "train+val", "epochs": epochs,
                       "factory": final.factory, "factory_options": final.factory_options, "test_metric": test_metric},
             "compute": {"epochs_trained": epochs_trained(trials),
                         **{state: sum(r.state == state for r in trials) for state in ("complete", "pruned", "failed")}},
@@ -284,16 +295,20 @@ class _Setup:
         record["name"] = f"{self.given.settings.name}-{self.kind}"
         record["model"] = {"source": "torch", "factory": final.factory, "options": final.factory_options,
                            "weights": str(weights.resolve())}
-        record["train"] = space.train_options(space.at(best.params)).model_dump(mode="json")
+        rerank = self.spec.rerank if isinstance(self.spec, NasSpec) else None
+        record["train"] = space.train_options(space.at(best.params), overrides=rerank.train if rerank else None
+                                              ).model_dump(mode="json")
         path = run_dir.root / ("tuned.yaml" if self.kind == "tune" else f"{self.kind}.yaml")
         write_yaml(path, record)
         return path
 
 
-def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: int, metric: Metric) -> ModelHandle:
+def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: int, metric: Metric,
+              overrides: dict[str, Any] | None = None) -> ModelHandle:
     """A candidate trained again, from the same initial weights, on train+val for `epochs` (as many as brought its
-    trial its kept weights): validation has decided, so it may now teach."""
-    options = space.train_options(candidate).model_copy(
+    trial its kept weights), by its train options with `overrides` over them: validation has decided, so it may now
+    teach."""
+    options = space.train_options(candidate, overrides=overrides).model_copy(
         update={"epochs": epochs, "early_stopping": None, "warmup_epochs": 0.0})
     handle = space.fresh_model(candidate, options.seed)
     module = handle.torch_module()
@@ -304,15 +319,49 @@ def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: in
     return handle.with_module(module)
 
 
-def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tuple[dict[str, Any], ModelHandle]:
-    """The task's own model, trained and measured as every trial is (never pruned), then trained on train+val and
-    scored on test once: what an architecture search has to beat."""
+def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup,
+               rerank: Rerank | None) -> tuple[dict[str, Any], ModelHandle]:
+    """The task's own model, trained and measured as every trial is (never pruned), trained by rerank's options
+    where the search reranks, then trained on train+val as the chosen one is and scored on test once: what an
+    architecture search has to beat."""
     assert given.model.factory is not None
     candidate = Hyperparameters({}, Architecture(given.model.factory, given.model.factory_options))
     measured = space.measure(space.build(candidate, setup.ctx, bounded=False))
-    final = retrained(space, candidate, int(measured.values.get("retrain_epochs") or 1), setup.metric)
+    epochs, said = _retrain_epochs(measured.values), {}
+    if rerank is not None:
+        said["rerank_metric"], epochs = _trained_by_rerank(space, setup, candidate, rerank)
+    final, test_metric = setup.final_model(space, candidate, epochs, rerank)
     return {"model": candidate.architecture.model_section(),  # type: ignore[union-attr]
-            "values": measured.values, "test_metric": setup.evaluator.score(final, "test")}, final
+            "values": measured.values, **said, "test_metric": test_metric}, final
+
+
+def _reranked(space: HyperparameterSpace, setup: _Setup, trials: list[TrialRecord], rerank: Rerank,
+              quiet: bool) -> tuple[TrialRecord, int, list[dict[str, Any]]]:
+    """The `rerank.top` best trials trained again by rerank's options and judged on validation: the best of them
+    (the search's order breaks ties), the epochs to train it for on train+val, and each one's figures."""
+    top = _ranked(trials)[: rerank.top]
+    judged: list[tuple[float, int]] = []
+    with step_progress("rerank", len(top), quiet) as advance:
+        for record in top:
+            judged.append(_trained_by_rerank(space, setup, space.at(record.params), rerank))
+            advance(f"trial {record.number}: {setup.metric.name} {judged[-1][0]:.4f}")
+    sign = 1 if setup.metric.higher_is_better else -1
+    chosen = max(range(len(top)), key=lambda i: (sign * judged[i][0], -i))
+    entries = [{"trial": record.number, "search_metric": record.values.get("metric"), "metric": metric,
+                "epochs": epochs} for record, (metric, epochs) in zip(top, judged, strict=True)]
+    return top[chosen], judged[chosen][1], entries
+
+
+def _trained_by_rerank(space: HyperparameterSpace, setup: _Setup, candidate: Hyperparameters,
+                       rerank: Rerank) -> tuple[float, int]:
+    """A candidate trained anew by rerank's options on the training split: its validation metric, and the epochs
+    that brought it its kept weights."""
+    options = space.train_options(candidate, "nas.rerank.train", rerank.train)
+    handle = space.fresh_model(candidate, options.seed)
+    module = handle.torch_module()
+    epochs = train_model(module, space.data, options, setup.metric, lambda epoch, value: None,
+                         train_function=space.train_function)
+    return setup.evaluator.score(handle.with_module(module), "val"), epochs
 
 
 def _proxy_first(space: HyperparameterSpace, spec: NasSpec, data: DataBundle, seed: int) -> list[dict[str, Any]]:
@@ -362,16 +411,26 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def _retrain_epochs(values: dict[str, float | None]) -> int:
+    """The epochs that brought a measured candidate its kept weights: what its retrain on train+val repeats."""
+    return int(values.get("retrain_epochs") or 1)
+
+
 def epochs_trained(trials: list[TrialRecord]) -> int:
     """The compute a search spent: every epoch every trial trained."""
     return int(sum(r.values.get("epochs") or 0 for r in trials))
 
 
 def _best(trials: list[TrialRecord]) -> TrialRecord:
+    return _ranked(trials)[0]
+
+
+def _ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials within the ceilings, best first by their objectives."""
     finished = [r for r in trials if r.feasible and r.objectives is not None]
     if not finished:
         states = {s: sum(r.state == s for r in trials) for s in ("complete", "pruned", "failed")}
         raise NoTrialFinished(f"no trial finished within the constraints ({states['complete']} complete but over a "
                               f"ceiling, {states['pruned']} pruned, {states['failed']} failed)",
                               "loosen the ceilings, widen the space or raise search.trials")
-    return min(finished, key=lambda r: r.objectives)  # type: ignore[arg-type, return-value]
+    return sorted(finished, key=lambda r: r.objectives)  # type: ignore[arg-type, return-value]

@@ -221,8 +221,11 @@ class HyperparameterSpace:
                         raise ConfigError(f"{SECTION} tunes {param.key}, which {self.model.factory} does not take",
                                           f"its keywords: {', '.join(self._factory_parameters)}")
 
-    def train_options(self, candidate: Hyperparameters, where: str = "a trial's train options") -> TrainSpec:
-        return validate(TrainSpec, _merged(self.train.model_dump(), candidate.section("train")), where)
+    def train_options(self, candidate: Hyperparameters, where: str = "a trial's train options",
+                      overrides: Mapping[str, Any] | None = None) -> TrainSpec:
+        """The task's train options, the candidate's over them, and `overrides` (nas.rerank.train) over both."""
+        merged = _merged(self.train.model_dump(), candidate.section("train"))
+        return validate(TrainSpec, _merged(merged, overrides or {}), where)
 
     # -- what the study asks of a space -------------------------------------------------------------------------
     def sample(self, trial: optuna.Trial) -> Hyperparameters:
