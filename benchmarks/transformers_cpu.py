@@ -12,6 +12,7 @@ Run: python benchmarks/transformers_cpu.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -95,13 +96,14 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
                                                               ctx).with_runtime("openvino")
     bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, ctx) if get_pass("quantize.bf16").available() else None
     with tempfile.TemporaryDirectory() as out:
-        best = to.optimize(model=model, data=data, out=out, quiet=True, name="minilm", metric="cosine",
+        searched = to.optimize(model=model, data=data, out=out, quiet=True, name="minilm", metric="cosine",
                            objectives=["latency", "size"], constraints={"max_metric_drop": 0.01},
                            runtime={"threads": THREADS, "batch_sizes": [1, 32]},
                            search={"trials": 12 if quick else 20, "storage": "memory",
                                    "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic",
                                               "quantize.static", "quantize.nncf", "quantize.fp16",
-                                              "quantize.bf16", "quantize.embedding"]}).best
+                                              "quantize.bf16", "quantize.embedding"]})
+        best, trials = searched.best, search_trials(searched.run_dir / "report.json")
     rows = rows_for([
         handle_variant("torch FP32 (SDPA)", model, "baseline"),
         handle_variant("ONNX Runtime FP32", exported, "export.onnx"),
@@ -127,7 +129,16 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
         target("best size / the batch-32 reference peer's size", ours["size_bytes"] / peer_b32["size_bytes"], 1.0,
                "<="),
     ]
-    return {"rows": rows, "targets": targets}
+    return {"rows": rows, "targets": targets, "search_trials": trials}
+
+
+def search_trials(report: Path) -> list[dict[str, Any]]:
+    """What the search measured, a line per trial (the report is gone with the run's temporary folder): which
+    recipes it tried decides what the result can say about those it did not."""
+    return [{"number": t["number"], "recipe": " -> ".join(t["passes"]), "runtime": (t["recipe"] or {}).get("runtime"),
+             "state": t["state"], "metric": t["metric"], "p50_ms_b1": (t["latency_ms"] or {}).get("p50"),
+             "size_bytes": t["size_bytes"], "feasible": t["feasible"], "note": t["note"]}
+            for t in json.loads(report.read_text())["trials"]]
 
 
 def main() -> None:
@@ -143,7 +154,8 @@ def main() -> None:
         reference = next(r["variant"] for r in results["rows"] if r.get(f"reference_b{batch}"))
         print(f"reference at batch {batch}: {reference}")
     report_targets(results["targets"])
-    print(write_results("transformers_cpu", results["rows"], results["targets"]))
+    print(write_results("transformers_cpu", results["rows"], results["targets"],
+                        search_trials=results["search_trials"]))
 
 
 if __name__ == "__main__":
