@@ -90,10 +90,10 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     assert spec is not None  # tune_search refused a task without one
     study, trials = searching.run(quiet, debug)
     best = _best(trials)
-    final, test_metric = setup.final_model(space, space.at(best.params), _retrain_epochs(best.values))
+    epochs = _retrain_epochs(best.values)
+    final, test_metric = setup.final_model(space, space.at(best.params), epochs)
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
-    tuned = setup.write(study, space, best, final, test_metric, trials, _retrain_epochs(best.values),
-                        sampler=spec.sampler,
+    tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.sampler,
                         defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
