@@ -134,7 +134,7 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float, referen
             "paper_protocol_test_accuracy": paper, "reference_paper_protocol_test_accuracy": reference_paper,
             "params": params, "reference_params": reference_params,
             "latency_ms": chosen_latency, "reference_latency_ms": reference_latency, "dominates": dominates,
-            "reranked": result.reranked}
+            "reranked": result.reranked, "reference_rerank_metric": result.reference.get("rerank_metric")}
 
 
 def _save(name: str, minutes: float, mine: list[dict[str, Any]], todo: list[tuple[int, str]], sliced: bool,
