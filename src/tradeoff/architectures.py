@@ -65,7 +65,7 @@ class MLP(nn.Module):
         for width in widths:
             block = [nn.Linear(previous, width), *([nn.BatchNorm1d(width)] if norm == "batch" else []),
                      ACTIVATIONS[activation](), *([nn.Dropout(dropout)] if dropout else [])]
-            layers += [_Residual(nn.Sequential(*block))] if residual and previous == width else block
+            layers += [_Residual(nn.Sequential(*block))] if residual and residual_fits(previous, width) else block
             previous = width
         self.layers = nn.Sequential(*layers, nn.Linear(previous, classes))
 
@@ -83,10 +83,16 @@ class _ConvBlock(nn.Module):
         batch_norm = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
         self.body = nn.Sequential(conv(channels_in, channels_out, kernel, stride=stride, padding=padding),
                                   *([batch_norm(channels_out)] if norm == "batch" else []), ACTIVATIONS[activation]())
-        self.residual = residual and stride == 1 and channels_in == channels_out and kernel == 2 * padding + 1
+        self.residual = residual and residual_fits(channels_in, channels_out, kernel, stride, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x) if self.residual else self.body(x)
+
+
+def residual_fits(width_in: int, width_out: int, kernel: int = 1, stride: int = 1, padding: int = 0) -> bool:
+    """Whether a block (a linear layer: the defaults) gives its input's shape back, so a residual connection can
+    add the two; elsewhere `residual` changes nothing."""
+    return stride == 1 and width_in == width_out and kernel == 2 * padding + 1
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:

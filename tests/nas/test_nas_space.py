@@ -54,6 +54,20 @@ def test_every_family_builds_and_runs_on_the_data_it_is_sampled_for() -> None:
     assert all(a.build()(torch.zeros(2, 1, 8, 8)).shape == (2, 10) for _, a in images)
 
 
+def test_skip_connections_are_kept_only_where_a_block_can_take_one() -> None:
+    """A skip connection needs a block whose output has its input's shape; elsewhere it would change nothing, and
+    two such twins would be two candidates trained and measured alike (in the rerank's top five, twice)."""
+    spec = {"family": ["cnn", "mlp"], "cnn": {"depth": {"low": 1, "high": 3}, "width": [8, 16], "stride": [1, 2]},
+            "mlp": {"depth": {"low": 1, "high": 3}, "width": [16, 32]}}
+    sampled = _sampled(spec, 60)
+    for _, architecture in sampled:
+        module = architecture.build()
+        adds = any(getattr(m, "residual", False) or type(m).__name__ == "_Residual" for m in module.modules())
+        assert architecture.options["residual"] == adds
+    chose_skip = [a.options["residual"] for t, a in sampled if t.params.get(f"{t.params['family']}_skip")]
+    assert any(chose_skip) and not all(chose_skip)  # a skip where it fits, none where it does not
+
+
 def test_a_blocks_parameters_exist_exactly_when_the_depth_reaches_it() -> None:
     spec = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 4}, "width": [4, 8, 16], "kernel": [3, 5, 7],
                                      "stride": [1, 2], "activation": ["relu", "gelu"]}}

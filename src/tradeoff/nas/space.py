@@ -2,7 +2,9 @@
 
 A declarative space names, per family (mlp, cnn over 1-D signals or 2-D images, gru), the depth range and the
 choices for each block (width, kernel, stride) and for the whole network (activation, normalization, skip
-connections, dropout, pooling, head). Each block draws its own width, kernel and stride, so the parameters of
+connections, dropout, pooling, head). A skip connection is kept only where some block's output has its input's
+shape: elsewhere it changes nothing, and its twin without one is the same candidate, not a second one to train.
+Each block draws its own width, kernel and stride, so the parameters of
 block i exist only in trials whose depth exceeds i: names are stable (`depth`, `width_0`, `kernel_0`, ... and
 `family` when there are several, each family's own then prefixed `cnn_depth`, `gru_hidden`), which is what lets a
 sampler learn from earlier trials. A choice with one value is fixed, not searched.
@@ -15,6 +17,7 @@ through `user_architecture`) or `{"factory": ..., "options": {...}}`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ import optuna
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from torch import nn
 
-from tradeoff.architectures import Activation, Head, Norm
+from tradeoff.architectures import Activation, Head, Norm, residual_fits
 from tradeoff.errors import ConfigError
 from tradeoff.imports import import_object
 from tradeoff.model import build_module
@@ -199,10 +202,12 @@ class BlockSpace:
     def _mlp(self, suggest: _Suggest) -> dict[str, Any]:
         space = self.spec.mlp
         depth = suggest.depth(space.depth)
-        return {"input_shape": list(self.sample_shape),
-                "widths": [suggest.choice(f"width_{i}", space.width) for i in range(depth)],
+        widths = [suggest.choice(f"width_{i}", space.width) for i in range(depth)]
+        widths_in = [math.prod(self.sample_shape), *widths[:-1]]
+        fits = any(residual_fits(w_in, w) for w_in, w in zip(widths_in, widths, strict=True))
+        return {"input_shape": list(self.sample_shape), "widths": widths,
                 "activation": suggest.choice("activation", space.activation),
-                "norm": suggest.choice("norm", space.norm), "residual": suggest.choice("skip", space.skip),
+                "norm": suggest.choice("norm", space.norm), "residual": suggest.choice("skip", space.skip) and fits,
                 "dropout": suggest.dropout(space.dropout)}
 
     def _cnn(self, suggest: _Suggest) -> dict[str, Any]:
@@ -210,11 +215,14 @@ class BlockSpace:
         depth = suggest.depth(space.depth)
         blocks = [(suggest.choice(f"width_{i}", space.width), suggest.choice(f"kernel_{i}", space.kernel),
                    suggest.choice(f"stride_{i}", space.stride)) for i in range(depth)]
-        return {"input_shape": [1, *shape] if len(shape) < 3 else shape,
+        input_shape = [1, *shape] if len(shape) < 3 else shape
+        channels_in = [input_shape[0], *(width for width, _, _ in blocks[:-1])]
+        fits = any(residual_fits(c, w, k, s, k // 2) for c, (w, k, s) in zip(channels_in, blocks, strict=True))
+        return {"input_shape": input_shape,
                 "channels": [width for width, _, _ in blocks], "kernel": [kernel for _, kernel, _ in blocks],
                 "stride": [stride for _, _, stride in blocks],
                 "activation": suggest.choice("activation", space.activation),
-                "norm": suggest.choice("norm", space.norm), "residual": suggest.choice("skip", space.skip),
+                "norm": suggest.choice("norm", space.norm), "residual": suggest.choice("skip", space.skip) and fits,
                 "pool": suggest.choice("pool", space.pool), "head": suggest.choice("head", space.head),
                 "dropout": suggest.dropout(space.dropout)}
 
