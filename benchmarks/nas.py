@@ -10,10 +10,10 @@ The search trains briefly (the protocol below, with early stopping on validation
 best of those is chosen (the short protocol alone picked, on seed 1, CNNs 1-2 points behind the paper's once
 trained long; `--rerank 0` is that earlier protocol, whose rows are in nas.json; reranked rows go to
 nas_rerank.json). Its test figures are the chosen architecture and the reference each trained on train+val by the
-rerank protocol. Dominance is judged after both
-are trained as the paper trains its models, the figure its 94% comes from (Adam at 1e-2, batch 100, 6,000 steps,
-on the 4,000 samples of train+val; the paper's split has 4,000 for training), and their latencies timed in
-interleaved rounds in this process, at batch 1 on torch with one thread.
+rerank protocol. Dominance is judged after both are trained as the paper trains its models, the figure its 94%
+comes from (Adam at 1e-2, batch 100, 6,000 steps, on the 4,000 samples of train+val; the paper's split has 4,000
+for training), and their latencies timed in interleaved rounds in this process, at batch 1 on torch with one
+thread.
 
     python benchmarks/nas.py [--quick] [--minutes M] [--rerank K] [--strategy S ...] [--seed N ...]
 
@@ -205,8 +205,7 @@ def main() -> None:
             for strategy in [s for s in STRATEGIES if (seed, s) in todo]:
                 started = time.monotonic()
                 result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings, arguments.rerank),
-                                out=Path(tmp) / "runs",
-                                quiet=True)
+                                out=Path(tmp) / "runs", quiet=True)
                 row = _row(strategy, seed, result, time.monotonic() - started, reference_paper)
                 mine.append({**row, "minutes": minutes, "cpu": cpu_named})
                 print(f"  {strategy} seed {seed}: {row['architecture']} test {row['test_accuracy']:.3f} "
