@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import Constraints, NasSpec, Rerank, Settings, Task, TrainedSearch, TuneSpec
+from tradeoff.config import Constraints, NasSpec, Rerank, Settings, Task, TrainedSearch, TrainSpec, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle, Split
 from tradeoff.env import collect_env
@@ -112,14 +112,14 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     setup, space, spec = searching.setup, searching.space, given.settings.nas
     assert spec is not None
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
-    reference, reference_model = _reference(space, given, setup, spec.rerank) if given.model.factory else (None, None)
+    reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
     study, trials = searching.run(quiet, debug)
     best = _best(trials)
     epochs = _retrain_epochs(best.values)
     reranked: list[dict[str, Any]] = []
     if spec.rerank is not None:
         best, epochs, reranked = _reranked(space, setup, trials, spec.rerank, quiet)
-    final, test_metric = setup.final_model(space, space.at(best.params), epochs, spec.rerank)
+    final, test_metric = setup.final_model(space, space.at(best.params), epochs)
     points = {r.number: _cost_point(r.values, setup.first_batch, setup.metric) for r in trials if r.feasible}
     front = pareto_front(points)
     if reference is not None:
@@ -259,11 +259,20 @@ class _Setup:
                      dominated=dominance_rule(self.spec.pruner_name)).run()
         return study, [r for r in records(study) if r.counted]
 
-    def final_model(self, space: HyperparameterSpace, candidate: Hyperparameters, epochs: int,
-                    rerank: Rerank | None = None) -> tuple[ModelHandle, float]:
-        """The chosen candidate trained again on train+val for `epochs` (by rerank's options where it reranked), and
-        its test metric: the one reading of test."""
-        final = retrained(space, candidate, epochs, self.metric, rerank.train if rerank else None)
+    @property
+    def rerank(self) -> Rerank | None:
+        return self.spec.rerank if isinstance(self.spec, NasSpec) else None
+
+    def final_options(self, space: HyperparameterSpace, candidate: Hyperparameters) -> TrainSpec:
+        """How the chosen candidate trains on train+val: its train options, the rerank's over them where the search
+        reranks."""
+        return space.train_options(candidate, overrides=self.rerank.train if self.rerank else None)
+
+    def final_model(self, space: HyperparameterSpace, candidate: Hyperparameters,
+                    epochs: int) -> tuple[ModelHandle, float]:
+        """The chosen candidate trained again on train+val for `epochs` by `final_options`, and its test metric:
+        the one reading of test."""
+        final = retrained(space, candidate, self.final_options(space, candidate), epochs, self.metric)
         return final, self.evaluator.score(final, "test")
 
     def write(self, study: optuna.Study, space: HyperparameterSpace, best: TrialRecord, final: ModelHandle,
@@ -295,32 +304,33 @@ class _Setup:
         record["name"] = f"{self.given.settings.name}-{self.kind}"
         record["model"] = {"source": "torch", "factory": final.factory, "options": final.factory_options,
                            "weights": str(weights.resolve())}
-        rerank = self.spec.rerank if isinstance(self.spec, NasSpec) else None
-        record["train"] = space.train_options(space.at(best.params), overrides=rerank.train if rerank else None
-                                              ).model_dump(mode="json")
+        record["train"] = self.final_options(space, space.at(best.params)).model_dump(mode="json")
         path = run_dir.root / ("tuned.yaml" if self.kind == "tune" else f"{self.kind}.yaml")
         write_yaml(path, record)
         return path
 
 
-def retrained(space: HyperparameterSpace, candidate: Hyperparameters, epochs: int, metric: Metric,
-              overrides: dict[str, Any] | None = None) -> ModelHandle:
-    """A candidate trained again, from the same initial weights, on train+val for `epochs` (as many as brought its
-    trial its kept weights), by its train options with `overrides` over them: validation has decided, so it may now
-    teach."""
-    options = space.train_options(candidate, overrides=overrides).model_copy(
-        update={"epochs": epochs, "early_stopping": None, "warmup_epochs": 0.0})
-    handle = space.fresh_model(candidate, options.seed)
-    module = handle.torch_module()
+def retrained(space: HyperparameterSpace, candidate: Hyperparameters, options: TrainSpec, epochs: int,
+              metric: Metric) -> ModelHandle:
+    """A candidate trained again, from the same initial weights, on train+val by `options` for `epochs` (as many as
+    brought its trial its kept weights): validation has decided, so it may now teach."""
     data = space.data
     both = Split(np.concatenate([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y]))
-    train_model(module, replace(data, train=both), options, metric, lambda epoch, value: None,
-                train_function=space.train_function)
-    return handle.with_module(module)
+    options = options.model_copy(update={"epochs": epochs, "early_stopping": None, "warmup_epochs": 0.0})
+    return _trained_anew(space, candidate, options, replace(data, train=both), metric)[0]
 
 
-def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup,
-               rerank: Rerank | None) -> tuple[dict[str, Any], ModelHandle]:
+def _trained_anew(space: HyperparameterSpace, candidate: Hyperparameters, options: TrainSpec, data: DataBundle,
+                  metric: Metric) -> tuple[ModelHandle, int]:
+    """The candidate built from `options.seed` and trained by `options` on `data`'s training split, with the epochs
+    that brought it its kept weights."""
+    handle = space.fresh_model(candidate, options.seed)
+    module = handle.torch_module()
+    epochs = train_model(module, data, options, metric, lambda epoch, value: None, train_function=space.train_function)
+    return handle.with_module(module), epochs
+
+
+def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tuple[dict[str, Any], ModelHandle]:
     """The task's own model, trained and measured as every trial is (never pruned), trained by rerank's options
     where the search reranks, then trained on train+val as the chosen one is and scored on test once: what an
     architecture search has to beat."""
@@ -328,9 +338,9 @@ def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup,
     candidate = Hyperparameters({}, Architecture(given.model.factory, given.model.factory_options))
     measured = space.measure(space.build(candidate, setup.ctx, bounded=False))
     epochs, said = _retrain_epochs(measured.values), {}
-    if rerank is not None:
-        said["rerank_metric"], epochs = _trained_by_rerank(space, setup, candidate, rerank)
-    final, test_metric = setup.final_model(space, candidate, epochs, rerank)
+    if setup.rerank is not None:
+        said["rerank_metric"], epochs = _trained_by_rerank(space, setup, candidate, setup.rerank)
+    final, test_metric = setup.final_model(space, candidate, epochs)
     return {"model": candidate.architecture.model_section(),  # type: ignore[union-attr]
             "values": measured.values, **said, "test_metric": test_metric}, final
 
@@ -358,11 +368,8 @@ def _trained_by_rerank(space: HyperparameterSpace, setup: _Setup, candidate: Hyp
     """A candidate trained anew by rerank's options on the training split: its validation metric, and the epochs
     that brought it its kept weights."""
     options = space.train_options(candidate, "nas.rerank.train", rerank.train)
-    handle = space.fresh_model(candidate, options.seed)
-    module = handle.torch_module()
-    epochs = train_model(module, space.data, options, setup.metric, lambda epoch, value: None,
-                         train_function=space.train_function)
-    return setup.evaluator.score(handle.with_module(module), "val"), epochs
+    trained, epochs = _trained_anew(space, candidate, options, space.data, setup.metric)
+    return setup.evaluator.score(trained, "val"), epochs
 
 
 def _proxy_first(space: HyperparameterSpace, spec: NasSpec, data: DataBundle, seed: int) -> list[dict[str, Any]]:
