@@ -127,7 +127,7 @@ def distillation(seeds: int, epochs: int, teacher_epochs: int) -> tuple[list[dic
 
 def _tenth(data: DataBundle, seed: int) -> DataBundle:
     keep = np.random.default_rng(seed).permutation(len(data.train))[: len(data.train) // 10]
-    return replace(data, train=Split(data.train.x[keep], data.train.y[keep]))
+    return replace(data, train=data.train.take(keep))
 
 
 AUGMENT_GRID: dict[str, dict[str, Any]] = {

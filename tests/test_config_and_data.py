@@ -113,3 +113,18 @@ def test_fine_tuning_holdout_is_cut_from_train_and_never_touches_validation(digi
     train_rows = {r.tobytes() for r in digits.train.x}
     assert all(r.tobytes() in train_rows for r in holdout.x)
     assert sum(r.tobytes() in val_rows for r in holdout.x) <= 2  # only digits that occur twice in the data
+
+
+def test_cross_validation_holds_out_each_sample_of_train_and_val_once_and_never_test(digits) -> None:
+    def rows(*splits: to.data.Split) -> list[bytes]:
+        return sorted(r.tobytes() + bytes([int(label)]) for split in splits for r, label in zip(split.x, split.y,
+                                                                                                strict=True))
+
+    folds = digits.cross_validation(3, seed=0)
+    both = rows(digits.train, digits.val)
+    assert rows(*(fold.val for fold in folds)) == both  # each sample held out exactly once
+    assert all(rows(fold.train, fold.val) == both for fold in folds)  # trained on all the others
+    assert all(fold.test is digits.test for fold in folds)
+    assert max(len(f.val) for f in folds) - min(len(f.val) for f in folds) <= 1
+    assert rows(digits.cross_validation(3, seed=0)[0].val) == rows(folds[0].val)  # seeded
+    assert rows(digits.cross_validation(3, seed=1)[0].val) != rows(folds[0].val)

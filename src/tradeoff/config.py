@@ -296,10 +296,13 @@ class Rerank(StrictModel):
     their long training does (on MNIST-1D, picks best on validation after 30 epochs lost 1.8 points to the paper's
     CNN once both trained 6,000 steps), so the `top` best trials are trained again by `train` (options over the
     task's train:, for example a longer schedule) on the training split and judged on validation; the best of them
-    is chosen, and the final model is trained so on train+val."""
+    is chosen, and the final model is trained so on train+val. Validation may be too small to rank by (500
+    samples carry about a point of accuracy noise, as much as the gaps between the best): `folds` judges each by
+    cross-validation over train+val instead, at `folds` trainings each."""
 
     top: int = Field(default=3, ge=2)
     train: dict[str, Any] = Field(default_factory=dict)
+    folds: int | None = Field(default=None, ge=2)
 
 
 class NasSpec(TrainedSearch):

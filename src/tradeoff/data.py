@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def take(self, indices: np.ndarray) -> Split:
+        return Split(self.x[indices], self.y[indices])
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(self.x), batch_size):
@@ -53,12 +56,27 @@ class DataBundle:
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    def train_and_val(self) -> Split:
+        """Train and validation as one split: where validation has decided and may now teach."""
+        return Split(np.concatenate([self.train.x, self.val.x]), np.concatenate([self.train.y, self.val.y]))
+
+    def cross_validation(self, folds: int, seed: int) -> list[DataBundle]:
+        """Train+val cut at random (seeded) into `folds` held-out parts: one bundle per part, which holds it out as
+        its validation split and trains on the rest (test untouched). A judge over all of train+val instead of
+        one validation split, where one split is too small to rank by."""
+        both = self.train_and_val()
+        parts = np.array_split(np.random.default_rng(seed).permutation(len(both)), folds)
+        bundles = []
+        for index, held in enumerate(parts):
+            kept = np.sort(np.concatenate([part for other, part in enumerate(parts) if other != index]))
+            bundles.append(replace(self, train=both.take(kept), val=both.take(np.sort(held))))
+        return bundles
+
     def train_holdout(self, fraction: float = 0.1) -> tuple[Split, Split]:
         """The training split cut in two (seeded): fitting data and a holdout for early stopping."""
         order = np.random.default_rng(self.spec.seed).permutation(len(self.train))
         cut = max(1, int(round(fraction * len(order))))
-        held, kept = np.sort(order[:cut]), np.sort(order[cut:])
-        return Split(self.train.x[kept], self.train.y[kept]), Split(self.train.x[held], self.train.y[held])
+        return self.train.take(np.sort(order[cut:])), self.train.take(np.sort(order[:cut]))
 
     def calibration(self) -> np.ndarray:
         """A seeded subset of the training split: quantizers calibrate on data the evaluation never sees."""

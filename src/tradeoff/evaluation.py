@@ -100,6 +100,7 @@ class Evaluator:
                  batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None,
                  runtime_batches: tuple[int, ...] | None = None) -> None:
         self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
+        self.baseline = baseline
         self.runtime_batches = runtime_batches or batch_sizes[:1]  # where with_fastest_runtime times each runtime
         self.cost = cost or CostSpec()
         if metric.needs_labels and not data.labelled:
@@ -130,6 +131,13 @@ class Evaluator:
 
     def score(self, model: ModelHandle, split: str) -> float:
         return self.metric(self.outputs(model, split), self._splits()[split].y, self.reference[split])
+
+    def score_on(self, model: ModelHandle, split: Split) -> float:
+        """The metric on a split the evaluator does not hold (a cross-validation fold), against the baseline's
+        outputs on that split."""
+        outputs, reference = (self._finite(predict(runtime_for(m).load(m, self.threads), split), "held-out")
+                              for m in (model, self.baseline))
+        return self.metric(outputs, split.y, reference)
 
     def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S) -> dict[int, Latency]:
         """Latency at each of the task's batch sizes, on real inputs from `split`."""

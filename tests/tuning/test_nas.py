@@ -140,9 +140,25 @@ def test_rerank_trains_the_best_trials_longer_and_chooses_by_that(tmp_path: Path
     assert "Rerank: the best trials" in (result.run_dir / "report.html").read_text()
 
 
+def test_rerank_by_folds_judges_each_trial_on_every_fold_of_train_and_val(tmp_path: Path) -> None:
+    """Where validation is too small to rank by, each reranked trial (and the reference) is trained once per fold
+    of train+val and judged by the mean of the folds it did not train on."""
+    rerank = {"top": 2, "folds": 3, "train": {"epochs": 2, "early_stopping": None}}
+    result = to.nas(_task(tmp_path, 3, {"strategy": "random", "rerank": rerank}, epochs=1), out=tmp_path / "runs",
+                    quiet=True)
+    summary = json.loads((result.run_dir / "nas.json").read_text())
+    for judged in [*result.reranked, {"metric": summary["reference"]["rerank_metric"],
+                                      "folds": summary["reference"]["rerank_folds"]}]:
+        assert len(judged["folds"]) == 3 and judged["metric"] == pytest.approx(sum(judged["folds"]) / 3)
+        assert all(0.0 < fold <= 1.0 for fold in judged["folds"])
+    assert result.trial == max(result.reranked, key=lambda r: r["metric"])["trial"]
+    assert "the mean of 3 cross-validation folds of train+val" in (result.run_dir / "report.html").read_text()
+
+
 @pytest.mark.parametrize(("nas", "said"), [
     ({"objectives": ["latency", "metric"], "rerank": {}}, "metric must be the first of objectives"),
     ({"rerank": {"train": {"epoch": 3}}}, "nas.rerank.train"),
+    ({"rerank": {"folds": 10_000}}, "nas.rerank.folds 10000 leaves fewer than 2 samples per fold"),
 ])
 def test_a_rerank_that_cannot_run_is_refused_before_the_search(tmp_path: Path, nas: dict[str, Any], said: str) -> None:
     with pytest.raises(ConfigError, match=said):

@@ -109,7 +109,7 @@ def _holdout_check(ctx: Context) -> tuple[Split, Callable[[onnx.ModelProto, Iter
             loaded.clear()
             loaded[id(graph)] = OnnxRuntime().load(ModelHandle(onnx_bytes=graph.SerializeToString()), ctx.threads)
         index = np.fromiter(rows, dtype=np.int64)
-        outputs = predict(loaded[id(graph)], Split(holdout.x[index], holdout.y[index]))
+        outputs = predict(loaded[id(graph)], holdout.take(index))
         sign = 1.0 if metric.higher_is_better else -1.0
         score = sign * metric(outputs, holdout.y[index], reference[index])
         return score, row_cosines(outputs, reference[index]).tolist()

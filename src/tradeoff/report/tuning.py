@@ -107,13 +107,16 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
                 f"{escape(beaten)}.</p>")
     rerank = ""
     if summary.get("reranked"):
-        name = summary["metric"]["name"]
-        rows = [[str(r["trial"]), fixed(r["search_metric"]), fixed(r["metric"]), str(r["epochs"]),
+        name, folds = summary["metric"]["name"], "folds" in summary["reranked"][0]
+        judged = (f"the mean of {len(summary['reranked'][0]['folds'])} cross-validation folds of train+val" if folds
+                  else "validation")
+        rows = [[str(r["trial"]), fixed(r["search_metric"]), fixed(r["metric"]),
+                 *([f"{min(r['folds']):.4f} to {max(r['folds']):.4f}"] if folds else []), str(r["epochs"]),
                  _architecture(by_number[r["trial"]]["params"])] for r in summary["reranked"]]
         rerank = (f"<h2>Rerank: the best trials trained again by the longer options</h2>\n<p>The chosen trial is the "
-                  f"best of these by {escape(name)} on validation after the longer training.</p>\n"
-                  + html_table(["trial", f"{name} (search)", f"{name} (rerank)", "epochs kept", "architecture"],
-                               rows, (0, 1, 2, 3), "rerank"))
+                  f"best of these by {escape(name)} on {judged} after the longer training.</p>\n"
+                  + html_table(["trial", f"{name} (search)", f"{name} (rerank)", *(["folds"] if folds else []),
+                                "epochs kept", "architecture"], rows, (0, 1, 2, 3, *((4,) if folds else ())), "rerank"))
     return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}\n{rerank}"
 
 

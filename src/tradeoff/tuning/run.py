@@ -24,7 +24,7 @@ from safetensors.torch import save
 
 from tradeoff.config import Constraints, NasSpec, Rerank, Settings, Task, TrainedSearch, TrainSpec, TuneSpec
 from tradeoff.context import Context
-from tradeoff.data import DataBundle, Split
+from tradeoff.data import DataBundle
 from tradeoff.env import collect_env
 from tradeoff.errors import ConfigError, ModelError, TradeoffError
 from tradeoff.evaluation import Evaluator
@@ -175,6 +175,10 @@ def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searchi
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
     if spec.rerank is not None:  # a wrong option fails now, not after the search
         space.train_options(Hyperparameters({}), "nas.rerank.train", spec.rerank.train)
+        samples = len(given.data.train) + len(given.data.val)
+        if spec.rerank.folds is not None and spec.rerank.folds > samples // 2:
+            raise ConfigError(f"nas.rerank.folds {spec.rerank.folds} leaves fewer than 2 samples per fold of the "
+                              f"{samples} in train+val", "use fewer folds, or none (validation judges)")
     sampler = sampler_for(spec.strategy, sampler_seed(setup.settings), space, len(spec.objectives),
                           given.search_dirs, population=spec.population, tournament=spec.tournament)
     return Searching(setup, space, sampler, given.settings.train.epochs)
@@ -314,10 +318,8 @@ def retrained(space: HyperparameterSpace, candidate: Hyperparameters, options: T
               metric: Metric) -> ModelHandle:
     """A candidate trained again, from the same initial weights, on train+val by `options` for `epochs` (as many as
     brought its trial its kept weights): validation has decided, so it may now teach."""
-    data = space.data
-    both = Split(np.concatenate([data.train.x, data.val.x]), np.concatenate([data.train.y, data.val.y]))
     options = options.model_copy(update={"epochs": epochs, "early_stopping": None, "warmup_epochs": 0.0})
-    return _trained_anew(space, candidate, options, replace(data, train=both), metric)[0]
+    return _trained_anew(space, candidate, options, replace(space.data, train=space.data.train_and_val()), metric)[0]
 
 
 def _trained_anew(space: HyperparameterSpace, candidate: Hyperparameters, options: TrainSpec, data: DataBundle,
@@ -339,7 +341,8 @@ def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tup
     measured = space.measure(space.build(candidate, setup.ctx, bounded=False))
     epochs, said = _retrain_epochs(measured.values), {}
     if setup.rerank is not None:
-        said["rerank_metric"], epochs = _trained_by_rerank(space, setup, candidate, setup.rerank)
+        judged, epochs = _trained_by_rerank(space, setup, candidate, setup.rerank)
+        said = {f"rerank_{key}": value for key, value in judged.items()}
     final, test_metric = setup.final_model(space, candidate, epochs)
     return {"model": candidate.architecture.model_section(),  # type: ignore[union-attr]
             "values": measured.values, **said, "test_metric": test_metric}, final
@@ -351,25 +354,33 @@ def _reranked(space: HyperparameterSpace, setup: _Setup, trials: list[TrialRecor
     by rerank's options and judged on validation: the best of them (the search's order breaks ties), the epochs to
     train it for on train+val, and each one's figures."""
     top = _ranked(trials)[: rerank.top]
-    judged: list[tuple[float, int]] = []
+    judged: list[tuple[dict[str, Any], int]] = []
     with step_progress("rerank", len(top), quiet) as advance:
         for record in top:
             judged.append(_trained_by_rerank(space, setup, space.at(record.params), rerank))
-            advance(f"trial {record.number}: {setup.metric.name} {judged[-1][0]:.4f}")
+            advance(f"trial {record.number}: {setup.metric.name} {judged[-1][0]['metric']:.4f}")
     sign = 1 if setup.metric.higher_is_better else -1
-    chosen = max(range(len(top)), key=lambda i: (sign * judged[i][0], -i))
-    entries = [{"trial": record.number, "search_metric": record.values.get("metric"), "metric": metric,
-                "epochs": epochs} for record, (metric, epochs) in zip(top, judged, strict=True)]
+    chosen = max(range(len(top)), key=lambda i: (sign * judged[i][0]["metric"], -i))
+    entries = [{"trial": record.number, "search_metric": record.values.get("metric"), **figures, "epochs": epochs}
+               for record, (figures, epochs) in zip(top, judged, strict=True)]
     return top[chosen], judged[chosen][1], entries
 
 
 def _trained_by_rerank(space: HyperparameterSpace, setup: _Setup, candidate: Hyperparameters,
-                       rerank: Rerank) -> tuple[float, int]:
-    """A candidate trained anew by rerank's options on the training split: its validation metric, and the epochs
-    that brought it its kept weights."""
+                       rerank: Rerank) -> tuple[dict[str, Any], int]:
+    """A candidate trained anew by rerank's options and judged on held-out data: on validation after training on the
+    training split, or with `rerank.folds` on each fold of train+val after training on the others (their mean and
+    each fold's metric). With the epochs that brought it its kept weights (the folds' mean)."""
     options = space.train_options(candidate, "nas.rerank.train", rerank.train)
-    trained, epochs = _trained_anew(space, candidate, options, space.data, setup.metric)
-    return setup.evaluator.score(trained, "val"), epochs
+    if rerank.folds is None:
+        trained, epochs = _trained_anew(space, candidate, options, space.data, setup.metric)
+        return {"metric": setup.evaluator.score(trained, "val")}, epochs
+    folds, epochs_kept = [], []
+    for data in space.data.cross_validation(rerank.folds, options.seed):
+        trained, epochs = _trained_anew(space, candidate, options, data, setup.metric)
+        folds.append(setup.evaluator.score_on(trained, data.val))
+        epochs_kept.append(epochs)
+    return {"metric": float(np.mean(folds)), "folds": folds}, round(float(np.mean(epochs_kept)))
 
 
 def _proxy_first(space: HyperparameterSpace, spec: NasSpec, data: DataBundle, seed: int) -> list[dict[str, Any]]:
