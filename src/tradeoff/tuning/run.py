@@ -351,8 +351,8 @@ def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tup
 def _reranked(space: HyperparameterSpace, setup: _Setup, trials: list[TrialRecord], rerank: Rerank,
               quiet: bool) -> tuple[TrialRecord, int, list[dict[str, Any]]]:
     """The `rerank.top` best trials (each a distinct candidate: the study closes a repeat unmeasured) trained again
-    by rerank's options and judged on validation: the best of them (the search's order breaks ties), the epochs to
-    train it for on train+val, and each one's figures."""
+    by rerank's options and judged on held-out data (validation, or folds of train+val): the best of them (the
+    search's order breaks ties), the epochs to train it for on train+val, and each one's figures."""
     top = _ranked(trials)[: rerank.top]
     judged: list[tuple[dict[str, Any], int]] = []
     with step_progress("rerank", len(top), quiet) as advance:
