@@ -126,8 +126,10 @@ class Evaluator:
         return outputs
 
     def outputs(self, model: ModelHandle, split: str) -> np.ndarray:
-        run = runtime_for(model).load(model, self.threads)
-        return self._finite(predict(run, self._splits()[split]), split)
+        return self._outputs_on(model, self._splits()[split], split)
+
+    def _outputs_on(self, model: ModelHandle, split: Split, name: str) -> np.ndarray:
+        return self._finite(predict(runtime_for(model).load(model, self.threads), split), name)
 
     def score(self, model: ModelHandle, split: str) -> float:
         return self.metric(self.outputs(model, split), self._splits()[split].y, self.reference[split])
@@ -135,9 +137,8 @@ class Evaluator:
     def score_on(self, model: ModelHandle, split: Split) -> float:
         """The metric on a split the evaluator does not hold (a cross-validation fold), against the baseline's
         outputs on that split."""
-        outputs, reference = (self._finite(predict(runtime_for(m).load(m, self.threads), split), "held-out")
-                              for m in (model, self.baseline))
-        return self.metric(outputs, split.y, reference)
+        return self.metric(self._outputs_on(model, split, "held-out"), split.y,
+                           self._outputs_on(self.baseline, split, "held-out"))
 
     def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S) -> dict[int, Latency]:
         """Latency at each of the task's batch sizes, on real inputs from `split`."""
