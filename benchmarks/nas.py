@@ -3,8 +3,9 @@ architecture that dominates it (higher test accuracy, no more parameters, no mor
 
 The reference is the MNIST-1D paper's CNN (Greydanus 2020: three stride-2 convolutions of 25 channels, kernels 5,
 3, 3, then a linear layer; 5,210 parameters). Every strategy (random, regularized evolution, TPE, REINFORCE) runs
-`to.nas` with the same space, training protocol and time budget; its size and latency ceilings are the
-reference's own, measured first, so a candidate larger or slower than the reference is pruned before training.
+`to.nas` with the same space, training protocol and time budget; its ceilings are the reference's own: its
+parameter count, and a latency ratio of 1 to it (each candidate timed in rounds interleaved with the reference, the
+task's model), so a candidate with more parameters or slower than the reference is pruned before training.
 The search trains briefly (the protocol below, with early stopping on validation), then reranks: its best
 `--rerank` trials (default 5) are trained again by the paper's protocol on train and judged on validation, and the
 best of those is chosen (the short protocol alone picked, on seed 1, CNNs 1-2 points behind the paper's once
@@ -59,7 +60,7 @@ from tradeoff.config import TrainSpec  # noqa: E402
 from tradeoff.data import mnist1d  # noqa: E402
 from tradeoff.env import collect_env  # noqa: E402
 from tradeoff.evaluation import Evaluator  # noqa: E402
-from tradeoff.measure import artifact_size, count_parameters  # noqa: E402
+from tradeoff.measure import count_parameters  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
 from tradeoff.model import ModelHandle  # noqa: E402
 from tradeoff.nas.space import Architecture  # noqa: E402
@@ -78,18 +79,15 @@ TRAIN = {"epochs": 30, "batch_size": 100, "lr": 0.01, "schedule": "cosine",
          "early_stopping": {"monitor": "metric", "patience": 5, "split": "val"}}
 PAPER_STEPS, PAPER_BATCH = 6000, 100  # the paper's protocol: Adam at 1e-2, batch 100, 6,000 steps, no schedule
 JUDGE_SEEDS = (0, 1, 2, 3, 4)  # training seeds of the judge, the same for every architecture (about 14 s each)
-# out of each search's budget (a quarter at most): the rerank's trainings by the paper's protocol, about 14 s each
-# on one core here
-TRAINING_S = 15
+# out of each search's budget (a quarter at most): the rerank's trainings by the paper's protocol (the reranked trials
+# and the reference, on each fold, then the chosen one and the reference on train+val), about 14 s each on one core
+# here while the other core trains too
+TRAINING_S = 18
 
 
-def _ceilings(threads: int) -> dict[str, float]:
-    """The reference's size and latency on this machine: what a candidate may not exceed."""
-    data = mnist1d()
-    handle = ModelHandle(module=mnist1d_paper_cnn().eval())
-    evaluator = Evaluator(handle, data, get_metric("accuracy"), threads, (1,), "torch")
-    latency = evaluator.interleaved_latency([handle], "val")[0][1].p50_ms
-    return {"max_size_bytes": artifact_size(handle).bytes, "max_latency_ms": latency}
+def _ceilings() -> dict[str, float]:
+    """What a candidate may not exceed: the reference's parameters, and its latency as timed beside each candidate."""
+    return {"max_params": count_parameters(ModelHandle(module=mnist1d_paper_cnn()))[0], "max_latency_ratio": 1.0}
 
 
 def _paper_train(samples: int) -> dict[str, Any]:
@@ -101,7 +99,7 @@ def _paper_train(samples: int) -> dict[str, Any]:
 def _task(folder: Path, strategy: str, seed: int, minutes: float, ceilings: dict[str, float], rerank: int,
           folds: int) -> Path:
     trained = len(mnist1d().train) if not folds else len(mnist1d().train_and_val()) * (folds - 1) // folds
-    reserve = min(TRAINING_S * rerank * max(folds, 1), minutes * 15)
+    reserve = min(TRAINING_S * ((rerank + 1) * max(folds, 1) + 2) if rerank else 0, minutes * 15)
     raw = {"name": f"nas-{strategy}-{seed}",
            "model": {"source": "torch", "factory": REFERENCE},
            "data": {"source": "builtin", "name": "mnist1d"}, "runtime": {"threads": 1, "target": "torch"},
@@ -175,17 +173,19 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float) -> dict
     return {**row, **_judge(row)}
 
 
-def _save(name: str, minutes: float, mine: list[dict[str, Any]], todo: list[tuple[int, str]], sliced: bool,
-          seeds: list[int]) -> list[dict[str, Any]]:
+def _save(name: str, minutes: float, ceilings: dict[str, float], mine: list[dict[str, Any]],
+          todo: list[tuple[int, str]], sliced: bool, seeds: list[int]) -> list[dict[str, Any]]:
     """Writes this run's rows and returns all rows. A full run is long, so it may run a slice at a time (`--strategy`,
-    `--seed`), slices side by side included: a slice's rows join those the others of the same budget wrote by now,
+    `--seed`), slices side by side included: a slice's rows join those the others of the same budget and ceilings
+    wrote by now (rows of other ceilings are dropped: git history keeps them),
     re-read under a lock so that two slices finishing together both keep theirs."""
     path = RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         others = json.loads(path.read_text())["rows"] if sliced and path.exists() else []
-        rows = [r for r in others if r.get("minutes") == minutes and (r["seed"], r["strategy"]) not in todo] + mine
+        rows = [r for r in others if r.get("minutes") == minutes and r.get("ceilings") == ceilings
+                  and (r["seed"], r["strategy"]) not in todo] + mine
         rows.sort(key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
         write_results(name, rows, _targets(rows, seeds))
     return rows
@@ -254,8 +254,8 @@ def main() -> None:
     sliced = bool(arguments.strategy or arguments.seed)
     todo = [(seed, strategy) for seed in (arguments.seed or seeds) for strategy in (arguments.strategy or STRATEGIES)]
     mine: list[dict[str, Any]] = []
-    ceilings = _ceilings(threads=1)
-    print(f"reference ceilings: {ceilings['max_size_bytes']} bytes, {ceilings['max_latency_ms']:.4f} ms", flush=True)
+    ceilings = _ceilings()
+    print(f"ceilings: {ceilings}", flush=True)
     cpu = collect_env()["cpu"]
     cpu_named = f"{cpu['model']} ({', '.join(flag for flag, present in cpu['flags'].items() if present)})"
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,13 +264,13 @@ def main() -> None:
             result = to.nas(_task(Path(tmp), strategy, seed, minutes, ceilings, arguments.rerank, arguments.folds),
                             out=Path(tmp) / "runs", quiet=True)
             row = _row(strategy, seed, result, time.monotonic() - started)
-            mine.append({**row, "minutes": minutes, "cpu": cpu_named})
+            mine.append({**row, "minutes": minutes, "ceilings": ceilings, "cpu": cpu_named})
             print(f"  {strategy} seed {seed}: {row['architecture']} test {row['test_accuracy']:.3f} "
                   f"(reference {row['reference_test_accuracy']:.3f}); paper protocol, mean of "
                   f"{len(JUDGE_SEEDS)} seeds {row['paper_protocol_test_accuracy']:.3f} (reference "
                   f"{row['reference_paper_protocol_test_accuracy']:.3f}), dominates: {row['dominates']}", flush=True)
-            _save(name, minutes, mine, todo, sliced, seeds)  # a slice killed later keeps what finished
-    rows = _save(name, minutes, mine, todo, sliced, seeds)
+            _save(name, minutes, ceilings, mine, todo, sliced, seeds)  # a slice killed later keeps what finished
+    rows = _save(name, minutes, ceilings, mine, todo, sliced, seeds)
     _print_table(rows)
     report_targets(_targets(rows, seeds))
     if missing := [f"{s} seed {n}" for n in seeds for s in STRATEGIES

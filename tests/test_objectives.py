@@ -37,6 +37,9 @@ def test_constraints_name_what_they_bound_and_an_unmeasured_value_breaks_none() 
     assert [(v.constraint, v.value, v.missed_by) for v in broken] == [("max_metric_drop", 0.004, pytest.approx(0.002)),
                                                                       ("max_size_bytes", 2000.0, 1000.0)]
     assert violations({"max_latency_ms": 0.1}, {"metric": 1.0}, 1) == []
+    relative = {"params": 5300.0, "latency_ratio.p50@b1": 1.04, "latency_ms.p50@b1": 0.05}
+    broken = violations({"max_params": 5210, "max_latency_ratio": 1.0, "max_latency_ms": 0.1}, relative, 1)
+    assert [(v.constraint, v.value) for v in broken] == [("max_params", 5300.0), ("max_latency_ratio", 1.04)]
 
 
 def test_a_task_may_minimize_any_measured_objective_and_an_unknown_one_is_refused() -> None:

@@ -92,6 +92,19 @@ def test_unmeetable_constraint_ships_the_baseline_and_names_the_binding_constrai
     assert (tmp_path / "digits" / "best" / "MANIFEST").is_file()
 
 
+def test_a_latency_ceiling_relative_to_the_baseline_is_judged_on_the_retimed_finalists(task_file,
+                                                                                       tmp_path: Path) -> None:
+    # the digits MLP's int8 and pruned recipes run at 0.25-0.35 of its latency here: a ceiling among them
+    task = task_file(constraints={"max_metric_drop": 0.02, "max_latency_ratio": 0.3}, objectives=["size"])
+    report = optimize(task, out=tmp_path, quiet=True).report.data
+    if not report.finalists:  # none was within it during the search (a slower CPU): the ceiling binds
+        assert report.binding is not None and report.binding.constraint == "max_latency_ratio"
+    for finalist in report.finalists:  # the ratio to the baseline timed in the same rounds decides, nothing else
+        slower = finalist.measured.latency_ms.p50 / report.baseline_val.latency_ms.p50 > 0.3
+        assert ("max_latency_ratio" in [v.constraint for v in finalist.violations]) == slower
+        assert (finalist.trial == report.best.trial) <= (not slower)
+
+
 def test_the_mobile_preset_spends_its_first_trials_on_deep_compression(task_file, tmp_path: Path) -> None:
     """A new user's size-first run starts where the field found the smallest models, not at random."""
     from tradeoff.passes.known_recipes import KNOWN_RECIPES

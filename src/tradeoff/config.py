@@ -107,7 +107,10 @@ class MetricSpec(StrictModel):
 class Constraints(StrictModel):
     max_metric_drop: float | None = Field(default=None, ge=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
+    # latency over the task's own model's, both timed by the same process (0.5: at least twice as fast)
+    max_latency_ratio: float | None = Field(default=None, gt=0)
     max_size_bytes: int | None = Field(default=None, gt=0)
+    max_params: int | None = Field(default=None, gt=0)
     max_cost_per_million: float | None = Field(default=None, gt=0)  # USD per million predictions (needs cost:)
 
 
@@ -327,7 +330,7 @@ class NasSpec(TrainedSearch):
                              "objectives")
         if self.strategy in ("evolution", "rl") and len(self.objectives) > 1:
             raise ValueError(f"strategy {self.strategy} follows one objective; bound the others with constraints "
-                             f"(max_latency_ms, max_size_bytes) or use strategy tpe or random")
+                             f"(max_latency_ratio, max_params, ...) or use strategy tpe or random")
         if self.proxy_top > self.proxy_candidates:
             raise ValueError(f"proxy_top ({self.proxy_top}) cannot exceed proxy_candidates ({self.proxy_candidates})")
         if self.tournament > self.population:

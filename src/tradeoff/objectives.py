@@ -30,7 +30,9 @@ RELATIVE: dict[str, str] = {"latency": "latency_ratio.p50@b{batch}", "cost": "co
 CONSTRAINTS: dict[str, str] = {
     "max_metric_drop": "metric_drop",
     "max_latency_ms": "latency_ms.p50@b{batch}",
+    "max_latency_ratio": "latency_ratio.p50@b{batch}",
     "max_size_bytes": "size_bytes",
+    "max_params": "params",
     "max_cost_per_million": "cost_usd_per_million@b{batch}",
 }
 

@@ -223,13 +223,14 @@ def _run(given: Problem, out: Path, quiet: bool, debug: bool, meter: SpendMeter)
     points = feasible_points(trials)
     baseline_val, finalists = _retime_on_validation(model, space, ctx, pareto_layers(points, search.finalists),
                                                     trials, evaluator, searched.baseline_val)
-    values = {n: c.measured.values(metric_drop=metric.drop(baseline_val.metric, c.measured.metric))
-              for n, c in finalists.items()}
+    values = {n: c.measured.values(metric_drop=metric.drop(baseline_val.metric, c.measured.metric),
+                                   baseline=baseline_val) for n, c in finalists.items()}
     choice = choose(values, baseline_val.values(), settings.objectives, limits, first_batch, metric.higher_is_better)
     chosen = finalists[choice.trial] if choice.trial is not None else None
     best, baseline_test = _measure_on_test(model, chosen, evaluator)
     test_broken = violations(limits, best.measured.values(
-        metric_drop=metric.drop(baseline_test.metric, best.measured.metric)), first_batch) if chosen else []
+        metric_drop=metric.drop(baseline_test.metric, best.measured.metric), baseline=baseline_test),
+        first_batch) if chosen else []
     bound = binding(trials, limits, first_batch) if not finalists else None
     best = replace(best, shipping=_shipping(given, best, baseline_test, metric, env))
     best_dir = best.save(run_dir.best)

@@ -103,6 +103,30 @@ def test_a_candidate_over_a_size_ceiling_is_pruned_before_any_training(tmp_path:
     assert trials[8]["state"] == "complete" and result.params["model.widths"] == [8]
 
 
+def test_a_candidate_over_a_parameter_ceiling_is_pruned_before_it_is_even_timed(tmp_path: Path) -> None:
+    space = {"model.widths": {"layers": 1, "width": [8, 256]}, "train.lr": [0.003]}  # 610 and 19,210 parameters
+    task = _task(tmp_path, space, trials=2, constraints={"max_params": 5_000, "max_latency_ratio": 100.0})
+    summary = json.loads((to.tune(task, out=tmp_path / "r", quiet=True).run_dir / "tune.json").read_text())
+    trials = {t["params"]["model.widths"][0]: t for t in summary["trials"]}
+    assert trials[256]["state"] == "pruned" and trials[256]["note"].startswith("not trained: max_params 1.921e+04")
+    assert "latency_ratio.p50@b1" not in trials[256]["values"]  # what is counted refused it: no timing spent
+    assert trials[8]["state"] == "complete" and trials[8]["values"]["latency_ratio.p50@b1"] > 0
+
+
+def test_a_latency_ceiling_relative_to_the_tasks_own_model_prunes_by_the_measured_ratio(tmp_path: Path) -> None:
+    # two layers of 2048 read 17 MB of weights per prediction; the task's own 64-32-10 MLP, 9 kB
+    space = {"model.widths": {"layers": 2, "width": [8, 2048]}, "train.lr": [0.003]}
+    task = _task(tmp_path, space, trials=4, constraints={"max_latency_ratio": 2.0}, tune={"sampler": "grid"})
+    summary = json.loads((to.tune(task, out=tmp_path / "r", quiet=True).run_dir / "tune.json").read_text())
+    trials = {tuple(t["params"]["model.widths"]): t for t in summary["trials"]}
+    assert len(trials) == 4
+    for trial in trials.values():  # each judged by the ratio timed beside the task's model, nothing else
+        over = trial["values"]["latency_ratio.p50@b1"] > 2.0
+        assert (trial["state"] == "pruned") == over
+        assert (trial["note"] or "").startswith("not trained: max_latency_ratio") == over
+    assert trials[(2048, 2048)]["state"] == "pruned" and trials[(8, 8)]["state"] == "complete"
+
+
 def test_nothing_within_the_ceilings_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NoTrialFinished, match="no trial finished within the constraints"):
         to.tune(_task(tmp_path, {"train.lr": [0.001]}, trials=1, constraints={"max_size_bytes": 100}),

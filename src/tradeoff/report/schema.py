@@ -85,7 +85,8 @@ class LayerStat(_Frozen):
 
 
 class Violation(_Frozen):
-    constraint: Literal["max_metric_drop", "max_latency_ms", "max_size_bytes", "max_cost_per_million"]
+    constraint: Literal["max_metric_drop", "max_latency_ms", "max_latency_ratio", "max_size_bytes", "max_params",
+                        "max_cost_per_million"]
     limit: float
     value: float
     missed_by: float

@@ -2,9 +2,11 @@
 objective or a ceiling needs it) latency on the task's runtime.
 
 None of these depends on the weights, so they are measured on the untrained model, once per architecture, and a
-candidate over a ceiling is pruned before a single epoch is spent on it. Latency is also kept as the ratio to the
-task's own model, timed by this process before any candidate: what the sampler is told, so that workers on
-machines of different speeds compare fairly.
+candidate over a ceiling is pruned before a single epoch is spent on it: over a size or parameter ceiling, before it
+is even timed. Each architecture is timed in rounds interleaved with the task's own model, and its latency kept as
+the ratio to it from the same rounds: what the sampler is told and what `max_latency_ratio` bounds, so that workers
+on machines of different speeds compare fairly, and a candidate is not admitted or refused by how busy the machine
+was when it was timed (docs/NOTES.md, trap 19).
 """
 
 from __future__ import annotations
@@ -21,52 +23,66 @@ from tradeoff.search.study import Pruned
 
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
 
+Values = dict[str, float | None]
+
 
 @dataclass
 class CostMeter:
     evaluator: Evaluator
-    reference: ModelHandle  # the task's own model: the baseline latency ratios are taken against
-    limits: dict[str, float | None]  # max_latency_ms, max_size_bytes
+    reference: ModelHandle  # the task's own model: the one latency ratios are taken against
+    limits: dict[str, float | None]  # the ceilings: max_latency_ms, max_latency_ratio, max_size_bytes, max_params
     timed: bool  # whether latency is needed (an objective or a ceiling)
     runtime: str = "torch"  # where latency is measured: torch, or an ONNX runtime after export.onnx
-    _costs: dict[str, tuple[dict[str, float | None], Latency | None]] = field(default_factory=dict, init=False)
-    _baseline: dict[int, Latency] | None = field(default=None, init=False)
+    _counts: dict[str, Values] = field(default_factory=dict, init=False)
+    _costs: dict[str, tuple[Values, Latency | None]] = field(default_factory=dict, init=False)
+    _deployed_reference: ModelHandle | None = field(default=None, init=False)
 
     @property
     def first_batch(self) -> int:
         return self.evaluator.batch_sizes[0]
 
-    def admit(self, model: ModelHandle, ctx: Context) -> dict[str, float | None]:
-        """The model's cost; Pruned where it breaks a ceiling, so no epoch is spent on it."""
+    def admit(self, model: ModelHandle, ctx: Context) -> Values:
+        """The model's cost; Pruned where it breaks a ceiling, so no epoch is spent on it (and no timing where what
+        is counted already breaks one)."""
+        if _architecture(model) not in self._costs:
+            self._refuse_over(self._counted(model))
         values = self.measure(model, ctx)
-        if broken := violations(self.limits, values, self.first_batch):
-            said = "; ".join(f"{v.constraint} {v.value:.4g} over the limit {v.limit:.4g}" for v in broken)
-            raise Pruned(f"not trained: {said}", values)
+        self._refuse_over(values)
         return values
 
-    def cost(self, model: ModelHandle) -> dict[str, float | None]:
+    def cost(self, model: ModelHandle) -> Values:
         return self._costs[_architecture(model)][0]
 
     def latency_of(self, model: ModelHandle) -> Latency | None:
         return self._costs[_architecture(model)][1]
 
-    def measure(self, model: ModelHandle, ctx: Context) -> dict[str, float | None]:
+    def measure(self, model: ModelHandle, ctx: Context) -> Values:
         key = _architecture(model)
         if key not in self._costs:
-            params, _ = count_parameters(model)
-            size = artifact_size(model)
-            values: dict[str, float | None] = {
-                "params": float(params), "size_bytes": float(size.bytes),
-                "macs": _float(count_macs(model, self.evaluator.data.val.x[:1]))}
-            latency = None
+            values, latency = self._counted(model), None
             if self.timed:
-                if self._baseline is None:  # once, before any candidate is timed
-                    self._baseline = self.evaluator.latency(self._deployed(self.reference, ctx), "val")
-                timed = self.evaluator.latency(self._deployed(model, ctx), "val")
+                if self._deployed_reference is None:
+                    self._deployed_reference = self._deployed(self.reference, ctx)
+                reference, timed = self.evaluator.interleaved_latency(
+                    [self._deployed_reference, self._deployed(model, ctx)], "val")
                 latency = timed[self.first_batch]
-                values |= latency_values(timed, self._baseline)
+                values = values | latency_values(timed, reference)
             self._costs[key] = (values, latency)
         return self._costs[key][0]
+
+    def _counted(self, model: ModelHandle) -> Values:
+        """What is counted rather than timed: parameters, bytes, multiply-adds."""
+        key = _architecture(model)
+        if key not in self._counts:
+            params, _ = count_parameters(model)
+            self._counts[key] = {"params": float(params), "size_bytes": float(artifact_size(model).bytes),
+                                 "macs": _float(count_macs(model, self.evaluator.data.val.x[:1]))}
+        return self._counts[key]
+
+    def _refuse_over(self, values: Values) -> None:
+        if broken := violations(self.limits, values, self.first_batch):
+            said = "; ".join(f"{v.constraint} {v.value:.4g} over the limit {v.limit:.4g}" for v in broken)
+            raise Pruned(f"not trained: {said}", dict(values))
 
     def _deployed(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         if self.runtime not in ONNX_RUNTIMES:

@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 from safetensors.torch import save
 
-from tradeoff.config import Constraints, NasSpec, Rerank, Settings, Task, TrainedSearch, TrainSpec, TuneSpec
+from tradeoff.config import NasSpec, Rerank, Settings, Task, TrainedSearch, TrainSpec, TuneSpec
 from tradeoff.context import Context
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env
@@ -215,7 +215,8 @@ class _Setup:
         evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
         limits = settings.constraints.model_dump()
         meter = CostMeter(evaluator, given.model, limits,
-                          timed="latency" in spec.objectives or timed or limits["max_latency_ms"] is not None,
+                          timed="latency" in spec.objectives or timed or limits["max_latency_ms"] is not None
+                          or limits["max_latency_ratio"] is not None,
                           runtime=run.target if run.target in ONNX_RUNTIMES else "torch")
         run_dir = None
         if out is not None:
@@ -402,8 +403,10 @@ def _cost_point(values: dict[str, float | None], first_batch: int, metric: Metri
 def _study_settings(settings: Settings, spec: TrainedSearch, storage: str | None) -> Settings:
     """The settings the study runs under: the search's objectives, the ceilings (a metric drop bounds optimize,
     which compares with a baseline; a search that trains has none), and the storage a flag may name."""
-    limits = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
-                         max_size_bytes=settings.constraints.max_size_bytes)
+    if settings.constraints.max_cost_per_million is not None:
+        raise ConfigError("constraints.max_cost_per_million: a search that trains does not price its candidates",
+                          "bound max_latency_ms or max_latency_ratio instead")
+    limits = settings.constraints.model_copy(update={"max_metric_drop": None, "max_cost_per_million": None})
     search = settings.search.model_copy(update={"storage": storage}) if storage else settings.search
     return settings.model_copy(update={"objectives": spec.objectives, "constraints": limits, "search": search})
 

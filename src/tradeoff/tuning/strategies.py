@@ -8,7 +8,7 @@ by that same epoch is stopped, the multi-objective analogue of the median rule.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: in
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "grid":
-            return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
+            return _Grid(space.grid_space(), seed=seed)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         if name == "evolution":
@@ -97,3 +97,13 @@ class DominancePruner:
 
 def dominance_rule(pruner: str) -> Callable[[optuna.Study, int, tuple[float, ...]], bool] | None:
     return DominancePruner() if pruner == "dominance" else None
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, less its call to `study.stop()` once every point was tried: that call works inside
+    `study.optimize` alone and raises in the ask-and-tell loop the study runs (search/study.py), which stops on its
+    own trial budget and skips a point tried again as a duplicate."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Sequence[float] | None) -> None:
+        return None
