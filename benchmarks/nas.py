@@ -40,6 +40,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,21 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float) -> dict
            "test_accuracy": result.test_metric, "reference_test_accuracy": result.reference["test_metric"],
            "params": count_parameters(result.model)[0], "reference_params": count_parameters(result.reference_model)[0],
            "latency_ms": chosen_latency, "reference_latency_ms": reference_latency,
+           "trials": _trial_fates(result.run_dir / "nas.json"),
            "reranked": result.reranked, "reference_rerank_metric": result.reference.get("rerank_metric"),
            "reference_rerank_folds": result.reference.get("rerank_folds")}
     return {**row, **_judge(row)}
+
+
+def _trial_fates(summary: Path) -> dict[str, int]:
+    """How the search spent its trials: trained to the end, stopped at an epoch by the pruner, refused untrained by
+    a ceiling (by the first it broke), or another state (a repeat)."""
+    def fate(trial: dict[str, Any]) -> str:
+        note = trial["note"] or ""
+        if note.startswith("not trained: "):
+            return f"over {note.removeprefix('not trained: ').split()[0]}"
+        return "stopped at an epoch" if note.startswith("stopped after epoch") else trial["state"]
+    return dict(Counter(fate(t) for t in json.loads(summary.read_text())["trials"]))
 
 
 def _save(name: str, minutes: float, ceilings: dict[str, float], mine: list[dict[str, Any]],
@@ -268,7 +281,8 @@ def main() -> None:
             print(f"  {strategy} seed {seed}: {row['architecture']} test {row['test_accuracy']:.3f} "
                   f"(reference {row['reference_test_accuracy']:.3f}); paper protocol, mean of "
                   f"{len(JUDGE_SEEDS)} seeds {row['paper_protocol_test_accuracy']:.3f} (reference "
-                  f"{row['reference_paper_protocol_test_accuracy']:.3f}), dominates: {row['dominates']}", flush=True)
+                  f"{row['reference_paper_protocol_test_accuracy']:.3f}), dominates: {row['dominates']}; trials: "
+                  f"{row['trials']}", flush=True)
             _save(name, minutes, ceilings, mine, todo, sliced, seeds)  # a slice killed later keeps what finished
     rows = _save(name, minutes, ceilings, mine, todo, sliced, seeds)
     _print_table(rows)
