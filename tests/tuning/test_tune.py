@@ -127,6 +127,13 @@ def test_a_latency_ceiling_relative_to_the_tasks_own_model_prunes_by_the_measure
     assert trials[(2048, 2048)]["state"] == "pruned" and trials[(8, 8)]["state"] == "complete"
 
 
+def test_a_ceiling_a_search_that_trains_cannot_measure_is_refused_not_ignored(tmp_path: Path) -> None:
+    task = _task(tmp_path, {"train.lr": [0.001]}, trials=1, constraints={"max_cost_per_million": 0.01},
+                 cost={"usd_per_hour": 1.0})
+    with pytest.raises(ConfigError, match="max_cost_per_million: a search that trains does not price"):
+        to.tune(task, out=tmp_path / "r", quiet=True)
+
+
 def test_nothing_within_the_ceilings_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NoTrialFinished, match="no trial finished within the constraints"):
         to.tune(_task(tmp_path, {"train.lr": [0.001]}, trials=1, constraints={"max_size_bytes": 100}),
