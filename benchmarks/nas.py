@@ -4,8 +4,9 @@ architecture that dominates it (higher test accuracy, no more parameters, no mor
 The reference is the MNIST-1D paper's CNN (Greydanus 2020: three stride-2 convolutions of 25 channels, kernels 5,
 3, 3, then a linear layer; 5,210 parameters). Every strategy (random, regularized evolution, TPE, REINFORCE) runs
 `to.nas` with the same space, training protocol and time budget; its ceilings are the reference's own: its
-parameter count, and a latency ratio of 1 to it (each candidate timed in rounds interleaved with the reference, the
-task's model), so a candidate with more parameters or slower than the reference is pruned before training.
+parameter count, and a latency ratio of 0.97 to it (each candidate timed in rounds interleaved with the reference, the
+task's model; 3% is the noise of that timing), so a candidate with more parameters or slower than the reference is
+pruned before training.
 The search trains briefly (the protocol below, with early stopping on validation), then reranks: its best
 `--rerank` trials (default 5) are trained again by the paper's protocol on train and judged on validation, and the
 best of those is chosen (the short protocol alone picked, on seed 1, CNNs 1-2 points behind the paper's once
@@ -16,8 +17,8 @@ architecture and the reference each trained on train+val by the rerank protocol.
 
 Dominance is judged after both are trained as the paper trains its models, the figure its 94% comes from (Adam at
 1e-2, batch 100, 6,000 steps, on the 4,000 samples of train+val; the paper's split has 4,000 for training), each
-with the same five training seeds, by the mean of their test accuracies, and their latencies timed in interleaved
-rounds in this process, at batch 1 on torch with one thread. One training draw is too noisy to judge by: the
+with the same five training seeds, by the mean of their test accuracies, and their latencies timed in 20
+interleaved rounds in this process, at batch 1 on torch with one thread. One training draw is too noisy to judge by: the
 paper's CNN alone scores 0.903 to 0.924 by its protocol over six seeds here, as wide as the gaps between the
 architectures; the draw with the search's own seed is kept beside the mean, with the earlier judge by it
 (`dominates_single_draw`).
@@ -84,11 +85,16 @@ JUDGE_SEEDS = (0, 1, 2, 3, 4)  # training seeds of the judge, the same for every
 # and the reference, on each fold, then the chosen one and the reference on train+val), about 14 s each on one core
 # here while the other core trains too
 TRAINING_S = 18
+LATENCY_MARGIN = 0.97  # the search's latency ceiling, as a ratio to the reference
+JUDGE_ROUNDS = 20  # interleaved timing rounds of the chosen architecture and the reference
 
 
 def _ceilings() -> dict[str, float]:
-    """What a candidate may not exceed: the reference's parameters, and its latency as timed beside each candidate."""
-    return {"max_params": count_parameters(ModelHandle(module=mnist1d_paper_cnn()))[0], "max_latency_ratio": 1.0}
+    """What a candidate may not exceed: the reference's parameters, and its latency as timed beside each candidate,
+    less a margin for the noise of that timing (the search's 10 rounds put one pick at 0.97-1.02x the reference, a
+    judge of 20 rounds at 1.00-1.02x), so that what the search admits is not slower when judged."""
+    return {"max_params": count_parameters(ModelHandle(module=mnist1d_paper_cnn()))[0],
+            "max_latency_ratio": LATENCY_MARGIN}
 
 
 def _paper_train(samples: int) -> dict[str, Any]:
@@ -162,7 +168,7 @@ def _row(strategy: str, seed: int, result: to.NasResult, seconds: float) -> dict
     data = mnist1d()
     evaluator = Evaluator(result.reference_model, data, get_metric("accuracy"), 1, (1,), "torch")
     reference_latency, chosen_latency = (t[1].p50_ms for t in evaluator.interleaved_latency(
-        [result.reference_model, result.model], "test", rounds=5))
+        [result.reference_model, result.model], "test", rounds=JUDGE_ROUNDS))
     chosen = {"factory": result.architecture["factory"], "options": result.architecture["options"]}
     row = {"strategy": strategy, "seed": seed, "seconds": seconds, "epochs_trained": result.epochs_trained,
            "architecture": str(Architecture(**chosen)), "chosen": chosen,

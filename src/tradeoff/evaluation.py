@@ -16,6 +16,8 @@ from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
 from tradeoff.insight.cost import cost_values
 from tradeoff.measure import (
+    MIN_RUNS,
+    WARMUP_S,
     Latency,
     Size,
     artifact_size,
@@ -31,6 +33,8 @@ from tradeoff.runtimes import RUNTIMES, InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
 TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up
+INTERLEAVED_ROUNDS = 10  # rounds of models compared by interleaved timing
+ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
 
 
 @dataclass(frozen=True)
@@ -140,27 +144,32 @@ class Evaluator:
         return self.metric(self._outputs_on(model, split, "held-out"), split.y,
                            self._outputs_on(self.baseline, split, "held-out"))
 
-    def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S) -> dict[int, Latency]:
+    def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S, warmup_s: float = WARMUP_S,
+                min_runs: int = MIN_RUNS) -> dict[int, Latency]:
         """Latency at each of the task's batch sizes, on real inputs from `split`."""
         run = runtime_for(model).load(model, self.threads)
         data = self._splits()[split]
-        return {b: measure_latency(run, _timing_batch(data, b), self.threads, budget_s=budget_s)
+        return {b: measure_latency(run, _timing_batch(data, b), self.threads, warmup_s, budget_s, min_runs)
                 for b in self.batch_sizes}
 
     def interleaved_latency(self, models: list[ModelHandle], split: str,
-                            rounds: int = 3) -> list[dict[int, Latency]]:
+                            rounds: int = INTERLEAVED_ROUNDS) -> list[dict[int, Latency]]:
         """Latency of models that will be compared, timed in rounds that take each model in turn.
 
         A shared machine drifts by 10-20% between seconds (and ONNX Runtime switches between a fast and a slow
         mode at batch 1), so models timed one after another compare the moments as much as the models. The first
         model is the clock: each other model's figure is its median ratio to the first in the same round, times
         the first's median, so a round that was slow for all counts for none. The rounds share the time budget
-        of one plain measurement.
+        and the least number of calls of one plain measurement, and only the first warms a model up in full:
+        short rounds follow the drift closely, and many of them leave little to one unlucky round (a small CNN
+        against another at batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
         """
         timed: list[list[dict[int, Latency]]] = [[] for _ in models]
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for times, model in zip(timed, models, strict=True):
-                times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds))
+                times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds,
+                                          warmup_s=WARMUP_S if round_ == 0 else ROUND_WARMUP_S,
+                                          min_runs=max(2, -(-MIN_RUNS // rounds))))
         return [{b: paired_latency([t[b] for t in times], [t[b] for t in timed[0]]) for b in self.batch_sizes}
                 for times in timed]
 

@@ -41,8 +41,12 @@ class Latency:
     energy_j: float | None = None  # RAPL energy over the timed calls, where readable (energy.py)
 
 
+WARMUP_S = 0.3  # of calls before a model's first timed call
+MIN_RUNS = 20  # timed calls at the least, whatever the budget
+
+
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, threads: int,
-                    warmup_s: float = 0.3, budget_s: float = 1.5, min_runs: int = 20,
+                    warmup_s: float = WARMUP_S, budget_s: float = 1.5, min_runs: int = MIN_RUNS,
                     max_runs: int = 500) -> Latency:
     """Median and p95 of repeated calls after a warm-up, within a time budget (at least `min_runs` calls)."""
     deadline = time.perf_counter() + warmup_s
