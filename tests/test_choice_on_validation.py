@@ -80,8 +80,9 @@ def test_the_baseline_on_validation_is_timed_like_the_finalists(relabelled_run) 
     """Not one cold measurement at the start: the report's baseline star sits where the choice compared it."""
     _, folder = relabelled_run
     report = json.loads((folder / "runs" / "choice" / "report.json").read_text())
-    assert report["baseline_val"]["latency_ms"]["runs"] >= 3 * 20  # the median of 3 interleaved rounds
-    assert all(f["measured"]["latency_ms"]["runs"] >= 3 * 20 for f in report["finalists"])
+    # more calls than one plain measurement makes (500 at most): timed over interleaved rounds
+    assert report["baseline_val"]["latency_ms"]["runs"] > 500
+    assert all(f["measured"]["latency_ms"]["runs"] > 500 for f in report["finalists"])
 
 
 def test_the_example_models_never_train_or_early_stop_on_validation_or_test(monkeypatch: pytest.MonkeyPatch,

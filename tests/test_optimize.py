@@ -148,8 +148,9 @@ def test_an_onnx_file_is_optimized_without_torch(mlp, digits, task_file, tmp_pat
 
 
 def test_baseline_and_finalists_are_timed_in_interleaved_rounds(optimized_run: tuple[OptimizeResult, Path]) -> None:
-    """Compared figures come from the same moments: each is the median ratio over 10 rounds, 20 calls at least."""
+    """Compared figures come from the same moments: each is the median ratio over interleaved rounds, which make
+    more calls of the digits MLP than one plain measurement does (500 at most)."""
     result, _ = optimized_run
     report = json.loads((result.run_dir / "report.json").read_text())
     for measured in (report["baseline"], report["best"], *(f["measured"] for f in report["finalists"])):
-        assert measured["latency_ms"]["runs"] >= 20
+        assert measured["latency_ms"]["runs"] > 500
