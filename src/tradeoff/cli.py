@@ -241,8 +241,12 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
              f"scored once); {first}, {int(done.values.get('params') or 0):,} parameters",
              f"Pareto front (validation): trials {', '.join(map(str, done.front))}"]
     if done.reranked:
-        lines.append("rerank (validation after the longer training): " + ", ".join(
-            f"trial {r['trial']} {r['search_metric']:.4f} -> {r['metric']:.4f}" for r in done.reranked))
+        lines.append("rerank (held out after the longer training): " + ", ".join(
+            f"trial {r['trial']} {r['search_metric']:.4f} -> {r['metric']:.4f}" for r in done.reranked)
+            + (f"; reference {done.reference['rerank_metric']:.4f}" if done.reference else ""))
+        if done.reference and done.reference["rerank_beats_all"]:
+            lines.append("warning: by the rerank the task's own model is better than every architecture found; "
+                         "the chosen one is only the best the search found")
     if done.reference is not None:
         ref = done.reference
         lines.append(f"reference (the task's model): {name} validation {ref['values']['metric']:.4f}, test "

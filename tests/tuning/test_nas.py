@@ -152,7 +152,13 @@ def test_rerank_by_folds_judges_each_trial_on_every_fold_of_train_and_val(tmp_pa
         assert len(judged["folds"]) == 3 and judged["metric"] == pytest.approx(sum(judged["folds"]) / 3)
         assert all(0.0 < fold <= 1.0 for fold in judged["folds"])
     assert result.trial == max(result.reranked, key=lambda r: r["metric"])["trial"]
-    assert "the mean of 3 cross-validation folds of train+val" in (result.run_dir / "report.html").read_text()
+    html = (result.run_dir / "report.html").read_text()
+    assert "the mean of 3 cross-validation folds of train+val" in html
+    # the reference is judged in the same table, and where it beats every reranked trial the report says so
+    beaten = summary["reference"]["rerank_metric"] > max(r["metric"] for r in result.reranked)
+    assert summary["reference"]["rerank_beats_all"] == beaten
+    assert ("the task's own model is better than every trial reranked" in html) == beaten
+    assert f"reference</td><td class=num>–</td><td class=num>{summary['reference']['rerank_metric']:.4f}" in html
 
 
 @pytest.mark.parametrize(("nas", "said"), [

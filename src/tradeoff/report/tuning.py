@@ -113,8 +113,17 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
         rows = [[str(r["trial"]), fixed(r["search_metric"]), fixed(r["metric"]),
                  *([f"{min(r['folds']):.4f} to {max(r['folds']):.4f}"] if folds else []), str(r["epochs"]),
                  _architecture(by_number[r["trial"]]["params"])] for r in summary["reranked"]]
+        warning = ""
+        if reference:
+            rows.append(["reference", "–", fixed(reference["rerank_metric"]),
+                         *([f"{min(reference['rerank_folds']):.4f} to {max(reference['rerank_folds']):.4f}"]
+                           if folds else []), "–", _architecture(reference)])
+            if reference["rerank_beats_all"]:
+                warning = ("<p><b>By this judge the task's own model is better than every trial reranked: the "
+                           "search found no architecture better than it, and the chosen one ships only as the best "
+                           "it found.</b></p>\n")
         rerank = (f"<h2>Rerank: the best trials trained again by the longer options</h2>\n<p>The chosen trial is the "
-                  f"best of these by {escape(name)} on {judged} after the longer training.</p>\n"
+                  f"best of these by {escape(name)} on {judged} after the longer training.</p>\n{warning}"
                   + html_table(["trial", f"{name} (search)", f"{name} (rerank)", *(["folds"] if folds else []),
                                 "epochs kept", "architecture"], rows, (0, 1, 2, 3, *((4,) if folds else ())), "rerank"))
     return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}\n{rerank}"

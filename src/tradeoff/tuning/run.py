@@ -125,6 +125,10 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     if reference is not None:
         mine = _cost_point(reference["values"], setup.first_batch, setup.metric)
         reference["dominated_by"] = [n for n, point in points.items() if dominates(point, mine)]
+        if reranked:  # the rerank's own judge may rank the task's model above every architecture the search found
+            sign = 1 if setup.metric.higher_is_better else -1
+            reference["rerank_beats_all"] = all(sign * reference["rerank_metric"] > sign * r["metric"]
+                                                for r in reranked)
     tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.strategy, front=front,
                         reference=reference, proxy=proxy_scores, reranked=reranked)
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
