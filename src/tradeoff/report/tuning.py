@@ -111,13 +111,12 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
         judged = (f"the mean of {len(summary['reranked'][0]['folds'])} cross-validation folds of train+val" if folds
                   else "validation")
         rows = [[str(r["trial"]), fixed(r["search_metric"]), fixed(r["metric"]),
-                 *([f"{min(r['folds']):.4f} to {max(r['folds']):.4f}"] if folds else []), str(r["epochs"]),
+                 *([_span(r["folds"])] if folds else []), str(r["epochs"]),
                  _architecture(by_number[r["trial"]]["params"])] for r in summary["reranked"]]
         warning = ""
         if reference:
             rows.append(["reference", "–", fixed(reference["rerank_metric"]),
-                         *([f"{min(reference['rerank_folds']):.4f} to {max(reference['rerank_folds']):.4f}"]
-                           if folds else []), "–", _architecture(reference)])
+                         *([_span(reference["rerank_folds"])] if folds else []), "–", _architecture(reference)])
             if reference["rerank_beats_all"]:
                 warning = ("<p><b>By this judge the task's own model is better than every trial reranked: the "
                            "search found no architecture better than it, and the chosen one ships only as the best "
@@ -127,6 +126,11 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
                   + html_table(["trial", f"{name} (search)", f"{name} (rerank)", *(["folds"] if folds else []),
                                 "epochs kept", "architecture"], rows, (0, 1, 2, 3, *((4,) if folds else ())), "rerank"))
     return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}\n{rerank}"
+
+
+def _span(folds: list[float]) -> str:
+    """The range of a rerank's per-fold figures."""
+    return f"{min(folds):.4f} to {max(folds):.4f}"
 
 
 def _architecture(params: dict[str, Any] | None) -> str:

@@ -44,9 +44,10 @@ class CostMeter:
     def admit(self, model: ModelHandle, ctx: Context) -> Values:
         """The model's cost; Pruned where it breaks a ceiling, so no epoch is spent on it (and no timing where what
         is counted already breaks one)."""
-        if _architecture(model) not in self._costs:
-            self._refuse_over(self._counted(model))
-        values = self.measure(model, ctx)
+        key = _architecture(model)
+        if key not in self._costs:
+            self._refuse_over(self._counted(key, model))
+        values = self._measured(key, model, ctx)
         self._refuse_over(values)
         return values
 
@@ -57,9 +58,11 @@ class CostMeter:
         return self._costs[_architecture(model)][1]
 
     def measure(self, model: ModelHandle, ctx: Context) -> Values:
-        key = _architecture(model)
+        return self._measured(_architecture(model), model, ctx)
+
+    def _measured(self, key: str, model: ModelHandle, ctx: Context) -> Values:
         if key not in self._costs:
-            values, latency = self._counted(model), None
+            values, latency = self._counted(key, model), None
             if self.timed:
                 if self._deployed_reference is None:
                     self._deployed_reference = self._deployed(self.reference, ctx)
@@ -70,9 +73,8 @@ class CostMeter:
             self._costs[key] = (values, latency)
         return self._costs[key][0]
 
-    def _counted(self, model: ModelHandle) -> Values:
+    def _counted(self, key: str, model: ModelHandle) -> Values:
         """What is counted rather than timed: parameters, bytes, multiply-adds."""
-        key = _architecture(model)
         if key not in self._counts:
             params, _ = count_parameters(model)
             self._counts[key] = {"params": float(params), "size_bytes": float(artifact_size(model).bytes),
