@@ -265,6 +265,10 @@ class TrainedSearch(StrictModel):
 
     objectives: tuple[TrainedObjective, ...] = Field(default=("metric",), min_length=1)
     pruner: PrunerName | None = None
+    # epochs every trial trains before the pruner may stop it: an architecture that learns slowly but ends best
+    # (a global-average-pool CNN on MNIST-1D trails flatten heads until epoch 20-30) is lost to a pruner that judges
+    # earlier; successive_halving and hyperband start their first rung here
+    pruner_warmup_epochs: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _pruner_fits_the_objectives(self) -> TrainedSearch:

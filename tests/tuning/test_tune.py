@@ -18,7 +18,7 @@ from tradeoff.errors import ConfigError
 from tradeoff.problem import problem
 from tradeoff.search.record import write_intermediate, write_result
 from tradeoff.tuning.run import NoTrialFinished
-from tradeoff.tuning.strategies import DominancePruner
+from tradeoff.tuning.strategies import DominancePruner, dominance_rule, pruner_for
 
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
 MLP = {"source": "torch", "factory": "tradeoff.architectures:MLP",
@@ -171,6 +171,37 @@ def test_two_objectives_are_pruned_by_dominance_at_the_same_epoch() -> None:
     assert not rule(study, 2, (-0.5, 10))  # the smallest so far
     assert not rule(study, 2, (-0.82, 90))  # dominated by one of five, (0.85, 80)
     assert not DominancePruner(startup_trials=6)(study, 2, (-0.6, 300))  # too few finished trials to judge
+
+
+@pytest.mark.parametrize("pruner", ["median", "dominance"])
+def test_no_trial_is_pruned_before_the_warm_up_epochs(pruner: str) -> None:
+    """A slow starter (behind every finished trial until it overtakes them) is judged only from
+    pruner_warmup_epochs on: at 3 its epoch-2 deficit stops it, at 4 it trains on."""
+    def study_of_five() -> optuna.Study:
+        study = optuna.create_study(directions=["minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+        for final in (0.80, 0.82, 0.84, 0.86, 0.88):
+            trial = study.ask()
+            for epoch in (1, 2, 3, 4):
+                trial.report(-final * epoch / 4, epoch)
+                write_intermediate(trial, epoch, (-final * epoch / 4,))
+            write_result(trial, "complete", values={"metric": final})
+            study.tell(trial, -final)
+        return study
+
+    def stopped_at(warmup: int) -> int | None:
+        study = study_of_five()
+        optuna_pruner, rule = pruner_for(pruner, 4, warmup), dominance_rule(pruner, warmup)
+        study.pruner = optuna_pruner  # what open_study gives the study
+        trial = study.ask()
+        for epoch, value in ((1, 0.05), (2, 0.1), (3, 0.5), (4, 0.95)):  # behind until epoch 3, best at 4
+            trial.report(-value, epoch)
+            if rule(study, epoch, (-value,)) if rule else trial.should_prune():
+                return epoch
+        return None
+
+    assert stopped_at(1) == 1
+    assert stopped_at(3) == 3
+    assert stopped_at(4) is None
 
 
 def test_a_training_function_by_import_path_is_tuned_and_pruned(tmp_path: Path) -> None:

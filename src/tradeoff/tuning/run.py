@@ -260,12 +260,12 @@ class _Setup:
         """Run (or resume, or join) the study to its budget; the study and its counted trials."""
         search = self.settings.search
         study = open_study(self.settings, study_url(search.storage, self.run_dir), task_key(self.given.record),
-                           sampler, pruner_for(self.spec.pruner_name, max_epochs))
+                           sampler, pruner_for(self.spec.pruner_name, max_epochs, self.spec.pruner_warmup_epochs))
         trackers = [mlflow_tracker(search.mlflow, self.settings, self.metric.higher_is_better)] if search.mlflow else []
         with trial_progress(search.trials, counted_trials(study), quiet, _described, joining) as (on_trial, status):
             StudyRun(study, space, replace(self.ctx, progress=status), space.measure, self.settings,
                      self.metric.higher_is_better, on_trial, debug, trackers=trackers,
-                     dominated=dominance_rule(self.spec.pruner_name)).run()
+                     dominated=dominance_rule(self.spec.pruner_name, self.spec.pruner_warmup_epochs)).run()
         return study, [r for r in records(study) if r.counted]
 
     @property

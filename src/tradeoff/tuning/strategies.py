@@ -22,7 +22,6 @@ from tradeoff.search.select import dominates
 from tradeoff.tuning.space import HyperparameterSpace
 
 STARTUP_TRIALS = 5  # finished trials before any pruner judges, and before TPE models the space
-WARMUP_EPOCHS = 1  # the first epoch after which a trial can be judged
 
 
 def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: int,
@@ -60,19 +59,21 @@ def sampler_for(name: str, seed: int, space: HyperparameterSpace, objectives: in
     return sampler
 
 
-def pruner_for(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Optuna's pruner by name; dominance and none leave Optuna's pruning off (dominance acts apart)."""
+def pruner_for(name: str, max_epochs: int, warmup_epochs: int) -> optuna.pruners.BasePruner:
+    """Optuna's pruner by name, judging from epoch `warmup_epochs` on (epochs count from 1); dominance and none
+    leave Optuna's pruning off (dominance acts apart)."""
     match name:
-        case "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_EPOCHS)
+        case "median":  # Optuna's steps are our epochs; it judges from step n_warmup_steps on
+            return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=warmup_epochs)
         case "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup_epochs, reduction_factor=3)
         case "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
+            return optuna.pruners.HyperbandPruner(min_resource=warmup_epochs,
+                                                  max_resource=max(max_epochs, warmup_epochs), reduction_factor=3)
         case "wilcoxon":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=WARMUP_EPOCHS + 1)
+                return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup_epochs + 1)
     return optuna.pruners.NopPruner()
 
 
@@ -82,7 +83,7 @@ class DominancePruner:
     that epoch each dominate its own (objectives minimized; a trial that stopped earlier counts with its last)."""
 
     startup_trials: int = STARTUP_TRIALS
-    warmup_epochs: int = WARMUP_EPOCHS
+    warmup_epochs: int = 1
     fraction: float = 0.5
 
     def __call__(self, study: optuna.Study, epoch: int, point: tuple[float, ...]) -> bool:
@@ -95,8 +96,9 @@ class DominancePruner:
         return sum(dominates(other, point) for other in reached) >= self.fraction * len(reached)
 
 
-def dominance_rule(pruner: str) -> Callable[[optuna.Study, int, tuple[float, ...]], bool] | None:
-    return DominancePruner() if pruner == "dominance" else None
+def dominance_rule(pruner: str,
+                   warmup_epochs: int) -> Callable[[optuna.Study, int, tuple[float, ...]], bool] | None:
+    return DominancePruner(warmup_epochs=warmup_epochs) if pruner == "dominance" else None
 
 
 class _Grid(optuna.samplers.GridSampler):
