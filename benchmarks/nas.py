@@ -76,10 +76,11 @@ SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 4}, "width": [8, 1
                                   "kernel": [3, 5, 7], "stride": [1, 2], "norm": ["none", "batch"],
                                   "skip": [False, True], "head": ["gap", "flatten"]}}
 # The search protocol: the paper's (Adam at 1e-2, batch 100, constant, no clipping) for 60 epochs instead of its 171,
-# and the pruner judges from epoch 30 on. Trained so, nine architectures (the picks of five searches and four
-# others, two seeds each) ranked on validation as they rank after the paper's 171 epochs (Spearman 0.95), where the
-# earlier protocol (30 epochs, cosine, early stopping after 5 without gain, the median pruner from epoch 1) ranked
-# them at random (0.07): global-average-pool CNNs trail flatten heads until epoch 20-30, then lead by 5 points
+# and the pruner judges from epoch 30 on. Trained so, eight architectures (the picks of five searches and three
+# others, two seeds each; benchmarks/nas_fidelity.py) ranked on validation as they rank after the paper's 171
+# epochs (Spearman 0.95), where the earlier protocol (30 epochs, cosine, early stopping after 5 without gain, the
+# median pruner from epoch 1) ranked them at random (0.07): global-average-pool CNNs trail flatten heads until
+# epoch 20-30, then lead by 5 points
 SEARCH_TRAIN = {"epochs": 60, "batch_size": 100, "lr": 0.01, "schedule": "constant", "early_stopping": None,
                 "clip": None}
 PRUNER_WARMUP_EPOCHS = 30
