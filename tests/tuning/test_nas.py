@@ -27,8 +27,9 @@ SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 3}, "width": [8, 1
                                   "stride": [1, 2], "norm": ["none", "batch"]}}
 
 
-def _task(tmp_path: Path, trials: int, nas: dict[str, Any], epochs: int = 3) -> Path:
-    raw = {"name": "mnist1d-nas", "model": {"source": "torch", "factory": "tradeoff.architectures:mnist1d_paper_cnn"},
+def _task(tmp_path: Path, trials: int, nas: dict[str, Any], epochs: int = 3, **sections: Any) -> Path:
+    raw = {**sections, "name": "mnist1d-nas",
+           "model": {"source": "torch", "factory": "tradeoff.architectures:mnist1d_paper_cnn"},
            "data": {"source": "builtin", "name": "mnist1d"}, "runtime": {"threads": 1},
            "train": {"epochs": epochs, "lr": 0.003, "early_stopping": {"monitor": "metric", "patience": 2,
                                                                        "split": "val"}},
@@ -144,9 +145,11 @@ def test_rerank_by_folds_judges_each_trial_on_every_fold_of_train_and_val(tmp_pa
     """Where validation is too small to rank by, each reranked trial (and the reference) is trained once per fold
     of train+val and judged by the mean of the folds it did not train on."""
     rerank = {"top": 2, "folds": 3, "train": {"epochs": 2, "early_stopping": None}}
-    result = to.nas(_task(tmp_path, 3, {"strategy": "random", "rerank": rerank}, epochs=1), out=tmp_path / "runs",
-                    quiet=True)
+    result = to.nas(_task(tmp_path, 3, {"strategy": "random", "rerank": rerank}, epochs=1,
+                          constraints={"max_latency_ratio": 10.0}), out=tmp_path / "runs", quiet=True)
     summary = json.loads((result.run_dir / "nas.json").read_text())
+    # under a latency ceiling, the trials reranked are the best that still held it when timed again
+    assert [r["trial"] for r in result.reranked] == [r["trial"] for r in summary["retimed"] if not r["over"]][:2]
     for judged in [*result.reranked, {"metric": summary["reference"]["rerank_metric"],
                                       "folds": summary["reference"]["rerank_folds"]}]:
         assert len(judged["folds"]) == 3 and judged["metric"] == pytest.approx(sum(judged["folds"]) / 3)

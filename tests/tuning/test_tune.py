@@ -125,6 +125,12 @@ def test_a_latency_ceiling_relative_to_the_tasks_own_model_prunes_by_the_measure
         assert (trial["state"] == "pruned") == over
         assert (trial["note"] or "").startswith("not trained: max_latency_ratio") == over
     assert trials[(2048, 2048)]["state"] == "pruned" and trials[(8, 8)]["state"] == "complete"
+    # before the choice the best is timed again, longer, and chosen only if it still holds the ceiling
+    retimed = summary["retimed"]
+    assert retimed and retimed[-1]["trial"] == summary["best"]["trial"] and not retimed[-1]["over"]
+    for entry in retimed:
+        assert bool(entry["over"]) == (entry["values"]["latency_ratio.p50@b1"] > 2.0)
+    assert "The best trials timed again" in (tmp_path / "r" / "digits-tune" / "report.html").read_text()
 
 
 def test_a_ceiling_a_search_that_trains_cannot_measure_is_refused_not_ignored(tmp_path: Path) -> None:

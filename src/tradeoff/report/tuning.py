@@ -128,6 +128,22 @@ def _architecture_sections(summary: dict[str, Any], first_batch: int) -> str:
     return f"<h2>Pareto front (validation metric, latency, parameters)</h2>\n{said}\n{front}\n{rerank}"
 
 
+def _retimed_section(summary: dict[str, Any], first_batch: int) -> str:
+    """The finalists' latency timed again before the choice, and which gave their place for breaking a ceiling."""
+    retimed = summary.get("retimed")
+    if not retimed:
+        return ""
+    ratio, latency = f"latency_ratio.p50@b{first_batch}", f"latency_ms.p50@b{first_batch}"
+    rows = [[str(r["trial"]), fixed(r["values"].get(latency)), fixed(r["values"].get(ratio)),
+             ", ".join(r["over"]) or "within"] for r in retimed]
+    dropped = sum(bool(r["over"]) for r in retimed)
+    return (f"<h2>The best trials timed again</h2>\n<p>Before the choice, the best trials' latency was timed again "
+            f"beside the task's own model, in more rounds than admitted them; {dropped} of {len(retimed)} broke a "
+            f"latency ceiling so and gave their place to the next best.</p>\n"
+            + html_table(["trial", f"p50 ms (batch {first_batch})", "ratio to the task's model", "ceilings"], rows,
+                         (0, 1, 2), "retimed"))
+
+
 def _span(folds: list[float]) -> str:
     """The range of a rerank's per-fold figures."""
     return f"{min(folds):.4f} to {max(folds):.4f}"
@@ -166,6 +182,7 @@ pruner {escape(summary['pruner'])} · {compute['complete']} complete, {compute['
 {compute['failed']} failed, {compute['epochs_trained']} epochs trained in all</p>
 <h2>Best parameters</h2>
 {html_table(['parameter', 'value'], params, (), 'params')}
+{_retimed_section(summary, first_batch)}
 {_architecture_sections(summary, first_batch) if architectures else ''}
 {plots}
 <h2>Trials</h2>

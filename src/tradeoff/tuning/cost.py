@@ -17,7 +17,7 @@ from tradeoff.context import Context
 from tradeoff.evaluation import Evaluator, latency_values
 from tradeoff.measure import Latency, artifact_size, count_macs, count_parameters
 from tradeoff.model import ModelHandle
-from tradeoff.objectives import violations
+from tradeoff.objectives import Violation, violations
 from tradeoff.passes import build_pass
 from tradeoff.search.study import Pruned
 
@@ -60,18 +60,35 @@ class CostMeter:
     def measure(self, model: ModelHandle, ctx: Context) -> Values:
         return self._measured(_architecture(model), model, ctx)
 
+    @property
+    def latency_bounded(self) -> bool:
+        return self.limits.get("max_latency_ms") is not None or self.limits.get("max_latency_ratio") is not None
+
+    def retimed(self, models: list[ModelHandle], ctx: Context, rounds: int) -> list[tuple[Values, list[Violation]]]:
+        """Each model's cost with its latency timed again, all beside the task's model in the same `rounds`, and
+        the ceilings it breaks so. A search that admits many candidates near a latency ceiling admits some by a
+        lucky timing (docs/NOTES.md, trap 19); a longer timing of its finalists catches them before one is chosen."""
+        reference, *timed = self.evaluator.interleaved_latency(
+            [self._reference_deployed(ctx), *(self._deployed(m, ctx) for m in models)], "val", rounds=rounds)
+        costs = [self._counted(_architecture(m), m) | latency_values(t, reference) for m, t in zip(models, timed,
+                                                                                                  strict=True)]
+        return [(values, violations(self.limits, values, self.first_batch)) for values in costs]
+
     def _measured(self, key: str, model: ModelHandle, ctx: Context) -> Values:
         if key not in self._costs:
             values, latency = self._counted(key, model), None
             if self.timed:
-                if self._deployed_reference is None:
-                    self._deployed_reference = self._deployed(self.reference, ctx)
                 reference, timed = self.evaluator.interleaved_latency(
-                    [self._deployed_reference, self._deployed(model, ctx)], "val")
+                    [self._reference_deployed(ctx), self._deployed(model, ctx)], "val")
                 latency = timed[self.first_batch]
                 values = values | latency_values(timed, reference)
             self._costs[key] = (values, latency)
         return self._costs[key][0]
+
+    def _reference_deployed(self, ctx: Context) -> ModelHandle:
+        if self._deployed_reference is None:
+            self._deployed_reference = self._deployed(self.reference, ctx)
+        return self._deployed_reference
 
     def _counted(self, key: str, model: ModelHandle) -> Values:
         """What is counted rather than timed: parameters, bytes, multiply-adds."""

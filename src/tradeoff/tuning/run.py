@@ -27,7 +27,7 @@ from tradeoff.context import Context
 from tradeoff.data import DataBundle
 from tradeoff.env import collect_env
 from tradeoff.errors import ConfigError, ModelError, TradeoffError
-from tradeoff.evaluation import Evaluator
+from tradeoff.evaluation import INTERLEAVED_ROUNDS, Evaluator
 from tradeoff.imports import import_object
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
@@ -48,6 +48,10 @@ from tradeoff.tuning.strategies import dominance_rule, pruner_for, sampler_for
 
 class NoTrialFinished(TradeoffError):
     pass
+
+
+# the finalists' latency timed again beside the task's model, in twice the rounds each candidate was admitted by
+RETIMING_ROUNDS = 2 * INTERLEAVED_ROUNDS
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,13 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     spec = given.settings.tune
     assert spec is not None  # tune_search refused a task without one
     study, trials = searching.run(quiet, debug)
-    best = _best(trials)
+    (best,), retimed = _finalists(space, setup, trials, 1)
     epochs = _retrain_epochs(best.values)
     final, test_metric = setup.final_model(space, space.at(best.params), epochs)
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
     tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.sampler,
-                        defaults={"trial": defaults.number, "values": defaults.values} if defaults else None)
+                        defaults={"trial": defaults.number, "values": defaults.values} if defaults else None,
+                        retimed=retimed)
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
                       run_dir=setup.written.root, tuned_task=tuned)
@@ -114,11 +119,12 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
     reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
     study, trials = searching.run(quiet, debug)
-    best = _best(trials)
+    finalists, retimed = _finalists(space, setup, trials, spec.rerank.top if spec.rerank is not None else 1)
+    best = finalists[0]
     epochs = _retrain_epochs(best.values)
     reranked: list[dict[str, Any]] = []
     if spec.rerank is not None:
-        best, epochs, reranked = _reranked(space, setup, trials, spec.rerank, quiet)
+        best, epochs, reranked = _reranked(space, setup, finalists, spec.rerank, quiet)
     final, test_metric = setup.final_model(space, space.at(best.params), epochs)
     points = {r.number: _cost_point(r.values, setup.first_batch, setup.metric) for r in trials if r.feasible}
     front = pareto_front(points)
@@ -130,7 +136,7 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
             reference["rerank_beats_all"] = all(sign * reference["rerank_metric"] > sign * r["metric"]
                                                 for r in reranked)
     tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.strategy, front=front,
-                        reference=reference, proxy=proxy_scores, reranked=reranked)
+                        reference=reference, proxy=proxy_scores, reranked=reranked, retimed=retimed)
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
                      test_metric=test_metric, model=final, front=front, reranked=reranked, reference=reference,
                      reference_model=reference_model, epochs_trained=epochs_trained(trials),
@@ -353,12 +359,37 @@ def _reference(space: HyperparameterSpace, given: Problem, setup: _Setup) -> tup
             "values": measured.values, **said, "test_metric": test_metric}, final
 
 
-def _reranked(space: HyperparameterSpace, setup: _Setup, trials: list[TrialRecord], rerank: Rerank,
+def _finalists(space: HyperparameterSpace, setup: _Setup, trials: list[TrialRecord],
+               wanted: int) -> tuple[list[TrialRecord], list[dict[str, Any]]]:
+    """The `wanted` best trials within the ceilings, best first, and where a latency ceiling bounds the search, each
+    retimed trial's figures: the best are timed again, longer, beside the task's model, and one over a ceiling then
+    gives its place to the next."""
+    ranked = _ranked(trials)
+    if not setup.meter.latency_bounded:
+        return ranked[:wanted], []
+    kept: list[TrialRecord] = []
+    retimed: list[dict[str, Any]] = []
+    while len(kept) < wanted and len(retimed) < len(ranked):
+        batch = ranked[len(retimed): len(retimed) + wanted - len(kept)]
+        models = [space.fresh_model(space.at(r.params), setup.seed) for r in batch]
+        for record, (values, broken) in zip(batch, setup.meter.retimed(models, setup.ctx, RETIMING_ROUNDS),
+                                            strict=True):
+            retimed.append({"trial": record.number, "values": {k: v for k, v in values.items() if "latency" in k},
+                            "over": [v.constraint for v in broken]})
+            if not broken:
+                kept.append(record)
+    if not kept:
+        raise NoTrialFinished(f"none of the {len(ranked)} trials within the ceilings held its latency ceiling when "
+                              f"timed again for {RETIMING_ROUNDS} rounds beside the task's model",
+                              "loosen max_latency_ratio or max_latency_ms: the search admitted them by timing noise")
+    return kept, retimed
+
+
+def _reranked(space: HyperparameterSpace, setup: _Setup, top: list[TrialRecord], rerank: Rerank,
               quiet: bool) -> tuple[TrialRecord, int, list[dict[str, Any]]]:
-    """The `rerank.top` best trials (each a distinct candidate: the study closes a repeat unmeasured) trained again
-    by rerank's options and judged on held-out data (validation, or folds of train+val): the best of them (the
-    search's order breaks ties), the epochs to train it for on train+val, and each one's figures."""
-    top = _ranked(trials)[: rerank.top]
+    """The `top` trials (each a distinct candidate: the study closes a repeat unmeasured) trained again by rerank's
+    options and judged on held-out data (validation, or folds of train+val): the best of them (the search's order
+    breaks ties), the epochs to train it for on train+val, and each one's figures."""
     judged: list[tuple[dict[str, Any], int]] = []
     with step_progress("rerank", len(top), quiet) as advance:
         for record in top:
@@ -445,10 +476,6 @@ def _retrain_epochs(values: dict[str, float | None]) -> int:
 def epochs_trained(trials: list[TrialRecord]) -> int:
     """The compute a search spent: every epoch every trial trained."""
     return int(sum(r.values.get("epochs") or 0 for r in trials))
-
-
-def _best(trials: list[TrialRecord]) -> TrialRecord:
-    return _ranked(trials)[0]
 
 
 def _ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
