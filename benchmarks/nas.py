@@ -84,7 +84,9 @@ SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 4}, "width": [8, 1
 SEARCH_TRAIN = {"epochs": 60, "batch_size": 100, "lr": 0.01, "schedule": "constant", "early_stopping": None,
                 "clip": None}
 PRUNER_WARMUP_EPOCHS = 30
-PROTOCOL = {"train": SEARCH_TRAIN, "pruner_warmup_epochs": PRUNER_WARMUP_EPOCHS}  # rows of another do not merge
+# rows of another protocol do not merge; since the thirteenth session a search settles a candidate's latency in 3
+# timing rounds where they put it far from the ceiling, and times its 5 best again before the rerank (tuning/cost.py)
+PROTOCOL = {"train": SEARCH_TRAIN, "pruner_warmup_epochs": PRUNER_WARMUP_EPOCHS, "latency": "screened, retimed"}
 PAPER_STEPS, PAPER_BATCH = 6000, 100  # the paper's protocol: Adam at 1e-2, batch 100, 6,000 steps, no schedule
 JUDGE_SEEDS = (0, 1, 2, 3, 4)  # training seeds of the judge, the same for every architecture (about 14 s each)
 # out of each search's budget (a quarter at most): the rerank's trainings by the paper's protocol (the reranked trials

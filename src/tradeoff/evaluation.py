@@ -6,7 +6,7 @@ Passes never evaluate themselves; the baseline and every candidate go through th
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,8 +152,9 @@ class Evaluator:
         return {b: measure_latency(run, _timing_batch(data, b), self.threads, warmup_s, budget_s, min_runs)
                 for b in self.batch_sizes}
 
-    def interleaved_latency(self, models: list[ModelHandle], split: str,
-                            rounds: int = INTERLEAVED_ROUNDS) -> list[dict[int, Latency]]:
+    def interleaved_latency(self, models: list[ModelHandle], split: str, rounds: int = INTERLEAVED_ROUNDS,
+                            settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
+                            ) -> list[dict[int, Latency]]:
         """Latency of models that will be compared, timed in rounds that take each model in turn.
 
         A shared machine drifts by 10-20% between seconds (and ONNX Runtime switches between a fast and a slow
@@ -163,6 +164,8 @@ class Evaluator:
         and the least number of calls of one plain measurement, and only the first warms a model up in full:
         short rounds follow the drift closely, and many of them leave little to one unlucky round (a small CNN
         against another at batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
+        `settled(rounds so far, figures so far)` may end the timing after any round: a question the first rounds
+        already answer (is this model far over a ceiling?) needs no more of them.
         """
         timed: list[list[dict[int, Latency]]] = [[] for _ in models]
         for round_ in range(rounds):
@@ -170,6 +173,11 @@ class Evaluator:
                 times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds,
                                           warmup_s=WARMUP_S if round_ == 0 else ROUND_WARMUP_S,
                                           min_runs=max(2, -(-MIN_RUNS // rounds))))
+            if settled is not None and round_ + 1 < rounds and settled(round_ + 1, self._paired(timed)):
+                break
+        return self._paired(timed)
+
+    def _paired(self, timed: list[list[dict[int, Latency]]]) -> list[dict[int, Latency]]:
         return [{b: paired_latency([t[b] for t in times], [t[b] for t in timed[0]]) for b in self.batch_sizes}
                 for times in timed]
 

@@ -39,6 +39,7 @@ class Latency:
     input_shape: tuple[int, ...] = ()  # of the first input as the model got it: texts' tokens after trimming
     cpu_s: float | None = None  # CPU seconds this process spent on the timed calls (all `runs` of them)
     energy_j: float | None = None  # RAPL energy over the timed calls, where readable (energy.py)
+    rounds: int = 1  # interleaved timing rounds the figure comes from (Evaluator.interleaved_latency)
 
 
 WARMUP_S = 0.3  # of calls before a model's first timed call
@@ -73,7 +74,8 @@ def paired_latency(rounds: list[Latency], clock: list[Latency]) -> Latency:
     return Latency(p50_ms=ratio * float(np.median([c.p50_ms for c in clock])),
                    p95_ms=float(np.median([r.p95_ms for r in rounds])), batch_size=rounds[0].batch_size,
                    threads=rounds[0].threads, runs=sum(r.runs for r in rounds), input_shape=rounds[0].input_shape,
-                   cpu_s=_total([r.cpu_s for r in rounds]), energy_j=_total([r.energy_j for r in rounds]))
+                   cpu_s=_total([r.cpu_s for r in rounds]), energy_j=_total([r.energy_j for r in rounds]),
+                   rounds=len(rounds))
 
 
 def _total(parts: list[float | None]) -> float | None:

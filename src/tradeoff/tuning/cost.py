@@ -6,7 +6,9 @@ candidate over a ceiling is pruned before a single epoch is spent on it: over a 
 is even timed. Each architecture is timed in rounds interleaved with the task's own model, and its latency kept as
 the ratio to it from the same rounds: what the sampler is told and what `max_latency_ratio` bounds, so that workers
 on machines of different speeds compare fairly, and a candidate is not admitted or refused by how busy the machine
-was when it was timed (docs/NOTES.md, trap 19).
+was when it was timed (docs/NOTES.md, trap 19). Where latency only bounds the search (no latency objective), the
+timing ends after SCREEN_ROUNDS rounds that put a candidate far from every latency ceiling, on either side; one
+near a ceiling gets every round, and the best trials are timed again before the choice (tuning/run.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from tradeoff.context import Context
 from tradeoff.evaluation import Evaluator, latency_values
 from tradeoff.measure import Latency, artifact_size, count_macs, count_parameters
 from tradeoff.model import ModelHandle
-from tradeoff.objectives import Violation, violations
+from tradeoff.objectives import CONSTRAINTS, Violation, value_key, violations
 from tradeoff.passes import build_pass
 from tradeoff.search.study import Pruned
 
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
+SCREEN_ROUNDS = 3
+# how far from a ceiling SCREEN_ROUNDS rounds must put a candidate to settle it: 3 rounds put one pair of CNNs at
+# 0.96-1.20x the reference where 10 put it at 1.09-1.14x (docs/NOTES.md, trap 19)
+SCREEN_MARGIN = 0.25
 
 Values = dict[str, float | None]
 
@@ -33,6 +39,7 @@ class CostMeter:
     limits: dict[str, float | None]  # the ceilings: max_latency_ms, max_latency_ratio, max_size_bytes, max_params
     timed: bool  # whether latency is needed (an objective or a ceiling)
     runtime: str = "torch"  # where latency is measured: torch, or an ONNX runtime after export.onnx
+    screen: bool = False  # end a candidate's timing early once it is far from every latency ceiling
     _counts: dict[str, Values] = field(default_factory=dict, init=False)
     _costs: dict[str, tuple[Values, Latency | None]] = field(default_factory=dict, init=False)
     _deployed_reference: ModelHandle | None = field(default=None, init=False)
@@ -79,11 +86,25 @@ class CostMeter:
             values, latency = self._counted(key, model), None
             if self.timed:
                 reference, timed = self.evaluator.interleaved_latency(
-                    [self._reference_deployed(ctx), self._deployed(model, ctx)], "val")
+                    [self._reference_deployed(ctx), self._deployed(model, ctx)], "val",
+                    settled=self._far_from_ceilings if self.screen and self.latency_bounded else None)
                 latency = timed[self.first_batch]
                 values = values | latency_values(timed, reference)
             self._costs[key] = (values, latency)
         return self._costs[key][0]
+
+    def _far_from_ceilings(self, rounds: int, latencies: list[dict[int, Latency]]) -> bool:
+        """Whether `rounds` rounds already put the candidate (the second of `latencies`) far over or far under
+        every latency ceiling."""
+        if rounds < SCREEN_ROUNDS:
+            return False
+        reference, candidate = latencies
+        values = latency_values(candidate, reference)
+        for name in ("max_latency_ms", "max_latency_ratio"):
+            limit, value = self.limits.get(name), values.get(value_key(CONSTRAINTS[name], self.first_batch))
+            if limit is not None and value is not None and abs(value - limit) < SCREEN_MARGIN * limit:
+                return False
+        return True
 
     def _reference_deployed(self, ctx: Context) -> ModelHandle:
         if self._deployed_reference is None:

@@ -227,7 +227,8 @@ class _Setup:
         meter = CostMeter(evaluator, given.model, limits,
                           timed="latency" in spec.objectives or timed or limits["max_latency_ms"] is not None
                           or limits["max_latency_ratio"] is not None,
-                          runtime=run.target if run.target in ONNX_RUNTIMES else "torch")
+                          runtime=run.target if run.target in ONNX_RUNTIMES else "torch",
+                          screen="latency" not in spec.objectives)
         run_dir = None
         if out is not None:
             run_dir = RunDir(out / settings.name)
