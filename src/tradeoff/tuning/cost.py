@@ -77,8 +77,8 @@ class CostMeter:
         lucky timing (docs/NOTES.md, trap 19); a longer timing of its finalists catches them before one is chosen."""
         reference, *timed = self.evaluator.interleaved_latency(
             [self._reference_deployed(ctx), *(self._deployed(m, ctx) for m in models)], "val", rounds=rounds)
-        costs = [self._counted(_architecture(m), m) | latency_values(t, reference) for m, t in zip(models, timed,
-                                                                                                  strict=True)]
+        costs = [self._counted(_architecture(m), m) | latency_values(t, reference)
+                 for m, t in zip(models, timed, strict=True)]
         return [(values, violations(self.limits, values, self.first_batch)) for values in costs]
 
     def _measured(self, key: str, model: ModelHandle, ctx: Context) -> Values:
