@@ -194,7 +194,7 @@ def tune(task: Annotated[Path, typer.Argument(help="Task YAML file; its tune: se
 
     done = run(_task(task, allow_pickle), out=out, storage=storage, quiet=quiet or as_json)
     summary = _search_summary(done.run_dir / "tune.json", done.tuned_task, as_json or quiet, as_json,
-                              ("best", "final", "compute"))
+                              ("best", "final", "compute", "retimed"))
     if summary is None:
         return
     counted = sum(summary["compute"][state] for state in ("complete", "pruned", "failed"))
@@ -207,7 +207,7 @@ def tune(task: Annotated[Path, typer.Argument(help="Task YAML file; its tune: se
     lines = [f"{summary['metric']['name']}: validation {done.val_metric:.4f} (trained on train), test "
              f"{done.test_metric:.4f} (retrained on train+val for {summary['final']['epochs']} epochs, scored once)",
              f"compute: {done.epochs_trained} epochs trained, {summary['compute']['pruned']} trials pruned",
-             f"report:  {done.run_dir / 'report.html'}"]
+             *_dropped_on_retiming(summary), f"report:  {done.run_dir / 'report.html'}"]
     if done.tuned_task:
         lines.append(f"next:    tradeoff optimize {done.tuned_task}")
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
@@ -231,7 +231,7 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
 
     done = run(_task(task, allow_pickle=False), out=out, storage=storage, quiet=quiet or as_json)
     summary = _search_summary(done.run_dir / "nas.json", done.tuned_task, as_json or quiet, as_json,
-                              ("best", "final", "compute", "front", "reference", "reranked"))
+                              ("best", "final", "compute", "front", "reference", "reranked", "retimed"))
     if summary is None:
         return
     name, first = summary["metric"]["name"], _first_latency(done.values)
@@ -254,6 +254,7 @@ def nas(task: Annotated[Path, typer.Argument(help="Task YAML file; its nas: sect
                      f"{int(ref['values'].get('params') or 0):,} parameters; dominated by trials "
                      f"{', '.join(map(str, ref['dominated_by'])) or 'none'}")
     lines.append(f"compute: {done.epochs_trained} epochs trained, {summary['compute']['pruned']} trials pruned")
+    lines.extend(_dropped_on_retiming(summary))
     lines.append(f"report:  {done.run_dir / 'report.html'}")
     if done.tuned_task:
         lines.append(f"next:    tradeoff optimize {done.tuned_task}")
@@ -269,6 +270,13 @@ def _search_summary(path: Path, next_task: Path | None, silent: bool, as_json: b
         print(json.dumps({"run_dir": str(path.parent), "next_task": str(next_task) if next_task else None,
                           **{k: summary[k] for k in keys}}))
     return None if silent else summary
+
+
+def _dropped_on_retiming(summary: dict[str, Any]) -> list[str]:
+    """A line where one of the best trials broke a latency ceiling when timed again before the choice."""
+    dropped = [f"{r['trial']} ({', '.join(r['over'])})" for r in summary["retimed"] if r["over"]]
+    return [f"timed again: trials {', '.join(dropped)} broke a latency ceiling and gave their place to the next "
+            f"best"] if dropped else []
 
 
 def _first_latency(values: dict[str, Any]) -> str:
