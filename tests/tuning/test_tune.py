@@ -181,8 +181,8 @@ def test_two_objectives_are_pruned_by_dominance_at_the_same_epoch() -> None:
 
 @pytest.mark.parametrize("pruner", ["median", "dominance"])
 def test_no_trial_is_pruned_before_the_warm_up_epochs(pruner: str) -> None:
-    """A slow starter (behind every finished trial until it overtakes them) is judged only from
-    pruner_warmup_epochs on: at 3 its epoch-2 deficit stops it, at 4 it trains on."""
+    """A slow starter (behind every finished trial until it leads at epoch 4) is judged only from
+    pruner_warmup_epochs on: from epoch 1 it is stopped at once, from 3 at epoch 3, from 4 never."""
     def study_of_five() -> optuna.Study:
         study = optuna.create_study(directions=["minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
         for final in (0.80, 0.82, 0.84, 0.86, 0.88):
