@@ -60,14 +60,14 @@ import tradeoff as to  # noqa: E402
 from benchmarks.common import RESULTS, report_targets, target, write_results  # noqa: E402
 from tradeoff.architectures import mnist1d_paper_cnn  # noqa: E402
 from tradeoff.config import TrainSpec  # noqa: E402
-from tradeoff.data import mnist1d  # noqa: E402
+from tradeoff.data import Split, mnist1d  # noqa: E402
 from tradeoff.env import collect_env  # noqa: E402
 from tradeoff.evaluation import Evaluator  # noqa: E402
 from tradeoff.measure import count_parameters  # noqa: E402
-from tradeoff.metrics import get_metric  # noqa: E402
+from tradeoff.metrics import Metric, get_metric  # noqa: E402
 from tradeoff.model import ModelHandle  # noqa: E402
 from tradeoff.nas.space import Architecture  # noqa: E402
-from tradeoff.training import Trainer  # noqa: E402
+from tradeoff.training import Trainer, TrainResult  # noqa: E402
 
 STRATEGIES = ("random", "evolution", "tpe", "rl")
 SEEDS = (0, 1, 2)
@@ -128,18 +128,24 @@ def _task(folder: Path, strategy: str, seed: int, minutes: float, ceilings: dict
     return path
 
 
+def trained_accuracy(architecture: Architecture, options: dict[str, Any], seed: int, train: Split, scored: Split,
+                     metric: Metric | None = None) -> tuple[float, TrainResult]:
+    """Accuracy on `scored` of `architecture` built from `seed` and trained anew by `options` on `train` (watched on
+    validation, with `metric` where its curve is wanted), and the training's record."""
+    torch.manual_seed(seed)
+    module = architecture.build()
+    result = Trainer(TrainSpec(**options, seed=seed)).fit(module, train, mnist1d().val, metric=metric)
+    with torch.no_grad():  # fit hands the module back in eval mode
+        predicted = module(torch.as_tensor(scored.x)).argmax(1).numpy()
+    return float((predicted == scored.y).mean()), result
+
+
 def _paper_protocol(architecture: Architecture, seed: int) -> float:
     """Test accuracy of `architecture` trained anew as the paper trains: Adam at 1e-2, batch 100, 6,000 steps, on
     train+val."""
     data = mnist1d()
-    torch.manual_seed(seed)
-    module = architecture.build()
     both = data.train_and_val()
-    Trainer(TrainSpec(**_paper_train(len(both)), seed=seed)).fit(module, both, data.val)
-    module.eval()
-    with torch.no_grad():
-        predicted = module(torch.as_tensor(data.test.x)).argmax(1).numpy()
-    return float((predicted == data.test.y).mean())
+    return trained_accuracy(architecture, _paper_train(len(both)), seed, both, data.test)[0]
 
 
 def _judged(chosen: dict[str, Any]) -> tuple[float, ...]:

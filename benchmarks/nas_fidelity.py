@@ -33,12 +33,10 @@ from rich.progress import track  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from benchmarks.common import report_targets, target, write_results  # noqa: E402
-from benchmarks.nas import REFERENCE, SEARCH_TRAIN, _paper_train  # noqa: E402
-from tradeoff.config import TrainSpec  # noqa: E402
+from benchmarks.nas import REFERENCE, SEARCH_TRAIN, _paper_train, trained_accuracy  # noqa: E402
 from tradeoff.data import mnist1d  # noqa: E402
 from tradeoff.metrics import get_metric  # noqa: E402
 from tradeoff.nas.space import Architecture  # noqa: E402
-from tradeoff.training import Trainer  # noqa: E402
 
 EARLIER_SEARCH_TRAIN = {"epochs": 30, "batch_size": 100, "lr": 0.01, "schedule": "cosine",
                         "early_stopping": {"monitor": "metric", "patience": 5, "split": "val"}}
@@ -67,12 +65,9 @@ ARCHITECTURES = {
 def _trained(architecture: dict[str, Any], options: dict[str, Any], seed: int) -> tuple[float, list[float]]:
     """Validation accuracy after training on train by `options`, and the validation curve per epoch."""
     data = mnist1d()
-    torch.manual_seed(seed)
-    module = Architecture(**architecture).build()
-    result = Trainer(TrainSpec(**options, seed=seed)).fit(module, data.train, data.val, metric=get_metric("accuracy"))
-    with torch.no_grad():
-        predicted = module(torch.as_tensor(data.val.x)).argmax(1).numpy()
-    return float((predicted == data.val.y).mean()), [float(r.monitor_metric) for r in result.history]
+    accuracy, result = trained_accuracy(Architecture(**architecture), options, seed, data.train, data.val,
+                                        get_metric("accuracy"))
+    return accuracy, [float(r.monitor_metric) for r in result.history]
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from tradeoff.passes import build_pass
 from tradeoff.search.study import Pruned
 
 ONNX_RUNTIMES = ("onnxruntime", "openvino")
+LATENCY_CEILINGS = ("max_latency_ms", "max_latency_ratio")
 SCREEN_ROUNDS = 3
 # how far from a ceiling SCREEN_ROUNDS rounds must put a candidate to settle it: 3 rounds put one pair of CNNs at
 # 0.96-1.20x the reference where 10 put it at 1.09-1.14x (docs/NOTES.md, trap 19)
@@ -37,7 +38,7 @@ class CostMeter:
     evaluator: Evaluator
     reference: ModelHandle  # the task's own model: the one latency ratios are taken against
     limits: dict[str, float | None]  # the ceilings: max_latency_ms, max_latency_ratio, max_size_bytes, max_params
-    timed: bool  # whether latency is needed (an objective or a ceiling)
+    timed: bool  # whether latency is needed besides a latency ceiling's (an objective, or a search that reports it)
     runtime: str = "torch"  # where latency is measured: torch, or an ONNX runtime after export.onnx
     screen: bool = False  # end a candidate's timing early once it is far from every latency ceiling
     _counts: dict[str, Values] = field(default_factory=dict, init=False)
@@ -69,7 +70,7 @@ class CostMeter:
 
     @property
     def latency_bounded(self) -> bool:
-        return self.limits.get("max_latency_ms") is not None or self.limits.get("max_latency_ratio") is not None
+        return any(self.limits.get(name) is not None for name in LATENCY_CEILINGS)
 
     def retimed(self, models: list[ModelHandle], ctx: Context, rounds: int) -> list[tuple[Values, list[Violation]]]:
         """Each model's cost with its latency timed again, all beside the task's model in the same `rounds`, and
@@ -84,7 +85,7 @@ class CostMeter:
     def _measured(self, key: str, model: ModelHandle, ctx: Context) -> Values:
         if key not in self._costs:
             values, latency = self._counted(key, model), None
-            if self.timed:
+            if self.timed or self.latency_bounded:
                 reference, timed = self.evaluator.interleaved_latency(
                     [self._reference_deployed(ctx), self._deployed(model, ctx)], "val",
                     settled=self._far_from_ceilings if self.screen and self.latency_bounded else None)
@@ -100,7 +101,7 @@ class CostMeter:
             return False
         reference, candidate = latencies
         values = latency_values(candidate, reference)
-        for name in ("max_latency_ms", "max_latency_ratio"):
+        for name in LATENCY_CEILINGS:
             limit, value = self.limits.get(name), values.get(value_key(CONSTRAINTS[name], self.first_batch))
             if limit is not None and value is not None and abs(value - limit) < SCREEN_MARGIN * limit:
                 return False

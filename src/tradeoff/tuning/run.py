@@ -225,8 +225,7 @@ class _Setup:
         evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
         limits = settings.constraints.model_dump()
         meter = CostMeter(evaluator, given.model, limits,
-                          timed="latency" in spec.objectives or timed or limits["max_latency_ms"] is not None
-                          or limits["max_latency_ratio"] is not None,
+                          timed="latency" in spec.objectives or timed,
                           runtime=run.target if run.target in ONNX_RUNTIMES else "torch",
                           screen="latency" not in spec.objectives)
         run_dir = None
