@@ -155,6 +155,7 @@ class SensitivitySpec(StrictModel):
 class SearchSpec(StrictModel):
     trials: int = Field(default=20, ge=1)
     storage: str = "sqlite"  # the run directory's study.db; "memory"; or an RDB URL that many workers share
+    # tune and nas: the whole run's, what follows the search reckoned in (the final training, a rerank)
     timeout_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, lt=2**32)  # what Optuna's samplers (numpy) take
     passes: tuple[str, ...] | None = None  # the menu by name; None: the passes `tags` select

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,24 @@ def test_a_rerank_that_cannot_run_is_refused_before_the_search(tmp_path: Path, n
     with pytest.raises(ConfigError, match=said):
         to.nas(_task(tmp_path, 2, {"strategy": "random", **nas}), out=tmp_path / "runs", quiet=True)
     assert not (tmp_path / "runs" / "mnist1d-nas" / "nas.json").exists()
+
+
+def test_the_time_budget_holds_the_rerank_and_final_training(tmp_path: Path) -> None:
+    """search.timeout_s bounds the whole run: the search stops while the time left holds the retrained best (the
+    rerank's longer trainings on each fold, then train+val), reckoned from the speed its trials trained at; a search
+    that filled the budget would overrun it by all of those."""
+    rerank = {"top": 2, "folds": 2, "train": {"epochs": 10, "early_stopping": None}}
+    timeout = 40.0
+    start = time.monotonic()
+    task = _task(tmp_path, 10_000, {"strategy": "random", "rerank": rerank}, epochs=2)
+    raw = yaml.safe_load(task.read_text())
+    task.write_text(yaml.safe_dump({**raw, "search": {**raw["search"], "timeout_s": timeout}}))
+    result = to.nas(task, out=tmp_path / "runs", quiet=True)
+    elapsed = time.monotonic() - start
+    budget = json.loads((result.run_dir / "nas.json").read_text())["budget"]
+    assert budget["timeout_s"] == timeout
+    # what followed the search was worth keeping time for (a fifth of the budget and more), and the estimate kept
+    # for it was near what it took
+    assert budget["after_search_s"] > timeout / 5
+    assert 0.5 < budget["reserved_s"] / budget["after_search_s"] < 2.0
+    assert elapsed < timeout + budget["after_search_s"] / 2

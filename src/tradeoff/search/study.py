@@ -260,6 +260,9 @@ class StudyRun:
     # judges a multi-objective trial at an epoch (Optuna's pruners take one objective): True stops it
     dominated: Callable[[optuna.Study, int, tuple[float, ...]], bool] | None = None
     trackers: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()  # Optuna callbacks, per counted trial
+    started: float | None = None  # time.monotonic() the run began, whence `search.timeout_s` counts; None: now
+    # seconds that what follows the search will take, given the trials so far: no trial starts unless it leaves them
+    reserve: Callable[[list[TrialRecord]], float] = lambda counted: 0.0
 
     def run(self) -> None:
         """Measure new candidates until the trial budget (counted over every worker of the study), the time budget
@@ -270,18 +273,19 @@ class StudyRun:
         a point drawn at random, so a sampler that has converged does not end the search with budget unspent.
         """
         search = self.settings.search
-        deadline = time.monotonic() + search.timeout_s if search.timeout_s else float("inf")
+        started = time.monotonic() if self.started is None else self.started
+        deadline = started + search.timeout_s if search.timeout_s else float("inf")
         settled: set[str] = set()  # candidates closed without a measurement: repeats, known failures
         grid = self.space.grid()
         unmeasured = {self.space.at(p).key(): p for p in grid} if grid is not None else None  # type: ignore[union-attr]
         rng = random.Random(search.seed + counted_trials(self.study))
         fruitless = 0
-        while time.monotonic() < deadline:
+        while True:
             _retry_stale(self.study)
             counted = [r for r in records(self.study) if r.counted]  # other workers' trials count too
-            self.space.learn(counted)
-            if len(counted) >= search.trials:
+            if len(counted) >= search.trials or time.monotonic() + self.reserve(counted) >= deadline:
                 return
+            self.space.learn(counted)
             if not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 for params, strategy in self.space.queued(counted):
                     queue(self.study, params, strategy)

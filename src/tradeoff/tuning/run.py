@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -87,19 +88,21 @@ def tune(subject: Subject | None = None, *, data: DataBundle | None = None, out:
     """Tune a task's training and model options (a task file or Task with a `tune:` section, or a torch module with
     `data=` and settings such as `tune={"space": {"train.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}`).
     `storage` overrides search.storage (an RDB URL shares the study with other workers)."""
+    started = time.monotonic()
     given = problem(subject, data=data, where="tune()", **settings)
-    searching = tune_search(given, storage, Path(out))
+    searching = tune_search(given, storage, Path(out), started)
     setup, space = searching.setup, searching.space
     spec = given.settings.tune
     assert spec is not None  # tune_search refused a task without one
     study, trials = searching.run(quiet, debug)
+    searched_at = time.monotonic()
     (best,), retimed = _finalists(space, setup, trials, 1)
     epochs = _retrain_epochs(best.values)
     final, test_metric = setup.final_model(space, space.at(best.params), epochs)
     defaults = next((r for r in trials if r.strategy == "defaults"), None)
     tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.sampler,
                         defaults={"trial": defaults.number, "values": defaults.values} if defaults else None,
-                        retimed=retimed)
+                        retimed=retimed, budget=setup.budget(space, trials, searched_at))
     return TuneResult(params=dict(best.candidate or {}), trial=best.number, val_metric=float(best.values["metric"]),  # type: ignore[arg-type]
                       test_metric=test_metric, model=final, epochs_trained=epochs_trained(trials),
                       run_dir=setup.written.root, tuned_task=tuned)
@@ -112,13 +115,15 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
     reference, trained alike. With nas.rerank the best few trials are trained again by its longer options and
     judged on validation before the choice. The chosen architecture is trained on train+val and scored on test
     once, the reference too."""
+    started = time.monotonic()
     given = problem(subject, data=data, where="nas()", **settings)
-    searching = nas_search(given, storage, Path(out))
+    searching = nas_search(given, storage, Path(out), started)
     setup, space, spec = searching.setup, searching.space, given.settings.nas
     assert spec is not None
     proxy_scores = _proxy_first(space, spec, given.data, setup.seed) if spec.proxy else []
     reference, reference_model = _reference(space, given, setup) if given.model.factory else (None, None)
     study, trials = searching.run(quiet, debug)
+    searched_at = time.monotonic()
     finalists, retimed = _finalists(space, setup, trials, spec.rerank.top if spec.rerank is not None else 1)
     best = finalists[0]
     epochs = _retrain_epochs(best.values)
@@ -136,7 +141,8 @@ def nas(subject: Subject | None = None, *, data: DataBundle | None = None, out: 
             reference["rerank_beats_all"] = all(sign * reference["rerank_metric"] > sign * r["metric"]
                                                 for r in reranked)
     tuned = setup.write(study, space, best, final, test_metric, trials, epochs, sampler=spec.strategy, front=front,
-                        reference=reference, proxy=proxy_scores, reranked=reranked, retimed=retimed)
+                        reference=reference, proxy=proxy_scores, reranked=reranked, retimed=retimed,
+                        budget=setup.budget(space, trials, searched_at))
     return NasResult(architecture=(best.candidate or {}).get("model", {}), trial=best.number, values=best.values,
                      test_metric=test_metric, model=final, front=front, reranked=reranked, reference=reference,
                      reference_model=reference_model, epochs_trained=epochs_trained(trials),
@@ -158,13 +164,14 @@ class Searching:
         return self.setup.search(self.space, self.sampler, self.max_epochs, quiet, debug, joining)
 
 
-def tune_search(given: Problem, storage: str | None, out: Path | None) -> Searching:
-    """The tuning study of a task with a `tune:` section; `out` None writes no run directory (a worker)."""
+def tune_search(given: Problem, storage: str | None, out: Path | None, started: float | None = None) -> Searching:
+    """The tuning study of a task with a `tune:` section; `out` None writes no run directory (a worker); `started`
+    (time.monotonic()) is when the run began, whence its time budget counts (None: now)."""
     spec = given.settings.tune
     if spec is None:
         raise ConfigError("the task has no tune: section",
                           "add tune: {space: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}}")
-    setup = _Setup.of(given, spec, storage, "tune", timed=False, out=out)
+    setup = _Setup.of(given, spec, storage, "tune", timed=False, out=out, started=started)
     function = import_object(spec.train_function, "tune.train_function", given.search_dirs) \
         if spec.train_function else None
     space = HyperparameterSpace.parse(spec.space, given.model, train_function=function, **setup.space_parts())
@@ -173,13 +180,14 @@ def tune_search(given: Problem, storage: str | None, out: Path | None) -> Search
     return Searching(setup, space, sampler, max([given.settings.train.epochs, *_epoch_choices(spec)]))
 
 
-def nas_search(given: Problem, storage: str | None, out: Path | None) -> Searching:
-    """The architecture study of a task with a `nas:` section; `out` None writes no run directory (a worker)."""
+def nas_search(given: Problem, storage: str | None, out: Path | None, started: float | None = None) -> Searching:
+    """The architecture study of a task with a `nas:` section; `out` None writes no run directory (a worker);
+    `started` as tune_search's."""
     spec = given.settings.nas
     if spec is None:
         raise ConfigError("the task has no nas: section",
                           "add nas: {space: {family: cnn, cnn: {depth: {low: 1, high: 4}, width: [16, 32, 64]}}}")
-    setup = _Setup.of(given, spec, storage, "nas", timed=True, out=out)
+    setup = _Setup.of(given, spec, storage, "nas", timed=True, out=out, started=started)
     classes = int(given.data.train.y.max()) + 1
     architectures = load_space(spec.space, given.data.sample_shape, classes, given.search_dirs)
     space = HyperparameterSpace.parse({}, given.model, architectures=architectures, **setup.space_parts())
@@ -207,10 +215,11 @@ class _Setup:
     evaluator: Evaluator
     meter: CostMeter
     run_dir: RunDir | None  # None: a worker, which writes none
+    started: float  # time.monotonic() when the run began: search.timeout_s is the whole run's budget
 
     @classmethod
     def of(cls, given: Problem, spec: TrainedSearch, storage: str | None, kind: str, timed: bool,
-           out: Path | None) -> _Setup:
+           out: Path | None, started: float | None = None) -> _Setup:
         """Check the problem suits a search that trains, and write task.yaml and env.json (where `out` is given);
         `timed`: latency is measured for every candidate, not only where an objective or a ceiling needs it."""
         if given.model.module is None:
@@ -235,7 +244,8 @@ class _Setup:
             write_json(run_dir.env, {**collect_env(run.threads), "argv": shlex.join(sys.argv),
                                      "seeds": {"search": settings.search.seed, "train": given.settings.train.seed,
                                                "data": given.data.spec.seed}})
-        return cls(given, spec, kind, settings, metric, evaluator, meter, run_dir)
+        return cls(given, spec, kind, settings, metric, evaluator, meter, run_dir,
+                   time.monotonic() if started is None else started)
 
     @property
     def written(self) -> RunDir:
@@ -271,8 +281,47 @@ class _Setup:
         with trial_progress(search.trials, counted_trials(study), quiet, _described, joining) as (on_trial, status):
             StudyRun(study, space, replace(self.ctx, progress=status), space.measure, self.settings,
                      self.metric.higher_is_better, on_trial, debug, trackers=trackers,
-                     dominated=dominance_rule(self.spec.pruner_name, self.spec.pruner_warmup_epochs)).run()
+                     dominated=dominance_rule(self.spec.pruner_name, self.spec.pruner_warmup_epochs),
+                     started=self.started,
+                     reserve=lambda counted: _trial_s(counted) + (self.after_search_s(space, counted)
+                                                                  if self.run_dir else 0.0)).run()
         return study, [r for r in records(study) if r.counted]
+
+    def budget(self, space: HyperparameterSpace, trials: list[TrialRecord], searched_at: float) -> dict[str, Any]:
+        """How the run spent its time: the search (from the run's start), what it kept for the steps after it and
+        what those took (until now)."""
+        return {"timeout_s": self.settings.search.timeout_s, "search_s": searched_at - self.started,
+                "reserved_s": self.after_search_s(space, trials), "after_search_s": time.monotonic() - searched_at}
+
+    def after_search_s(self, space: HyperparameterSpace, trials: list[TrialRecord]) -> float:
+        """Seconds that what follows the search will take if it ended now, reckoned from the speed the best
+        trials trained at in it (seconds per sample and epoch): the best retimed (what timing them cost when
+        admitted, per round), trained again by the rerank's options (on each fold), and the chosen one trained on
+        train+val. The time budget covers the run: a search that filled it would end late by all of these
+        (benchmarks/nas.py: 8-9 minutes of a 30-minute run)."""
+        rerank = self.rerank
+        finished = [r for r in trials if r.feasible and r.objectives is not None and _train_s(r)]
+        top = sorted(finished, key=lambda r: r.objectives or ())[: rerank.top if rerank else 1]
+        if not top:
+            return 0.0
+        trained, validation = len(space.data.train), len(space.data.val)
+
+        def per_sample_epoch(record: TrialRecord) -> float:
+            return _train_s(record) / (max(record.values.get("epochs") or 1.0, 1.0) * trained)
+
+        if rerank is None:
+            seconds = per_sample_epoch(top[0]) * _retrain_epochs(top[0].values) * (trained + validation)
+        else:
+            folds = rerank.folds or 1
+            fold_samples = (trained + validation) * (folds - 1) / folds if rerank.folds else trained
+            epochs = [space.train_options(space.at(r.params), "nas.rerank.train", rerank.train).epochs for r in top]
+            seconds = sum(per_sample_epoch(r) * e * fold_samples * folds for r, e in zip(top, epochs, strict=True))
+            seconds += max(per_sample_epoch(r) * e for r, e in zip(top, epochs, strict=True)) * (trained + validation)
+        if self.meter.latency_bounded:  # each round times the task's model and every finalist
+            rounds = [(r.spend.wall_s - _train_s(r)) / max(r.latency.rounds if r.latency else 1, 1)
+                      for r in top if r.spend is not None]
+            seconds += RETIMING_ROUNDS * (len(top) + 1) / 2 * (float(np.mean(rounds)) if rounds else 0.0)
+        return seconds
 
     @property
     def rerank(self) -> Rerank | None:
@@ -466,6 +515,18 @@ def _described(record: TrialRecord) -> str:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _train_s(record: TrialRecord) -> float:
+    """The seconds a measured trial's training took (0 for trials measured before it was recorded)."""
+    return float(record.values.get("train_s") or 0.0)
+
+
+def _trial_s(trials: list[TrialRecord]) -> float:
+    """What the next trial may take: the median of the trials measured so far (a worker keeps only this; the
+    command that finalizes keeps time for what follows the search too)."""
+    spent = [r.spend.wall_s for r in trials if r.spend is not None]
+    return float(np.median(spent)) if spent else 0.0
 
 
 def _retrain_epochs(values: dict[str, float | None]) -> int:

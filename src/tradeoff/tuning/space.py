@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -188,7 +189,8 @@ class HyperparameterSpace:
     search_dirs: tuple[Path, ...] = ()
     architectures: ArchitectureSpace | None = None  # an architecture search's space; None: the task's factory
     first: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # points to measure before sampling
-    _trained: dict[int, int] = field(default_factory=dict, init=False, repr=False)  # id(module) -> epochs to retrain
+    # id(module) -> the epochs to train it for again, and the seconds its training took
+    _trained: dict[int, tuple[int, float]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def parse(cls, space: Mapping[str, Any], model: ModelHandle, **rest: Any) -> HyperparameterSpace:
@@ -312,8 +314,9 @@ class HyperparameterSpace:
             if ctx.on_epoch is not None:
                 ctx.on_epoch(epoch, {**cost, "metric": value})
 
-        self._trained[id(module)] = train_model(module, self.data, options, self.metric, report, ctx.deadline,
-                                                self.train_function)
+        start = time.perf_counter()
+        epochs = train_model(module, self.data, options, self.metric, report, ctx.deadline, self.train_function)
+        self._trained[id(module)] = epochs, time.perf_counter() - start
         return handle.with_module(module)
 
     def fresh_model(self, candidate: Hyperparameters, seed: int) -> ModelHandle:
@@ -332,11 +335,13 @@ class HyperparameterSpace:
                            factory_options=dict(architecture.options))
 
     def measure(self, model: ModelHandle) -> Outcome:
-        """The trained model's metric on validation, its cost (measured before training), and the epochs to train
-        it for again on train+val."""
+        """The trained model's metric on validation, its cost (measured before training), the epochs to train it
+        for again on train+val, and the seconds its training took (what a search's time budget keeps for the
+        trainings after it is reckoned from)."""
         assert model.module is not None
+        epochs, seconds = self._trained.pop(id(model.module))
         values = {**self.meter.cost(model), "metric": self.meter.evaluator.score(model, "val"),
-                  "retrain_epochs": float(self._trained.pop(id(model.module)))}
+                  "retrain_epochs": float(epochs), "train_s": seconds}
         return Outcome(values=values, latency=self.meter.latency_of(model))
 
 
