@@ -295,28 +295,29 @@ class _Setup:
 
     def after_search_s(self, space: HyperparameterSpace, trials: list[TrialRecord]) -> float:
         """Seconds that what follows the search will take if it ended now, reckoned from the speed the best
-        trials trained at in it (seconds per sample and epoch): the best retimed (what timing them cost when
-        admitted, per round), trained again by the rerank's options (on each fold), and the chosen one trained on
-        train+val. The time budget covers the run: a search that filled it would end late by all of these
-        (benchmarks/nas.py: 8-9 minutes of a 30-minute run)."""
+        trials trained at in it (seconds per sample and epoch, the samples an epoch trains on and those it is
+        watched on alike: counting training samples only, a 30-minute search of benchmarks/nas.py kept 319 s for
+        steps that took 384): the best retimed (what timing them cost when admitted, per round), trained again by
+        the rerank's options (on each fold), and the chosen one trained on train+val. The time budget covers the
+        run: a search that filled it would end late by all of these (8-9 minutes of that 30-minute run)."""
         rerank = self.rerank
         finished = [r for r in trials if r.feasible and r.objectives is not None and _train_s(r)]
         top = sorted(finished, key=lambda r: r.objectives or ())[: rerank.top if rerank else 1]
         if not top:
             return 0.0
         trained, validation = len(space.data.train), len(space.data.val)
+        final = trained + 2 * validation  # trains on train+val, watched on validation
 
         def per_sample_epoch(record: TrialRecord) -> float:
-            return _train_s(record) / (max(record.values.get("epochs") or 1.0, 1.0) * trained)
+            return _train_s(record) / (max(record.values.get("epochs") or 1.0, 1.0) * (trained + validation))
 
         if rerank is None:
-            seconds = per_sample_epoch(top[0]) * _retrain_epochs(top[0].values) * (trained + validation)
-        else:
-            folds = rerank.folds or 1
-            fold_samples = (trained + validation) * (folds - 1) / folds if rerank.folds else trained
+            seconds = per_sample_epoch(top[0]) * _retrain_epochs(top[0].values) * final
+        else:  # each fold trains on the others and is watched on itself: every sample, once a fold
             epochs = [space.train_options(space.at(r.params), "nas.rerank.train", rerank.train).epochs for r in top]
-            seconds = sum(per_sample_epoch(r) * e * fold_samples * folds for r, e in zip(top, epochs, strict=True))
-            seconds += max(per_sample_epoch(r) * e for r, e in zip(top, epochs, strict=True)) * (trained + validation)
+            seconds = sum(per_sample_epoch(r) * e * (trained + validation) * (rerank.folds or 1)
+                          for r, e in zip(top, epochs, strict=True))
+            seconds += max(per_sample_epoch(r) * e for r, e in zip(top, epochs, strict=True)) * final
         if self.meter.latency_bounded:  # each round times the task's model and every finalist
             rounds = [(r.spend.wall_s - _train_s(r)) / max(r.latency.rounds if r.latency else 1, 1)
                       for r in top if r.spend is not None]
