@@ -87,7 +87,7 @@ PRUNER_WARMUP_EPOCHS = 30
 # rows of another protocol do not merge; since the thirteenth session a search settles a candidate's latency in 3
 # timing rounds where they put it far from the ceiling, and times its 5 best again before the rerank (tuning/cost.py);
 # since the fourteenth the budget is the whole run's: nas keeps time for the rerank by its trials' training speed (a
-# fixed reserve of 18 s a training left the thirteenth session's runs 29.7-31.6 minutes long)
+# fixed reserve of 18 s a training left the runs of the thirteenth protocol 29.7-34.2 minutes long)
 PROTOCOL = {"train": SEARCH_TRAIN, "pruner_warmup_epochs": PRUNER_WARMUP_EPOCHS, "latency": "screened, retimed",
             "budget": "the whole run"}
 PAPER_STEPS, PAPER_BATCH = 6000, 100  # the paper's protocol: Adam at 1e-2, batch 100, 6,000 steps, no schedule
