@@ -301,8 +301,7 @@ class _Setup:
         the rerank's options (on each fold), and the chosen one trained on train+val. The time budget covers the
         run: a search that filled it would end late by all of these (8-9 minutes of that 30-minute run)."""
         rerank = self.rerank
-        finished = [r for r in trials if r.feasible and r.objectives is not None and _train_s(r)]
-        top = sorted(finished, key=lambda r: r.objectives or ())[: rerank.top if rerank else 1]
+        top = [r for r in _best_first(trials) if _train_s(r)][: rerank.top if rerank else 1]
         if not top:
             return 0.0
         trained, validation = len(space.data.train), len(space.data.val)
@@ -540,12 +539,16 @@ def epochs_trained(trials: list[TrialRecord]) -> int:
     return int(sum(r.values.get("epochs") or 0 for r in trials))
 
 
+def _best_first(trials: list[TrialRecord]) -> list[TrialRecord]:
+    """The trials within the ceilings, best first by their objectives (none, while none has finished so)."""
+    return sorted((r for r in trials if r.feasible and r.objectives is not None), key=lambda r: r.objectives or ())
+
+
 def _ranked(trials: list[TrialRecord]) -> list[TrialRecord]:
-    """The trials within the ceilings, best first by their objectives."""
-    finished = [r for r in trials if r.feasible and r.objectives is not None]
-    if not finished:
+    """`_best_first`, where at least one trial finished within the ceilings."""
+    if not (finished := _best_first(trials)):
         states = {s: sum(r.state == s for r in trials) for s in ("complete", "pruned", "failed")}
         raise NoTrialFinished(f"no trial finished within the constraints ({states['complete']} complete but over a "
                               f"ceiling, {states['pruned']} pruned, {states['failed']} failed)",
                               "loosen the ceilings, widen the space or raise search.trials")
-    return sorted(finished, key=lambda r: r.objectives)  # type: ignore[arg-type, return-value]
+    return finished
