@@ -1,6 +1,7 @@
 """How the benchmarks that time peers beside tradeoff measure them: every variant (the torch baseline, the peer tools'
-models, tradeoff's best) in one process, in interleaved timing rounds at batch 1 and 32 on 2 threads, and the
-targets' reference at each batch size: the fastest peer that holds the task's quality constraint."""
+models, tradeoff's best) in one process, in interleaved timing rounds at batch 1 and 32 on 2 threads (tradeoff's best
+on fewer where its search measured them faster), and the targets' reference at each batch size: the fastest peer
+that holds the task's quality constraint."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ class Variant:
     size_bytes: int
     load: Callable[[], InferenceFn]
     peer: bool = False
+    threads: int = THREADS  # a peer runs on its tool's default, every core; tradeoff's best on those it chose
 
 
 def handle_variant(name: str, model: ModelHandle, recipe: str, peer: bool = False) -> Variant:
-    runtime = runtime_for(model)
-    return Variant(name, recipe, runtime.name, artifact_size(model).bytes, lambda: runtime.load(model, THREADS), peer)
+    runtime, threads = runtime_for(model), model.threads_within(THREADS)
+    return Variant(name, recipe, runtime.name, artifact_size(model).bytes, lambda: runtime.load(model, threads), peer,
+                   threads)
 
 
 def recipe_text(recipe: Recipe) -> str:
@@ -47,7 +50,8 @@ def recipe_text(recipe: Recipe) -> str:
     defaults = [build_pass({"pass": step["pass"]}).step() for step in recipe.steps]  # normalized as recipes are
     steps = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items() if v != default.get(k))
                         for step, default in zip(recipe.steps, defaults, strict=True)) or "baseline"
-    return f"{steps} (on {recipe.runtime or 'default runtime'})"
+    threads = f", {recipe.threads} thread{'s' if recipe.threads > 1 else ''}" if recipe.threads else ""
+    return f"{steps} (on {recipe.runtime or 'default runtime'}{threads})"
 
 
 def rows_for(variants: list[Variant], evaluator: Evaluator, quality: Mapping[str, Metric],
@@ -61,13 +65,13 @@ def rows_for(variants: list[Variant], evaluator: Evaluator, quality: Mapping[str
         for variant in variants:
             run = variant.load()
             for batch in BATCHES:
-                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], THREADS).p50_ms)
+                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], variant.threads).p50_ms)
             del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
     rows = []
     for variant in variants:
         outputs, reference = predict(variant.load(), test), evaluator.reference["test"]
         rows.append({"variant": variant.name, "recipe": variant.recipe, "runtime": variant.runtime,
-                     "peer": variant.peer, "size_bytes": variant.size_bytes,
+                     "threads": variant.threads, "peer": variant.peer, "size_bytes": variant.size_bytes,
                      **{f"p50_ms_b{b}": float(np.median(timings[variant.name][b])) for b in BATCHES},
                      **{f"fastest_round_p50_ms_b{b}": min(timings[variant.name][b]) for b in BATCHES},
                      "p50_ms_rounds": timings[variant.name],

@@ -29,7 +29,8 @@ Every figure is on the test split (3 seeds; 1 with --quick); nothing decides on 
     python benchmarks/training.py [--quick] [--part distillation|augmentation|checkpointing|early_stopping|...]
                                   [--per-class N ...]
 
-A run of some parts writes training_<parts>[_<per-class counts>][_quick].json; the full run training[_quick].json.
+A run of some parts writes training_<parts>[_<per-class counts>][_<n>seeds][_quick].json; the full run
+training[_quick].json.
 """
 
 from __future__ import annotations
@@ -424,11 +425,11 @@ def dataset_distillation(counts: tuple[int, ...], methods: tuple[str, ...]) -> t
     return rows, targets
 
 
-def parts(quick: bool, per_class: tuple[int, ...] = ()
+def parts(quick: bool, per_class: tuple[int, ...] = (), seeds: int | None = None,
           ) -> dict[str, Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]]:
     """Each part of the benchmark by name, in the order the full run takes them; `per_class`: the dataset
-    distillation part's sizes, where not its defaults."""
-    seeds = 1 if quick else 3
+    distillation part's sizes, where not its defaults; `seeds`: the seeded parts' seeds, where not 3 (1 quick)."""
+    seeds = seeds or (1 if quick else 3)
     return {
         "distillation": lambda: distillation(seeds, 40, 30 if quick else 60),
         "augmentation": lambda: augmentation(seeds, 600),
@@ -452,12 +453,14 @@ def main() -> None:
     parser.add_argument("--per-class", action="append", type=int, default=[],
                         help="dataset distillation at this many images per class only (repeatable; default 1, 10 and "
                              "50); its results go to training_dataset_distillation_<counts>.json")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds of the seeded parts (default 3; 1 with --quick)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch's threads (1 for a part pinned to one core beside other work)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows, targets = [], []
-    for name, part in parts(args.quick, tuple(args.per_class)).items():
+    for name, part in parts(args.quick, tuple(args.per_class), args.seeds).items():
         if args.part and name not in args.part:
             continue
         new_rows, new_targets = part()
@@ -474,7 +477,8 @@ def main() -> None:
                 table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
         console.print(table)
     report_targets(targets)
-    name = "_".join(["training", *(args.part or []), *map(str, args.per_class), *(["quick"] if args.quick else [])])
+    name = "_".join(["training", *(args.part or []), *map(str, args.per_class),
+                     *([f"{args.seeds}seeds"] if args.seeds else []), *(["quick"] if args.quick else [])])
     print(f"wrote {write_results(name, rows, targets)}")
 
 

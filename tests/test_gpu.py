@@ -70,7 +70,7 @@ def test_torch_models_run_on_the_gpu_like_on_the_cpu_and_auto_times_both(mlp: Mo
     batch = digits.val.x[:32]
     np.testing.assert_allclose(TorchCuda().load(mlp, 2)(batch), TorchEager().load(mlp, 2)(batch), atol=1e-4)
     assert {p.device.type for p in mlp.module.parameters()} == {"cpu"}  # type: ignore[union-attr]
-    evaluator = Evaluator(mlp, digits, get_metric("accuracy"), 2, (1,))
+    evaluator = Evaluator(mlp, digits, get_metric("accuracy"), 1, (1,))  # one thread: the runtimes alone
     chosen, table = evaluator.with_fastest_runtime(mlp, "val")
     assert set(table) == {"torch", "torch.cuda"} and chosen.runtime == min(table, key=table.__getitem__)
     int8 = build_pass({"pass": "quantize.dynamic"}).apply(mlp, Context(data=digits))  # torch.ao: CPU kernels only

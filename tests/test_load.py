@@ -69,7 +69,8 @@ def test_model_card_says_the_recipe_and_test_figures_and_its_snippets_run_withou
     card = (best / "README.md").read_text()
     assert report.best.format == "onnx", "the digits run should ship an ONNX artifact for the snippets to run"
     for said in [*(step["pass"] for step in report.best.recipe["steps"]), f"{report.best.metric:.4f}",
-                 f"{report.baseline.metric:.4f}", "batch 16 (input 16x64)", "2 threads",
+                 f"{report.baseline.metric:.4f}", "batch 16 (input 16x64)",
+                 f"| threads | {report.baseline.latency_ms.threads} | {report.best.latency_ms.threads} |",
                  f"{report.best.size_bytes:,} B", report.env["cpu"]["model"]]:
         assert said in card
     assert_snippets_reproduce(best, tmp_path)
@@ -117,7 +118,8 @@ def test_a_changed_best_folder_is_refused_with_the_manifest_error(optimized_run:
 def test_it_runs_where_it_was_measured_and_wrong_inputs_get_one_line_naming_the_fix(
         optimized_run: tuple[OptimizeResult, Path]) -> None:
     predictor = to.load(optimized_run[0].run_dir / "best")
-    assert (predictor.runtime, predictor.threads) == (optimized_run[0].report.data.best.runtime, 2)  # as measured
+    best = optimized_run[0].report.data.best
+    assert (predictor.runtime, predictor.threads) == (best.runtime, best.latency_ms.threads)  # as measured
     cases = {"shape [3, 10]; this model takes (batch, 64) (pass 64 values per sample)": np.zeros((3, 10)),
              "not texts (pass a numpy array or torch tensor": ["a text"],
              "one sample of shape [64]; it takes a batch of shape (batch, 64) (add the batch axis": np.zeros(64)}

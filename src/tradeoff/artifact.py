@@ -24,7 +24,8 @@ def load_artifact(directory: Path, search_dirs: tuple[Path, ...] = ()) -> ModelH
     meta = json.loads(meta_path.read_text())
     artifact = directory / meta["artifact"]
     if meta["format"] == "onnx":
-        return ModelHandle(onnx_bytes=read_onnx(artifact), runtime=meta.get("runtime"))
+        return ModelHandle(onnx_bytes=read_onnx(artifact), runtime=meta.get("runtime"),
+                           threads=meta.get("threads"))
     if meta["factory"] is None:
         raise ModelError(f"{directory} holds a torch state dict made from an in-memory module, with no factory "
                          "to rebuild it", "build your module, then load_state_dict(read_weights(artifact))")
@@ -34,7 +35,8 @@ def load_artifact(directory: Path, search_dirs: tuple[Path, ...] = ()) -> ModelH
         module = build_pass(structure["step"]).restructure(module, structure["state"])
     module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
     return ModelHandle(module=module.eval(), factory=meta["factory"], factory_options=options,
-                       structure_steps=tuple(meta["structure_steps"]), runtime=meta.get("runtime"))
+                       structure_steps=tuple(meta["structure_steps"]), runtime=meta.get("runtime"),
+                           threads=meta.get("threads"))
 
 
 def verify_manifest(directory: Path) -> None:

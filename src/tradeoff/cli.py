@@ -77,7 +77,7 @@ def _comparison(report: Any) -> Table:
     table.add_row("size, zstd", _bytes(base.size_zstd_bytes), _bytes(best.size_zstd_bytes),
                   times(best.ratios.size_zstd_reduction, "smaller", "larger"))
     table.add_row("recipe", "as given", " → ".join(s["pass"] for s in best.recipe["steps"]) or "as given", "")
-    table.add_row("runtime", base.runtime, best.runtime, "")
+    table.add_row("runtime", base.running, best.running, "")
     return table
 
 

@@ -48,6 +48,7 @@ class ModelHandle:
     factory_options: dict[str, Any] = field(default_factory=dict)  # the factory's keyword arguments
     structure_steps: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     runtime: str | None = None  # the runtime it was measured fastest on; None: its format's default
+    threads: int | None = None  # the intra-op threads it ran fastest with, where fewer than the task's; None: those
 
     def __post_init__(self) -> None:
         if (self.module is None) == (self.onnx_bytes is None):
@@ -75,14 +76,20 @@ class ModelHandle:
         steps = self.structure_steps
         if structure_step is not None:
             steps += ({"step": structure_step, "state": structure_state or {}},)
-        return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps, runtime=None)
+        return replace(self, module=module.eval(), onnx_bytes=None, structure_steps=steps, runtime=None,
+                       threads=None)
 
     def with_onnx(self, model: onnx.ModelProto | bytes) -> ModelHandle:
         data = model if isinstance(model, bytes) else model.SerializeToString()
-        return replace(self, module=None, onnx_bytes=data, structure_steps=(), runtime=None)
+        return replace(self, module=None, onnx_bytes=data, structure_steps=(), runtime=None, threads=None)
 
-    def with_runtime(self, runtime: str | None) -> ModelHandle:
-        return replace(self, runtime=runtime)
+    def with_runtime(self, runtime: str | None, threads: int | None = None) -> ModelHandle:
+        return replace(self, runtime=runtime, threads=threads)
+
+    def threads_within(self, most: int) -> int:
+        """The intra-op threads to run it with where `most` may be used: those it was measured fastest with (one
+        thread runs a small graph faster than two: docs/NOTES.md), never more than `most`."""
+        return min(self.threads or most, most)
 
     def save(self, directory: Path) -> Path:
         """Write the artifact file and its metadata into `directory`; return the artifact's path."""
@@ -99,7 +106,8 @@ class ModelHandle:
             else:
                 artifact = directory / "model.pt"
                 torch.save(state, artifact)
-        meta = {"format": self.format, "artifact": artifact.name, "runtime": self.runtime, "factory": self.factory,
+        meta = {"format": self.format, "artifact": artifact.name, "runtime": self.runtime, "threads": self.threads,
+                "factory": self.factory,
                 "factory_options": self.factory_options, "structure_steps": list(self.structure_steps)}
         (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
         return artifact

@@ -25,8 +25,8 @@ SAMPLE_TEXTS = ["A first sentence to run through the model.", "Another, somewhat
 def model_card(name: str, origin: dict[str, Any], recipe: Recipe, best: Measurement, baseline: Measurement,
                metric: str, env: dict[str, Any], spec: ServingSpec, model: ModelHandle) -> str:
     """The card's Markdown; `origin` is where the original model came from (the task's `model` section)."""
-    sections = [f"# {name}: optimized by tradeoff\n", _what(origin, recipe, best), _measured(best, baseline, metric,
-                env, spec), _inputs(spec)]
+    sections = [f"# {name}: optimized by tradeoff\n", _what(origin, recipe, best),
+                _measured(best, baseline, metric, env), _inputs(spec)]
     if model.format == "onnx" or model.factory is not None:  # a module given in Python has no factory to rebuild it
         sections.append(_with_tradeoff(spec))
     if model.onnx_bytes is not None:
@@ -52,7 +52,7 @@ def _options(step: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items())
 
 
-def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[str, Any], spec: ServingSpec) -> str:
+def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[str, Any]) -> str:
     rows = [("split", baseline.split, best.split), (metric, f"{baseline.metric:.4f}", f"{best.metric:.4f}")]
     for batch, timed in best.latency.items():
         base = baseline.latency.get(batch)
@@ -60,7 +60,8 @@ def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[s
         rows.append((f"latency p50 / p95, batch {batch} (input {shape})",
                      f"{base.p50_ms:.3f} / {base.p95_ms:.3f} ms" if base else "-",
                      f"{timed.p50_ms:.3f} / {timed.p95_ms:.3f} ms"))
-    rows += [("runtime", baseline.runtime, best.runtime), ("format", baseline.format, best.format),
+    rows += [("runtime", baseline.runtime, best.runtime), ("threads", _threads(baseline), _threads(best)),
+             ("format", baseline.format, best.format),
              ("size on disk", f"{baseline.size.bytes:,} B", f"{best.size.bytes:,} B"),
              ("size, zstd", f"{baseline.size.zstd_bytes:,} B", f"{best.size.zstd_bytes:,} B"),
              ("parameters (non-zero)", f"{baseline.params:,} ({baseline.nonzero_params:,})",
@@ -69,9 +70,12 @@ def _measured(best: Measurement, baseline: Measurement, metric: str, env: dict[s
     cpu = env.get("cpu", {})
     machine = f"{cpu.get('model', 'an unknown CPU')} ({cpu.get('cores', '?')} cores)"
     return (f"## Measured on the test split\n\n| | original | this model |\n|---|---|---|\n{table}\n\n"
-            f"Timed in one process, interleaved rounds, {spec.threads} threads, on {machine}. Latency on another "
-            "CPU differs: measure it there "
-            "(`tradeoff evaluate`).\n")
+            f"Timed in one process, interleaved rounds, on {machine}. Latency on another CPU differs: measure it "
+            "there (`tradeoff evaluate`).\n")
+
+
+def _threads(measured: Measurement) -> str:
+    return str(measured.primary_latency.threads) if measured.primary_latency else "-"
 
 
 def _inputs(spec: ServingSpec) -> str:

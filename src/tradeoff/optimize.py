@@ -269,7 +269,7 @@ def _shipping(given: Problem, best: Candidate, baseline_test: Measurement, metri
     """What best/ needs to be used without the task and its data: the inputs as the data defined them, the
     tokenizer of a text model, and the model card."""
     settings = given.settings
-    shipping = Shipping.of(given.data, settings.runtime.threads, given.search_dirs)
+    shipping = Shipping.of(given.data, best.model.threads_within(settings.runtime.threads), given.search_dirs)
     return replace(shipping, card=model_card(settings.name, given.record.get("model", {}), best.recipe, best.measured,
                                              baseline_test, metric.name, env, shipping.spec, best.model))
 
@@ -285,8 +285,8 @@ def _retime_on_validation(model: ModelHandle, space: RecipeSpace, ctx: Context, 
     interleaved rounds: the choice compares models rather than the moments of a drifting machine at which the
     search happened to time them, and the baseline is timed like the rest instead of once, cold, at the start."""
     by_number = {r.number: r for r in trials}
-    recipes = [Recipe.from_dict({**(by_number[n].candidate or {}), "runtime": by_number[n].runtime})
-               for n in numbers]
+    recipes = [Recipe.from_dict({**(by_number[n].candidate or {}), "runtime": by_number[n].runtime,
+                                 "threads": by_number[n].threads}) for n in numbers]
     models = [space.build(recipe, ctx) for recipe in recipes]
     timed = evaluator.interleaved_latency([model, *models], "val")
     candidates = {number: Candidate(m, recipe, replace(evaluator.measure(m, "val", timing=False), latency=latency))

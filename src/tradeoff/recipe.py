@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tradeoff.errors import ConfigError
 from tradeoff.model import ModelHandle
@@ -24,6 +24,7 @@ class Recipe(BaseModel):
     version: int = RECIPE_VERSION
     steps: tuple[dict[str, Any], ...] = ()
     runtime: str | None = None  # where the result runs fastest, chosen by measurement when the target is auto
+    threads: int | None = Field(default=None, ge=1)  # the threads it runs fastest with, where fewer than the task's
 
     @field_validator("steps")
     @classmethod
@@ -54,9 +55,11 @@ class Recipe(BaseModel):
         return self.on_its_runtime(model)
 
     def on_its_runtime(self, model: ModelHandle) -> ModelHandle:
-        """The built model on the runtime the recipe names; where it names none, on the one its last pass chose
-        (quantize.bf16 runs only on OpenVINO), else its format's default."""
-        return model.with_runtime(self.runtime) if self.runtime is not None else model
+        """The built model on the runtime and threads the recipe names; where it names no runtime, on the one its
+        last pass chose (quantize.bf16 runs only on OpenVINO), else its format's default."""
+        if self.runtime is None and self.threads is None:
+            return model
+        return model.with_runtime(self.runtime or model.runtime, self.threads)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

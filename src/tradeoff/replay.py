@@ -45,7 +45,8 @@ def apply(recipe: Recipe | str | Path, subject: Subject | None = None, /, *, tas
                   teacher=given.model, metric=evaluator.metric, trainer=Trainer(given.settings.train))
     built = recipe.apply(given.model, ctx)
     candidate = Candidate(built, recipe, evaluator.measure(built, "test"),
-                          Shipping.of(given.data, given.settings.runtime.threads, given.search_dirs))
+                          Shipping.of(given.data, built.threads_within(given.settings.runtime.threads),
+                                      given.search_dirs))
     if out is not None:
         candidate.save(Path(out))
     return candidate

@@ -35,7 +35,7 @@ class ServingSpec(BaseModel):
     version: int = 1
     inputs: Literal["array", "text"]
     shape: list[int]  # one sample as the model reads it ([] for texts: token ids and mask of any length)
-    threads: int  # the task's runtime.threads, which every latency in the model card was measured with
+    threads: int  # what the model card's latencies were measured with: the task's, or fewer where those ran faster
     feature_names: list[str] | None = None  # a .csv's input columns, in order
     mean: list[Any] | None = None  # the training split's standardization (nested lists of `shape`), if the task asked
     std: list[Any] | None = None

@@ -10,6 +10,8 @@ import pytest
 from tradeoff.artifact import load_artifact
 from tradeoff.data import DataBundle
 from tradeoff.errors import ConfigError, RuntimeBackendError
+from tradeoff.evaluation import Evaluator
+from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import Context, build_pass
 from tradeoff.recipe import Recipe
@@ -44,6 +46,28 @@ def test_a_runtime_that_cannot_run_the_format_or_is_unknown_is_refused(mlp: Mode
     replayed = Recipe.from_dict({"steps": [{"pass": "export.onnx"}], "runtime": "openvino"}).apply(
         mlp, Context(data=digits))
     assert replayed.runtime == "openvino" and runtime_for(replayed).name == "openvino"
+
+
+def test_the_threads_are_chosen_by_measurement_and_the_artifact_and_recipe_keep_them(
+        mlp: ModelHandle, digits: DataBundle, tmp_path: Path) -> None:
+    """The task's threads are the most a model may use: the runtime is timed on half as many too, and the fewer
+    are kept where they ran faster (one ONNX Runtime thread runs a small MLP faster than two: docs/NOTES.md)."""
+    exported = build_pass({"pass": "export.onnx"}).apply(mlp, Context(data=digits))
+    evaluator = Evaluator(mlp, digits, get_metric("accuracy"), 2, (1, 32), target="onnxruntime",
+                          runtime_batches=(1, 32))
+    chosen, table = evaluator.with_fastest_runtime(exported, "val")
+    assert set(table) == {"onnxruntime", "onnxruntime on 1 thread"}
+    one_faster = table["onnxruntime on 1 thread"] < table["onnxruntime"]
+    assert (chosen.runtime, chosen.threads) == ("onnxruntime", 1 if one_faster else None)
+    assert {timed.threads for timed in evaluator.latency(chosen, "val").values()} == {1 if one_faster else 2}
+    chosen.save(tmp_path)
+    assert load_artifact(tmp_path).threads == chosen.threads
+    replayed = Recipe.from_dict({"steps": [{"pass": "export.onnx"}], "runtime": "onnxruntime", "threads": 1}).apply(
+        mlp, Context(data=digits))
+    assert (replayed.threads_within(2), replayed.threads_within(1), exported.threads_within(4)) == (1, 1, 4)
+    assert replayed.with_runtime("onnxruntime", 8).threads_within(2) == 2  # never more than the task allows
+    with pytest.raises(ConfigError, match="threads"):
+        Recipe.from_dict({"steps": [], "threads": 0})
 
 
 def test_exported_mlp_runs_the_same_on_openvino(mlp: ModelHandle, digits: DataBundle) -> None:

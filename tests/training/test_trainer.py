@@ -37,6 +37,16 @@ def test_the_trainer_reports_each_epoch_and_starts_none_past_the_deadline(digits
     assert ctx.trainer.finetune(mlp.torch_module(), ctx, FinetuneConfig(finetune_epochs=0)) is None
 
 
+def test_fine_tuning_holds_a_tenth_of_train_out_only_where_early_stopping_reads_it(digits: DataBundle,
+                                                                                  mlp: ModelHandle) -> None:
+    """Without early stopping nothing decides on the holdout: fine-tuning trains on every labelled row it has."""
+    fitting, _ = digits.train_holdout()
+    for spec, rows in ((TrainSpec(), len(fitting)), (TrainSpec(early_stopping=None), len(digits.train))):
+        ctx = Context(data=digits, seed=0, threads=2, trainer=Trainer(spec))
+        result = ctx.trainer.finetune(mlp.torch_module(), ctx, FinetuneConfig(finetune_epochs=1))
+        assert result is not None and round(result.history[0].samples_per_s * result.history[0].seconds) == rows
+
+
 def _mlp(dropout: float = 0.0) -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 10))

@@ -32,12 +32,12 @@ class OptimizedRun:
 
     def outputs(self, model: ModelHandle, x: np.ndarray) -> np.ndarray:
         """`model`'s outputs (the original's or the optimized one's) on inputs prepared as the splits were, run as
-        the search ran it (the runtime it recorded, the task's threads)."""
+        the search ran it (the runtime and threads it recorded)."""
         return self.runner(model)(x)
 
     def runner(self, model: ModelHandle) -> Callable[[np.ndarray], np.ndarray]:
         """`outputs` for one model loaded once, for callers that run it many times (attributions)."""
-        run = runtime_for(model).load(model, self.original.settings.runtime.threads)
+        run = runtime_for(model).load(model, model.threads_within(self.original.settings.runtime.threads))
         return lambda x: predict(run, Split(x, np.zeros(len(x))))
 
 

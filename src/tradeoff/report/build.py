@@ -76,10 +76,11 @@ def violation_entry(violation: Violation) -> ViolationEntry:
 
 def trial_entry(record: TrialRecord, limits: dict[str, float | None], first_batch: int,
                 watts_per_core: float) -> Trial:
-    """A trial that spent budget as report.json shows it: the recipe on the runtime it was measured on, its values
-    on validation, the constraints they break, and what the trial cost the machine."""
+    """A trial that spent budget as report.json shows it: the recipe on the runtime and threads it was measured on,
+    its values on validation, the constraints they break, and what the trial cost the machine."""
     recipe = {**(record.candidate or {"version": 1, "steps": []}),
-              **({"runtime": record.runtime} if record.runtime else {})}
+              **({"runtime": record.runtime} if record.runtime else {}),
+              **({"threads": record.threads} if record.threads else {})}
     values = record.values
     broken = violations(limits, values, first_batch) if "metric_drop" in values else []
     counts = {key: int(v) if (v := values.get(key)) is not None else None for key in COUNTS}

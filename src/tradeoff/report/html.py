@@ -115,7 +115,7 @@ def _comparison(report: Report) -> str:
          times(r.size_zstd_reduction, "smaller", "larger")],
         ["params / non-zero", f"{base.params:,} / {base.nonzero_params:,}",
          f"{best.params:,} / {best.nonzero_params:,}", ""],
-        ["runtime / format", f"{base.runtime} / {base.format}", f"{best.runtime} / {best.format}", ""],
+        ["runtime / format", f"{base.running} / {base.format}", f"{best.running} / {best.format}", ""],
     ]
     rows += _cost_rows(base, best)
     layers = [[layer.name, "×".join(map(str, layer.shape)), str(layer.bits), f"{100 * layer.sparsity:.1f}%"]

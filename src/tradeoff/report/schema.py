@@ -20,9 +20,9 @@ class LatencyMs(_Frozen):
     input_shape: list[int] = []  # what was timed: (batch, tokens) for text, so the figure can be reproduced
 
     def setting(self) -> str:
-        """How the figure was measured, in words: 'batch 1, input 1x128, 2 threads'."""
+        """What was timed, in words: 'batch 1, input 1x128' (the threads are the model's own: `Measured.running`)."""
         shape = f", input {'x'.join(map(str, self.input_shape))}" if self.input_shape else ""
-        return f"batch {self.batch_size}{shape}, {self.threads} threads"
+        return f"batch {self.batch_size}{shape}"
 
 
 Split = Literal["val", "test"]
@@ -64,6 +64,12 @@ class Measured(_Frozen):
     macs: int | None = None
     peak_memory_bytes: int | None = None
     cost_by_batch: dict[int, PredictionCost] = Field(default_factory=dict)
+
+    @property
+    def running(self) -> str:
+        """Where it ran, in words: 'onnxruntime, 1 thread'."""
+        threads = self.latency_ms.threads
+        return f"{self.runtime}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 class Ratios(_Frozen):

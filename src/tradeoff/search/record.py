@@ -46,7 +46,8 @@ class TrialRecord:
     values: dict[str, float | None] = field(default_factory=dict)
     latency: Latency | None = None  # at the first batch size, with how it was timed
     runtime: str | None = None  # the runtime it was measured fastest on
-    runtimes: dict[str, float] = field(default_factory=dict)  # p50 ms per runtime tried, where auto chose
+    threads: int | None = None  # the threads it was measured fastest with, where fewer than the task's
+    runtimes: dict[str, float] = field(default_factory=dict)  # p50 ms per runtime and threads tried, where timed
     objectives: tuple[float, ...] | None = None  # what the sampler was told, all minimized, latency as the ratio
     violations: dict[str, float] = field(default_factory=dict)  # constraint -> amount past its limit
     retry_of: int | None = None
@@ -84,7 +85,7 @@ class TrialRecord:
             retry_of = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
         return cls(number=trial.number, state=state, params=dict(trial.params), candidate=attrs.get(_CANDIDATE),
                    key=attrs.get(_KEY), strategy=attrs.get(_STRATEGY), note=result.get("note"),
-                   values=result.get("values", {}), runtime=result.get("runtime"),
+                   values=result.get("values", {}), runtime=result.get("runtime"), threads=result.get("threads"),
                    latency=Latency(**{**latency, "input_shape": tuple(latency["input_shape"])}) if latency else None,
                    runtimes=result.get("runtimes", {}),
                    objectives=tuple(trial.values) if trial.values is not None else None,
@@ -141,7 +142,7 @@ def mark_candidate(trial: optuna.Trial, candidate: dict[str, Any], key: str) -> 
 
 def write_result(trial: optuna.Trial, state: State, note: str | None = None,
                  values: dict[str, float | None] | None = None, latency: Latency | None = None,
-                 runtime: str | None = None, runtimes: dict[str, float] | None = None,
+                 runtime: str | None = None, threads: int | None = None, runtimes: dict[str, float] | None = None,
                  violations: dict[str, float] | None = None, error: str | None = None,
                  failed_step: int | None = None, spend: Spend | None = None) -> None:
     """Store what the trial found; the caller then tells the study its state and objectives. With `violations`
@@ -152,6 +153,7 @@ def write_result(trial: optuna.Trial, state: State, note: str | None = None,
         for name in CONSTRAINTS:
             trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
+                                  "threads": threads,
                                   "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
                                   "error": error, "failed_step": failed_step,
                                   "spend": asdict(spend) if spend else None})

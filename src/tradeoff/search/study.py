@@ -106,6 +106,7 @@ class Outcome:
     values: dict[str, float | None]
     latency: Latency | None = None
     runtime: str | None = None
+    threads: int | None = None
     runtimes: dict[str, float] = field(default_factory=dict)
     note: str | None = None
     state: State = "complete"
@@ -127,7 +128,7 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     measured = replace(measured, latency=evaluator.latency(model, "val"))
     return Outcome(values=measured.values(metric_drop=drop, baseline=baseline_val), latency=measured.primary_latency,
-                   runtime=model.runtime, runtimes=runtimes)
+                   runtime=model.runtime, threads=model.threads, runtimes=runtimes)
 
 
 def random_draws(sample: Callable[[optuna.Trial], T], count: int, seed: int) -> list[tuple[dict[str, Any], T]]:
@@ -405,7 +406,8 @@ class StudyRun:
         broken = {v.constraint: v.missed_by
                   for v in violations(self.settings.constraints.model_dump(), outcome.values, first_batch)}
         write_result(trial, outcome.state, note=outcome.note, values=outcome.values, latency=outcome.latency,
-                     runtime=outcome.runtime, runtimes=outcome.runtimes, violations=broken, spend=meter.stop())
+                     runtime=outcome.runtime, threads=outcome.threads, runtimes=outcome.runtimes, violations=broken,
+                     spend=meter.stop())
         if outcome.state == "pruned":
             return TrialRecord.read(self.study.tell(trial, state=TrialState.PRUNED))
         return TrialRecord.read(self.study.tell(trial, list(minimized(self.settings.objectives, outcome.values,

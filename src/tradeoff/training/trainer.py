@@ -222,7 +222,8 @@ class Trainer:
         for 0 epochs.
 
         Early stopping watches a seeded tenth of the training split, never the validation split: the search
-        decides on validation, so a candidate must not have been tuned against it. Without labels (embeddings)
+        decides on validation, so a candidate must not have been tuned against it. Without early stopping nothing
+        decides on that tenth, so it is trained on too (and only watched). Without labels (embeddings)
         the module learns the teacher's outputs. A positive `hidden_state_weight` adds the distance of every
         encoder layer's hidden states to the teacher's; `distillation` (entered for the run) another loss term.
         `on_epoch_start` and `parameter_groups` as in `fit` (transfer learning unfreezes layers there).
@@ -231,6 +232,8 @@ class Trainer:
         if not epochs:
             return None
         train, holdout = ctx.data.train_holdout()
+        if self.options.early_stopping is None:
+            train = ctx.data.train
         if not ctx.data.labelled:
             train, holdout = self.with_teacher_targets(ctx, train), self.with_teacher_targets(ctx, holdout)
         spec = self.options.model_copy(update={"epochs": epochs, "lr": options.lr, "seed": ctx.seed,
