@@ -71,7 +71,8 @@ def test_the_test_labels_change_nothing_about_the_choice(relabelled_run, mlp_wei
     task = _task(tmp_path / "task.yaml", _digits_file(tmp_path / "digits.npz"), mlp_weights)
     report = optimize(task, out=tmp_path / "runs", quiet=True).report.data
     assert report.best.trial == relabelled["best"]["trial"]
-    assert report.best.recipe == relabelled["best"]["recipe"]
+    # the threads are timed again in each run: where one and two run alike, either may be kept
+    assert {**report.best.recipe, "threads": None} == {**relabelled["best"]["recipe"], "threads": None}
     assert report.choice.rule == relabelled["choice"]["rule"]
     assert report.best.metric != relabelled["best"]["metric"]  # the test split itself did differ
 

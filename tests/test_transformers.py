@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 import yaml
-from conftest import needs_bf16
+from conftest import kept_setting, needs_bf16
 
 import tradeoff as to
 from tradeoff.artifact import load_artifact
@@ -327,7 +327,8 @@ def test_auto_runtime_times_every_runtime_keeps_the_fastest_and_the_artifact_rem
     chosen, table = evaluator.with_fastest_runtime(exported, "val")
     assert {"onnxruntime", "openvino"} <= set(table) <= {"onnxruntime", "onnxruntime on 1 thread", "openvino",
                                                          "openvino on 1 thread"}
-    assert min(table, key=table.__getitem__) == chosen.runtime + (" on 1 thread" if chosen.threads else "")
+    assert kept_setting(table, ("onnxruntime", "openvino")) == chosen.runtime + (" on 1 thread" if chosen.threads
+                                                                                  else "")
     chosen.save(tmp_path)
     assert (load_artifact(tmp_path).runtime, load_artifact(tmp_path).threads) == (chosen.runtime, chosen.threads)
     ctx = Context(data=text)

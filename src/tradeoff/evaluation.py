@@ -35,6 +35,9 @@ EVAL_BATCH = 256
 TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up
 INTERLEAVED_ROUNDS = 10  # rounds of models compared by interleaved timing
 ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
+# fewer threads than the task's are kept only where they run a model this much faster: within timing noise the
+# task's own count stays, so a near tie does not flip between runs
+FEWER_THREADS_GAIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class Evaluator:
         Only a target of auto chooses the runtime, and only among installed runtimes that can load the model
         (OpenVINO does not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs
         the format. The threads are chosen on any target: the task's `runtime.threads` is the most a model may use,
-        and each runtime is timed on half as many again while that is faster (one ONNX Runtime thread runs
+        and each runtime is timed on half as many again while that is clearly faster (one ONNX Runtime thread runs
         LeNet-300-100 int8 1.6x faster at batch 32 than two: docs/NOTES.md).
         """
         if self.target == "auto":
@@ -211,8 +214,8 @@ class Evaluator:
             return model, {}
         batches = [_timing_batch(self._splits()[split], b) for b in self.runtime_batches]
         timed: dict[tuple[str, int], float] = {}
+        kept: dict[str, int] = {}  # each runtime's threads: fewer only where they ran clearly faster
         for name in names:
-            previous = float("inf")  # the p50 on twice as many threads
             for threads in _halvings(self.threads):
                 try:
                     run = RUNTIMES[name]().load(model, threads)
@@ -222,14 +225,14 @@ class Evaluator:
                     measure_latency(run, batch, threads, budget_s=0.5 / len(batches), min_runs=5).p50_ms
                     for batch in batches)
                 del run  # one live session at a time
-                if timed[name, threads] >= previous:
+                if name in kept and timed[name, threads] > (1 - FEWER_THREADS_GAIN) * timed[name, kept[name]]:
                     break
-                previous = timed[name, threads]
-        if not timed:
+                kept[name] = threads
+        if not kept:
             return model, {}
-        name, threads = min(timed, key=timed.__getitem__)
+        name = min(kept, key=lambda n: timed[n, kept[n]])
         chosen = model.with_runtime(model.runtime if len(names) < 2 else name,
-                                    threads if threads < self.threads else None)
+                                    kept[name] if kept[name] < self.threads else None)
         return chosen, {_setting(n, t, self.threads): ms for (n, t), ms in timed.items()}
 
     def measure(self, model: ModelHandle, split: str, timing: bool = True) -> Measurement:

@@ -50,6 +50,7 @@ class Bf16Precision(Pass[PassConfig]):
     def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
         graph = model.onnx_model()
         if has_ort_fused_operators(graph):
-            raise ModelError("quantize.bf16 runs on OpenVINO, which cannot load ONNX Runtime's fused operators",
-                             "leave fuse.transformer out of this recipe")
+            raise ModelError("quantize.bf16 runs on OpenVINO, which cannot load ONNX Runtime's fused operators "
+                             "(fused attention, MatMulNBits)",
+                             "leave fuse.transformer and quantize.weight_only out of this recipe")
         return model.with_onnx(with_inference_precision(graph, "bf16")).with_runtime("openvino")
