@@ -36,7 +36,7 @@ def load_artifact(directory: Path, search_dirs: tuple[Path, ...] = ()) -> ModelH
     module = load_state(module, read_weights(artifact, allow_pickle=False), str(artifact))
     return ModelHandle(module=module.eval(), factory=meta["factory"], factory_options=options,
                        structure_steps=tuple(meta["structure_steps"]), runtime=meta.get("runtime"),
-                           threads=meta.get("threads"))
+                       threads=meta.get("threads"))
 
 
 def verify_manifest(directory: Path) -> None:

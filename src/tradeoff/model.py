@@ -107,8 +107,8 @@ class ModelHandle:
                 artifact = directory / "model.pt"
                 torch.save(state, artifact)
         meta = {"format": self.format, "artifact": artifact.name, "runtime": self.runtime, "threads": self.threads,
-                "factory": self.factory,
-                "factory_options": self.factory_options, "structure_steps": list(self.structure_steps)}
+                "factory": self.factory, "factory_options": self.factory_options,
+                "structure_steps": list(self.structure_steps)}
         (directory / ARTIFACT_META).write_text(json.dumps(meta, indent=2))
         return artifact
 

@@ -153,8 +153,8 @@ def write_result(trial: optuna.Trial, state: State, note: str | None = None,
         for name in CONSTRAINTS:
             trial.set_constraint(name, violations.get(name, 0.0))
     trial.set_user_attr(_RESULT, {"state": state, "note": note, "values": values or {}, "runtime": runtime,
-                                  "threads": threads,
-                                  "latency": asdict(latency) if latency else None, "runtimes": runtimes or {},
+                                  "threads": threads, "latency": asdict(latency) if latency else None,
+                                  "runtimes": runtimes or {},
                                   "error": error, "failed_step": failed_step,
                                   "spend": asdict(spend) if spend else None})
 
