@@ -247,9 +247,8 @@ class RecipeSpace:
 
     def single_pass_points(self, slot: str) -> list[dict[str, Any]]:
         """Trial params for each pass of `slot` alone, with and without the lossless stages (export, graph fusion)
-        where those can run, at the pass's defaults (its documented setting: a seeded search of a few trials is all
-        seed points, and random options there cost it the known-good one) where the space can spell them; the
-        sampler explores the options after."""
+        where those can run. Their options are left to the sampler (a pass's defaults are its tool's, not always the
+        good setting: ONNX Runtime's per-tensor dynamic int8 loses MiniLM's fidelity)."""
         companions = [[(other, choice) for choice in self._choices(other)] for other in self._lossless_slots()
                       if len(self._choices(other)) > 1]
         points = []
@@ -259,8 +258,8 @@ class RecipeSpace:
                          for other in self.slots if len(self._choices(other)) > 1}
                 point.update(dict(extra))
                 point.update({k: 0 for k in self._keys(slot, chosen) if isinstance(self.params[k], Kept)})  # plain
-                if (plain := self.at({**point, **self._defaults(slot, chosen)})) is not None:
-                    points.append(self.address(plain) or point)
+                if self.at({**point, **self._defaults(slot, chosen)}) is not None:
+                    points.append(point)
         return points
 
     def extensions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
