@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tradeoff.evaluation import Evaluator, predict
-from tradeoff.measure import artifact_size, measure_latency
+from tradeoff.measure import artifact_size, measure_latency, threads_text
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import build_pass
@@ -50,7 +50,7 @@ def recipe_text(recipe: Recipe) -> str:
     defaults = [build_pass({"pass": step["pass"]}).step() for step in recipe.steps]  # normalized as recipes are
     steps = " -> ".join(step["pass"] + "".join(f" {k}={v}" for k, v in step.items() if v != default.get(k))
                         for step, default in zip(recipe.steps, defaults, strict=True)) or "baseline"
-    threads = f", {recipe.threads} thread{'s' if recipe.threads > 1 else ''}" if recipe.threads else ""
+    threads = f", {threads_text(recipe.threads)}" if recipe.threads else ""
     return f"{steps} (on {recipe.runtime or 'default runtime'}{threads})"
 
 

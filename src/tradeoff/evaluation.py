@@ -26,6 +26,7 @@ from tradeoff.measure import (
     measure_latency,
     paired_latency,
     peak_memory,
+    threads_text,
 )
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
@@ -102,7 +103,7 @@ def _halvings(threads: int) -> list[int]:
 
 def _setting(runtime: str, threads: int, most: int) -> str:
     """A runtime setting as the report names it: the runtime alone on the task's threads."""
-    return runtime if threads == most else f"{runtime} on {threads} thread{'s' if threads > 1 else ''}"
+    return runtime if threads == most else f"{runtime} on {threads_text(threads)}"
 
 
 def _timing_batch(split: Split, batch_size: int) -> np.ndarray:

@@ -42,6 +42,11 @@ class Latency:
     rounds: int = 1  # interleaved timing rounds the figure comes from (Evaluator.interleaved_latency)
 
 
+def threads_text(threads: int) -> str:
+    """A thread count as reports and tables say it: '1 thread', '2 threads'."""
+    return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
 WARMUP_S = 0.3  # of calls before a model's first timed call
 MIN_RUNS = 20  # timed calls at the least, whatever the budget
 

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tradeoff.measure import threads_text
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,8 +70,7 @@ class Measured(_Frozen):
     @property
     def running(self) -> str:
         """Where it ran, in words: 'onnxruntime, 1 thread'."""
-        threads = self.latency_ms.threads
-        return f"{self.runtime}, {threads} thread{'s' if threads > 1 else ''}"
+        return f"{self.runtime}, {threads_text(self.latency_ms.threads)}"
 
 
 class Ratios(_Frozen):

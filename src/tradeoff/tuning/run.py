@@ -313,10 +313,9 @@ class _Setup:
         if rerank is None:
             seconds = per_sample_epoch(top[0]) * _retrain_epochs(top[0].values) * final
         else:  # each fold trains on the others and is watched on itself: every sample, once a fold
-            epochs = [space.train_options(space.at(r.params), "nas.rerank.train", rerank.train).epochs for r in top]
-            seconds = sum(per_sample_epoch(r) * e * (trained + validation) * (rerank.folds or 1)
-                          for r, e in zip(top, epochs, strict=True))
-            seconds += max(per_sample_epoch(r) * e for r, e in zip(top, epochs, strict=True)) * final
+            per_sample = [per_sample_epoch(r) * space.train_options(space.at(r.params), "nas.rerank.train",
+                                                                    rerank.train).epochs for r in top]
+            seconds = sum(per_sample) * (trained + validation) * (rerank.folds or 1) + max(per_sample) * final
         if self.meter.latency_bounded:  # each round times the task's model and every finalist
             rounds = [(r.spend.wall_s - _train_s(r)) / max(r.latency.rounds if r.latency else 1, 1)
                       for r in top if r.spend is not None]
