@@ -96,8 +96,12 @@ def test_export_handles_any_batch_size(cnn: ModelHandle, digits_images: DataBund
 @pytest.mark.parametrize("calibration", ["minmax", "entropy", "percentile"])
 def test_static_quantization_keeps_accuracy_within_two_points(calibration: str, mlp: ModelHandle,
                                                                ctx: Context) -> None:
+    """Calibrated in batches of 100 that do not divide the 256 calibration samples (ONNX Runtime's histogram
+    calibrators fail on a shorter last batch)."""
     evaluator = Evaluator(mlp, ctx.data, get_metric("accuracy"), 2, (1,))
-    recipe = Recipe(steps=({"pass": "export.onnx"}, {"pass": "quantize.static", "calibration": calibration}))
+    assert len(ctx.data.calibration()) % 100
+    recipe = Recipe(steps=({"pass": "export.onnx"},
+                           {"pass": "quantize.static", "calibration": calibration, "batch_size": 100}))
     quantized = recipe.apply(mlp, ctx)
     assert evaluator.score(mlp, "test") - evaluator.score(quantized, "test") <= 0.02
 

@@ -78,15 +78,30 @@ def test_menu_with_an_unknown_pass_or_tag_is_refused() -> None:
         select_passes(None, ("fast",), ())
 
 
-def test_a_new_search_first_measures_each_quantization_pass_alone() -> None:
+def _spelled(space: RecipeSpace, point: dict) -> list[str]:
+    defaults = {k: d.values[0] if isinstance(d, Choice) else d.low for k, d in space.params.items()}
+    return space.at({**defaults, **point}).passes  # type: ignore[union-attr]
+
+
+def test_a_new_search_first_measures_each_quantization_pass_alone_then_the_model_only_exported() -> None:
     space = default_space(preset_menu("balanced"), "auto", TORCH)
     quantizers = set(space.slots["quantize"]) | set(space.slots.get("precision", ()))  # bf16 where the CPU has it
-    seeds = space.queued([])
+    *seeds, (lossless, last) = space.queued([])
     assert {strategy for _, strategy in seeds} == {"seed"}
-    defaults = {k: d.values[0] if isinstance(d, Choice) else d.low for k, d in space.params.items()}
-    found = [space.at({**defaults, **point}).passes for point, _ in seeds]  # type: ignore[union-attr]
+    found = [_spelled(space, point) for point, _ in seeds]
     assert all(len(set(p) & quantizers) == 1 and set(p) - quantizers <= {"export.onnx"} for p in found)
     assert {q for p in found for q in p if q in quantizers} == quantizers
+    assert (_spelled(space, lossless), last) == (["export.onnx"], "lossless")
+    for point, _ in seeds:  # each pass at its defaults, its tool's own: what a user, and a peer, runs by hand
+        for step in space.at(point).steps:  # type: ignore[union-attr]
+            config = get_pass(step["pass"]).Config
+            assert config(**{k: v for k, v in step.items() if k != "pass"}) == config()
+
+
+def test_a_transformer_is_measured_exported_and_fused_and_an_onnx_file_as_given_is_not_measured_again() -> None:
+    space = default_space(preset_menu("balanced"), "auto", TEXT)
+    assert [_spelled(space, p) for p, s in space.queued([]) if s == "lossless"] == [["export.onnx", "fuse.transformer"]]
+    assert not [p for p, s in default_space(preset_menu("balanced"), "auto", ONNX).queued([]) if s == "lossless"]
 
 
 @needs_bf16
@@ -94,13 +109,8 @@ def test_bf16_is_measured_alone_and_after_the_best_int8_seed() -> None:
     space = default_space(preset_menu("balanced"), "auto", TORCH)
     seeds = [point for point, _ in space.queued([])]
     assert any(point["precision"] == "quantize.bf16" and point["quantize"] == NONE for point in seeds)
-    nncf = {**_nothing_chosen(space), "export": "export.onnx", "quantize": "quantize.nncf"}
+    nncf = {**space._nothing_chosen(), "export": "export.onnx", "quantize": "quantize.nncf"}
     assert any(point.get("precision") == "quantize.bf16" for point in space.extensions(nncf))
-
-
-def _nothing_chosen(space: RecipeSpace) -> dict[str, str]:
-    """A point that leaves every optional slot empty."""
-    return {slot: NONE for slot in space.slots if NONE in space._choices(slot)}
 
 
 def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: str = "seed") -> TrialRecord:
@@ -109,7 +119,7 @@ def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: st
 
 def test_the_best_single_pass_is_then_tried_once_with_one_more_step_after_it() -> None:
     space = default_space(preset_menu("mobile"), "auto", TEXT)
-    base = _nothing_chosen(space)
+    base = space._nothing_chosen()
     nncf = {**base, "export": "export.onnx", "quantize": "quantize.nncf"}
     static = {**base, "export": "export.onnx", "quantize": "quantize.static"}
     queued = space.queued([_seed(0, static, (2.0,)), _seed(1, nncf, (1.0,))])
@@ -163,7 +173,7 @@ def test_a_size_first_search_measures_the_recipes_the_field_found_before_anythin
     queued = trying.queued([])
     assert [strategy for _, strategy in queued[:len(known)]] == ["first"] * len(known)
     assert [trying.at(point) for point, _ in queued[:len(known)]] == known  # the very recipes, options and all
-    assert {strategy for _, strategy in queued[len(known):]} == {"seed"}
+    assert [strategy for _, strategy in queued[len(known):]][-2:] == ["seed", "lossless"]
     assert space.trying_first(known)[0].first == trying.first
     guided, _ = space.guided({"keep_dense": ("layers.0", "layers.2")}, 2).trying_first(known)
     assert all(point["prune__keep_dense"] == 0 for point in guided.first)  # the recipe as written: nothing spared

@@ -84,7 +84,7 @@ def test_two_workers_spend_the_budget_between_them_and_optimize_finalizes_from_e
 
 def test_a_worker_killed_mid_trial_costs_nothing_finished_and_its_trial_is_retried(
         task_file, postgres_url: str) -> None:
-    budget, name = 10, "killed-worker"  # room after the kill, so the retried trial runs
+    budget, name = 12, "killed-worker"  # room after the kill and the seed trials queued before it: the retry runs
     task = _task(task_file, name, budget)
     doomed, survivor = _worker(task, postgres_url), _worker(task, postgres_url)
 

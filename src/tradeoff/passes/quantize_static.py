@@ -41,9 +41,13 @@ class StaticConfig(PassConfig):
 
 
 class _Batches(CalibrationDataReader):
+    """Whole batches only: ONNX Runtime's histogram calibrators (entropy, percentile) stack every batch's
+    activations into one array and fail on a shorter last batch (MiniLM, 120 texts in batches of 32)."""
+
     def __init__(self, graph_inputs: list[str], samples: np.ndarray, batch_size: int) -> None:
-        self._batches = iter([as_feeds(samples[i : i + batch_size], graph_inputs)
-                              for i in range(0, len(samples), batch_size)])
+        size = min(batch_size, len(samples))
+        self._batches = iter([as_feeds(samples[i : i + size], graph_inputs)
+                              for i in range(0, len(samples) - size + 1, size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

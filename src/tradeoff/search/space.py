@@ -230,16 +230,20 @@ class RecipeSpace:
 
     def queued(self, finished: Iterable[TrialRecord]) -> list[tuple[dict[str, Any], str]]:
         """Points (with the strategy that chose them) to measure before the sampler's next suggestion: the recipes
-        the task tries first, then each pass of the seeded stages alone; then, once, the best feasible of those with
-        one more step after it (an embedding table in 4 bits after int8, or bf16 for what int8 left float): TPE alone
-        rarely lands on a two-pass recipe in a short search."""
+        the task tries first, then each pass of the seeded stages alone, then the lossless steps alone (the model
+        exported and fused: on a small CNN ONNX Runtime's float graph outran every int8 form of it at batch 1
+        and 32, docs/NOTES.md); then, once, the best feasible of those with one more step after it (an embedding
+        table in 4 bits after int8, or bf16 for what int8 left float): TPE alone rarely lands on a two-pass recipe
+        in a short search."""
         records = list(finished)
         if not records:
             return [*((point, "first") for point in self.first),
-                    *((point, "seed") for stage in SEEDED_STAGES for point in self.single_pass_points(stage))]
+                    *((point, "seed") for stage in SEEDED_STAGES for point in self.single_pass_points(stage)),
+                    *((point, "lossless") for point in self.lossless_point())]
         if any(r.strategy == "extension" for r in records):
             return []
-        feasible = [r for r in records if r.state == "complete" and r.feasible and r.strategy in ("first", "seed")]
+        feasible = [r for r in records if r.state == "complete" and r.feasible
+                    and r.strategy in ("first", "seed", "lossless")]
         if not feasible:
             return []
         best = min(feasible, key=lambda r: r.objectives or ())
@@ -247,20 +251,36 @@ class RecipeSpace:
 
     def single_pass_points(self, slot: str) -> list[dict[str, Any]]:
         """Trial params for each pass of `slot` alone, with and without the lossless stages (export, graph fusion)
-        where those can run. Their options are left to the sampler (a pass's defaults are its tool's, not always the
-        good setting: ONNX Runtime's per-tensor dynamic int8 loses MiniLM's fidelity)."""
-        companions = [[(other, choice) for choice in self._choices(other)] for other in self._lossless_slots()
-                      if len(self._choices(other)) > 1]
+        where those can run, at the pass's defaults where the space holds them: a pass's defaults are its tool's
+        own, what a user runs by hand and what the peers run, so a short search is never behind them (an 8-trial
+        search that drew per-channel percentile calibration for quantize.static shipped dynamic int8 behind ONNX
+        Runtime's own quantize_static). The sampler explores the other settings after."""
         points = []
         for chosen in self.slots.get(slot, ()):
-            for extra in itertools.product(*companions):
-                point: dict[str, Any] = {other: chosen if other == slot else NONE
-                         for other in self.slots if len(self._choices(other)) > 1}
-                point.update(dict(extra))
-                point.update({k: 0 for k in self._keys(slot, chosen) if isinstance(self.params[k], Kept)})  # plain
+            defaults = {key: address for key, value in self._defaults(slot, chosen).items()
+                        if (address := self.params[key].address(value)) is not None}
+            for companions in self._lossless_choices():
+                point: dict[str, Any] = {**self._nothing_chosen(), slot: chosen, **companions, **defaults}
                 if self.at({**point, **self._defaults(slot, chosen)}) is not None:
                     points.append(point)
         return points
+
+    def lossless_point(self) -> list[dict[str, Any]]:
+        """Trial params for the lossless stages alone, as many of them as can run (the model exported, and its
+        graph fused where that applies): what the runtime alone buys. One point, or none where the model as given
+        is already that (an ONNX file without fusion to apply)."""
+        ranked = sorted(self._lossless_choices(), key=lambda choices: -sum(v != NONE for v in choices.values()))
+        points = [{**self._nothing_chosen(), **companions} for companions in ranked]
+        return next(([point] for point in points if self.at({**point, **self._all_defaults(point)}) is not None), [])
+
+    def _lossless_choices(self) -> list[dict[str, str]]:
+        """Each combination of passes (or none) in the optional lossless slots."""
+        companions = [[(other, choice) for choice in self._choices(other)] for other in self._lossless_slots()
+                      if len(self._choices(other)) > 1]
+        return [dict(extra) for extra in itertools.product(*companions)]
+
+    def _nothing_chosen(self) -> dict[str, str]:
+        return {slot: NONE for slot in self.slots if len(self._choices(slot)) > 1}
 
     def extensions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """`params` with one more pass in a slot after its last chosen one: the next steps worth trying on a
@@ -280,9 +300,15 @@ class RecipeSpace:
         return [slot for slot, passes in self.slots.items()
                 if all(get_pass(p).tags & {"export", "lossless"} for p in passes)]
 
+    def _all_defaults(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The default of each option of the passes `point` chooses (required slots' included)."""
+        return {key: value for slot in self.slots for key, value in
+                self._defaults(slot, point.get(slot, self._choices(slot)[0])).items()}
+
     def _defaults(self, slot: str, chosen: str) -> dict[str, Any]:
-        fields = get_pass(chosen).Config.model_fields
-        return {key: fields[key.partition("__")[2]].default for key in self._keys(slot, chosen)}
+        keys = self._keys(slot, chosen)
+        fields = get_pass(chosen).Config.model_fields if keys else {}
+        return {key: fields[key.partition("__")[2]].default for key in keys}
 
     def _choices(self, slot: str) -> tuple[str, ...]:
         return self.slots[slot] if slot in self.required else (NONE, *self.slots[slot])
