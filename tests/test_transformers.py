@@ -27,9 +27,11 @@ from tradeoff.inputs import as_arrays, as_tensors
 from tradeoff.measure import count_macs, count_parameters
 from tradeoff.metrics import get_metric
 from tradeoff.model import ModelHandle, load_model
+from tradeoff.model_card import _with_openvino
 from tradeoff.passes import Context, build_pass, get_pass, registered_passes
 from tradeoff.passes.prune_ffn import kept_count
 from tradeoff.runtimes import runtime_for
+from tradeoff.serving import ServingSpec
 from tradeoff.testing import PassCase, conformance_checks
 from tradeoff.text import python_docstrings, python_reference, tokenize
 from tradeoff.training import HiddenStateDistillation
@@ -351,17 +353,26 @@ def test_bf16_runs_on_openvino_only_changes_the_outputs_a_little_and_survives_sa
     ctx = Context(data=text)
     bf16 = build_pass({"pass": "quantize.bf16"}).apply(exported, ctx)
     assert bf16.runtime == "openvino"
-    with pytest.raises(ModelError, match="cannot load ONNX Runtime's fused operators"):
-        build_pass({"pass": "quantize.bf16"}).apply(fused, ctx)
     batch = text.val.x[:8]
     f32_outputs, bf16_outputs = (runtime_for(m).load(m, 2)(batch) for m in (exported.with_runtime("openvino"), bf16))
     assert np.abs(bf16_outputs - f32_outputs).max() > 1e-5  # bf16 really ran, not the f32 pin
     evaluator = Evaluator(minilm, text, get_metric("cosine_min"), 2, (1,))
     assert evaluator.score(bf16, "val") >= 0.999
+    fused_bf16 = build_pass({"pass": "quantize.bf16"}).apply(fused, ctx)  # OpenVINO reads the fused attention
+    assert fused_bf16.runtime == "openvino" and evaluator.score(fused_bf16, "val") >= 0.999
     with pytest.raises(RuntimeBackendError, match="asks for bf16 inference"):
         runtime_for(bf16.with_runtime("onnxruntime")).load(bf16, 2)
     assert runtimes_timed(evaluator.with_fastest_runtime(bf16, "val")[1]) == {"openvino"}
     assert_reloads_alike(bf16, tmp_path, batch, atol=1e-6)
+
+
+def test_the_model_card_offers_openvino_for_a_fused_graph_only_where_openvino_compiles_it(
+        fused: ModelHandle, text: DataBundle) -> None:
+    spec = ServingSpec(inputs="text", shape=[], threads=2, max_length=64)
+    assert "compile_model(" in _with_openvino(fused.onnx_model(), spec)  # fused float attention: it compiles
+    quantized = build_pass({"pass": "quantize.dynamic"}).apply(fused, Context(data=text))  # quantized attention
+    section = _with_openvino(quantized.onnx_model(), spec)
+    assert "OpenVINO cannot compile the model" in section and "compile_model(" not in section
 
 
 def test_token_table_in_4_bits_shrinks_float_qdq_and_qoperator_graphs_on_both_runtimes(

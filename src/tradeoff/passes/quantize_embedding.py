@@ -105,7 +105,7 @@ class EmbeddingQuantization(Pass[EmbeddingConfig]):
     tags = frozenset({"size", "low-bit"})
     accepts = frozenset({"onnx"})
     requires = frozenset({"transformer"})
-    refuses = frozenset({"ort_fused"})  # fused operators are ONNX Runtime's own
+    refuses = frozenset({"ort_fused"})  # fusion folds the token table's Gather into EmbedLayerNormalization
     space = {"block_size": Choice((32, 64))}
 
     def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:

@@ -73,7 +73,7 @@ class WeightOnlyQuantization(Pass[WeightOnlyConfig]):
     stage = "quantize"
     tags = frozenset({"size", "low-bit"})
     accepts = frozenset({"onnx"})
-    provides = frozenset({"ort_fused"})  # MatMulNBits is ONNX Runtime's own operator: OpenVINO and NNCF cannot read it
+    provides = frozenset({"ort_fused"})  # MatMulNBits is ONNX Runtime's own operator: NNCF cannot read it
     space = {"bits": Choice((4, 8))}
 
     def transform(self, model: ModelHandle, ctx: Context) -> ModelHandle:
