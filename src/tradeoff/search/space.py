@@ -239,7 +239,7 @@ class RecipeSpace:
         if not records:
             return [*((point, "first") for point in self.first),
                     *((point, "seed") for stage in SEEDED_STAGES for point in self.single_pass_points(stage)),
-                    *((point, "lossless") for point in self.lossless_point())]
+                    *((point, "lossless") for point in self.lossless_points())]
         if any(r.strategy == "extension" for r in records):
             return []
         feasible = [r for r in records if r.state == "complete" and r.feasible
@@ -265,10 +265,10 @@ class RecipeSpace:
                     points.append(point)
         return points
 
-    def lossless_point(self) -> list[dict[str, Any]]:
+    def lossless_points(self) -> list[dict[str, Any]]:
         """Trial params for the lossless stages alone, as many of them as can run (the model exported, and its
         graph fused where that applies): what the runtime alone buys. One point, or none where the model as given
-        is already that (an ONNX file without fusion to apply)."""
+        is already that (an ONNX file with no fusion to apply)."""
         ranked = sorted(self._lossless_choices(), key=lambda choices: -sum(v != NONE for v in choices.values()))
         points = [{**self._nothing_chosen(), **companions} for companions in ranked]
         return next(([point] for point in points if self.at({**point, **self._all_defaults(point)}) is not None), [])
