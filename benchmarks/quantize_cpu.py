@@ -10,8 +10,8 @@ row's `reference_b1` / `reference_b32` says which). Writes benchmarks/results/qu
 
     python benchmarks/quantize_cpu.py [--quick]
 
---quick (8 trials per search instead of 16) took 4 min 54 s on the 2-core dev VM (weights already trained, another
-CPU job running beside it). Of that, building a model's three peers takes seconds and timing its five rows about a
+--quick (8 trials per search instead of 16) took 3 min 55 s on the 2-core AMD EPYC dev VM (weights already trained,
+nothing else running). Of that, building a model's three peers takes seconds and timing its five rows about a
 minute (3 rounds x 2 batch sizes x 1.8 s each).
 """
 
