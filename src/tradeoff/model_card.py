@@ -13,12 +13,12 @@ from tradeoff.errors import RuntimeBackendError
 from tradeoff.evaluation import Measurement
 from tradeoff.huggingface import FACTORY_PREFIX
 from tradeoff.model import ModelHandle
+from tradeoff.passes.fuse_transformer import has_ort_fused_operators
 from tradeoff.recipe import Recipe
 from tradeoff.runtimes.openvino import OpenVino, compile_onnx
 from tradeoff.runtimes.precision import inference_precision
 from tradeoff.serving import PREDICTOR_FILE, TOKENIZER_DIR, ServingSpec
 
-ORT_DOMAIN = "com.microsoft"  # ONNX Runtime's own operators: OpenVINO loads some (fused attention), not all
 FORMAT_NAMES = {"onnx": "an ONNX", "torch": "a torch"}
 ORIGIN_KEYS = ("source", "path", "factory", "options", "class", "format")  # task.yaml's model: what the original was
 SAMPLE_TEXTS = ["A first sentence to run through the model.", "Another, somewhat longer sentence, to show padding."]
@@ -166,7 +166,7 @@ def _with_onnxruntime(graph: onnx.ModelProto, spec: ServingSpec) -> str:
 def _openvino_refusal(graph: onnx.ModelProto) -> str | None:
     """Why this machine's OpenVINO cannot compile a graph that holds ONNX Runtime's own operators; None where it
     can, or where the graph has none of them (OpenVINO 2026.4 loads fused attention, not quantized attention)."""
-    if not any(node.domain == ORT_DOMAIN for node in graph.graph.node):
+    if not has_ort_fused_operators(graph):
         return None
     if not OpenVino.available():
         return "OpenVINO is not installed where this card was written, so whether it loads them is untested"

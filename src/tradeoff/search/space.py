@@ -255,12 +255,12 @@ class RecipeSpace:
         own, what a user runs by hand and what the peers run, so a short search is never behind them (an 8-trial
         search that drew per-channel percentile calibration for quantize.static shipped dynamic int8 behind ONNX
         Runtime's own quantize_static). The sampler explores the other settings after."""
-        points = []
+        points, empty, lossless = [], self._nothing_chosen(), self._lossless_choices()
         for chosen in self.slots.get(slot, ()):
             defaults = {key: address for key, value in self._defaults(slot, chosen).items()
                         if (address := self.params[key].address(value)) is not None}
-            for companions in self._lossless_choices():
-                point: dict[str, Any] = {**self._nothing_chosen(), slot: chosen, **companions, **defaults}
+            for companions in lossless:
+                point: dict[str, Any] = {**empty, slot: chosen, **companions, **defaults}
                 if self.at({**point, **self._defaults(slot, chosen)}) is not None:
                     points.append(point)
         return points
