@@ -30,7 +30,7 @@ from tradeoff.measure import (
 )
 from tradeoff.metrics import Metric
 from tradeoff.model import ModelHandle
-from tradeoff.runtimes import RUNTIMES, InferenceFn, runtime_for, runtimes_for
+from tradeoff.runtimes import InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
 TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up
@@ -39,6 +39,10 @@ ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
 # fewer threads than the task's are kept only where they run a model this much faster: within timing noise the
 # task's own count stays, so a near tie does not flip between runs
 FEWER_THREADS_GAIN = 0.05
+# with_fastest_runtime's rounds: each setting loads again in each (a compile of MiniLM on OpenVINO: 0.7 s), so few
+SETTING_ROUNDS = 3
+SETTING_BUDGET_S = 0.5  # seconds of timed calls per runtime setting, over its rounds and batch sizes
+SETTING_RUNS = 2  # calls per round at the least
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,13 @@ def _setting(runtime: str, threads: int, most: int) -> str:
     return runtime if threads == most else f"{runtime} on {threads_text(threads)}"
 
 
+def _paired(timed: dict[int, list[dict[int, Latency]]]) -> dict[int, dict[int, Latency]]:
+    """Each model's rounds as one figure per batch size, the first model's rounds as the clock."""
+    clock = next(iter(timed.values()), [])
+    return {index: {b: paired_latency([t[b] for t in times], [t[b] for t in clock]) for b in times[0]}
+            for index, times in timed.items()}
+
+
 def _timing_batch(split: Split, batch_size: int) -> np.ndarray:
     repeats = -(-batch_size // len(split))
     return np.concatenate([split.x] * repeats)[:batch_size]
@@ -159,42 +170,54 @@ class Evaluator:
                            self._outputs_on(self.baseline, split, "held-out"))
 
     def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S, warmup_s: float = WARMUP_S,
-                min_runs: int = MIN_RUNS) -> dict[int, Latency]:
-        """Latency at each of the task's batch sizes, on real inputs from `split`."""
+                min_runs: int = MIN_RUNS, batch_sizes: tuple[int, ...] | None = None) -> dict[int, Latency]:
+        """Latency at each of the task's batch sizes (or `batch_sizes`), on real inputs from `split`."""
         threads = model.threads_within(self.threads)
         run = runtime_for(model).load(model, threads)
         data = self._splits()[split]
         return {b: measure_latency(run, _timing_batch(data, b), threads, warmup_s, budget_s, min_runs)
-                for b in self.batch_sizes}
+                for b in batch_sizes or self.batch_sizes}
 
     def interleaved_latency(self, models: list[ModelHandle], split: str, rounds: int = INTERLEAVED_ROUNDS,
                             settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
-                            ) -> list[dict[int, Latency]]:
+                            runs_per_round: int | None = None) -> list[dict[int, Latency]]:
         """Latency of models that will be compared, timed in rounds that take each model in turn.
 
         A shared machine drifts by 10-20% between seconds (and ONNX Runtime switches between a fast and a slow
         mode at batch 1), so models timed one after another compare the moments as much as the models. The first
         model is the clock: each other model's figure is its median ratio to the first in the same round, times
         the first's median, so a round that was slow for all counts for none. The rounds share the time budget
-        and the least number of calls of one plain measurement, and only the first warms a model up in full:
-        short rounds follow the drift closely, and many of them leave little to one unlucky round (a small CNN
-        against another at batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
+        and the least number of calls of one plain measurement (or take `runs_per_round` calls at the least), and
+        only the first warms a model up in full: short rounds follow the drift closely, and many of them leave
+        little to one unlucky round (a small CNN against another at batch 1, beside a busy core: 0.96-1.20x in 3
+        rounds, 1.09-1.14x in 10).
         `settled(rounds so far, figures so far)` may end the timing after any round: a question the first rounds
         already answer (is this model far over a ceiling?) needs no more of them.
         """
-        timed: list[list[dict[int, Latency]]] = [[] for _ in models]
-        for round_ in range(rounds):
-            for times, model in zip(timed, models, strict=True):
-                times.append(self.latency(model, split, budget_s=TIMING_BUDGET_S / rounds,
-                                          warmup_s=WARMUP_S if round_ == 0 else ROUND_WARMUP_S,
-                                          min_runs=max(2, -(-MIN_RUNS // rounds))))
-            if settled is not None and round_ + 1 < rounds and settled(round_ + 1, self._paired(timed)):
-                break
-        return self._paired(timed)
+        timed = self._in_rounds(models, split, rounds, self.batch_sizes, TIMING_BUDGET_S,
+                                runs_per_round or max(2, -(-MIN_RUNS // rounds)), settled)
+        return [timed[i] for i in range(len(models))]
 
-    def _paired(self, timed: list[list[dict[int, Latency]]]) -> list[dict[int, Latency]]:
-        return [{b: paired_latency([t[b] for t in times], [t[b] for t in timed[0]]) for b in self.batch_sizes}
-                for times in timed]
+    def _in_rounds(self, models: list[ModelHandle], split: str, rounds: int, batch_sizes: tuple[int, ...],
+                   budget_s: float, runs_per_round: int,
+                   settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
+                   unloadable_skipped: bool = False) -> dict[int, dict[int, Latency]]:
+        """Each model's latency (by its index in `models`) from interleaved rounds, the first model that loads as
+        the clock; with `unloadable_skipped`, a model its runtime cannot load is left out instead of raising."""
+        timed: dict[int, list[dict[int, Latency]]] = {i: [] for i in range(len(models))}
+        for round_ in range(rounds):
+            for index in list(timed):
+                try:
+                    timed[index].append(self.latency(models[index], split, budget_s=budget_s / rounds,
+                                                     warmup_s=WARMUP_S if round_ == 0 else ROUND_WARMUP_S,
+                                                     min_runs=runs_per_round, batch_sizes=batch_sizes))
+                except RuntimeBackendError:
+                    if not unloadable_skipped or round_ > 0:
+                        raise
+                    del timed[index]
+            if settled is not None and round_ + 1 < rounds and settled(round_ + 1, list(_paired(timed).values())):
+                break
+        return _paired(timed)
 
     def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
         """`model` pinned to the runtime and thread count that run it fastest at `runtime_batches` (the geometric
@@ -203,8 +226,11 @@ class Evaluator:
         Only a target of auto chooses the runtime, and only among installed runtimes that can load the model
         (OpenVINO does not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs
         the format. The threads are chosen on any target: the task's `runtime.threads` is the most a model may use,
-        and each runtime is timed on half as many again while that is clearly faster (one ONNX Runtime thread runs
-        LeNet-300-100 int8 1.6x faster at batch 32 than two: docs/NOTES.md).
+        and each runtime is timed on half as many again and again, fewer kept while they are clearly faster (one
+        ONNX Runtime thread runs LeNet-300-100 int8 1.6x faster at batch 32 than two: docs/NOTES.md). The settings
+        are timed in interleaved rounds, like finalists: one at a time, a setting timed in a slow spell of the
+        machine lost to one timed after it, and a search shipped a slower model (benchmarks/RESULTS.md, the
+        sixteenth session's quantize_cpu).
         """
         if self.target == "auto":
             names = runtimes_for(model.format, auto_only=True)
@@ -213,28 +239,22 @@ class Evaluator:
             names = [runtime_for(model).name]
         if len(names) < 2 and self.threads == 1:
             return model, {}
-        batches = [_timing_batch(self._splits()[split], b) for b in self.runtime_batches]
-        timed: dict[tuple[str, int], float] = {}
-        kept: dict[str, int] = {}  # each runtime's threads: fewer only where they ran clearly faster
-        for name in names:
-            for threads in _halvings(self.threads):
-                try:
-                    run = RUNTIMES[name]().load(model, threads)
-                except RuntimeBackendError:
-                    break
-                timed[name, threads] = statistics.geometric_mean(
-                    measure_latency(run, batch, threads, budget_s=0.5 / len(batches), min_runs=5).p50_ms
-                    for batch in batches)
-                del run  # one live session at a time
-                if name in kept and timed[name, threads] > (1 - FEWER_THREADS_GAIN) * timed[name, kept[name]]:
-                    break
-                kept[name] = threads
-        if not kept:
+        settings = [(name, threads) for name in names for threads in _halvings(self.threads)]
+        timed = self._in_rounds([model.with_runtime(name, threads) for name, threads in settings], split,
+                                SETTING_ROUNDS, self.runtime_batches, SETTING_BUDGET_S, SETTING_RUNS,
+                                unloadable_skipped=True)
+        table = {settings[i]: statistics.geometric_mean(t.p50_ms for t in latency.values())
+                 for i, latency in timed.items()}
+        if not table:
             return model, {}
-        name = min(kept, key=lambda n: timed[n, kept[n]])
+        kept: dict[str, int] = {}  # each runtime's threads: fewer only where they ran clearly faster
+        for name, threads in table:
+            if name not in kept or table[name, threads] <= (1 - FEWER_THREADS_GAIN) * table[name, kept[name]]:
+                kept[name] = threads
+        name = min(kept, key=lambda n: table[n, kept[n]])
         chosen = model.with_runtime(model.runtime if len(names) < 2 else name,
                                     kept[name] if kept[name] < self.threads else None)
-        return chosen, {_setting(n, t, self.threads): ms for (n, t), ms in timed.items()}
+        return chosen, {_setting(n, t, self.threads): ms for (n, t), ms in table.items()}
 
     def measure(self, model: ModelHandle, split: str, timing: bool = True) -> Measurement:
         runtime = runtime_for(model)

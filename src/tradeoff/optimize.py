@@ -119,7 +119,7 @@ class Search:
     space: RecipeSpace
     ctx: Context
     evaluator: Evaluator
-    baseline_val: Measurement  # on validation, timed once before any candidate
+    baseline_val: Measurement  # on validation, untimed (each trial times the baseline beside it)
     baseline_spend: Spend  # what measuring it cost
     sensitivity: Sensitivity | None  # per layer, where the task asked for it
 
@@ -130,11 +130,12 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     the study (created or joined) and this process's trials, until the study's budget (counted over every worker)
     or this process's time budget is spent.
 
-    The baseline's latency is timed once, here, before any candidate, with nothing else running in this process;
-    each trial stores its latency in ms and as the ratio to this baseline, and the sampler is told the ratio, so
-    workers on machines of different speeds compare fairly. (Finalization times the finalists again, interleaved
-    with the baseline, on one machine.) The study lives where `search.storage` says (`run_dir` None: a worker,
-    whose storage is a shared URL); `joining` is what a progress display says when the study has trials already.
+    The baseline is measured here, untimed: each trial times it in the same rounds as its candidate, stores the
+    latency in ms and as the ratio to the baseline, and the sampler is told the ratio, so workers on machines of
+    different speeds, and trials in slow and fast spells of one machine, compare fairly. (Finalization times the
+    finalists again, interleaved with the baseline, on one machine.) The study lives where `search.storage` says
+    (`run_dir` None: a worker, whose storage is a shared URL); `joining` is what a progress display says when the
+    study has trials already.
     """
     model, data, settings = given.model, given.data, given.settings
     threads, metric = settings.runtime.threads, get_metric(settings.metric, given.search_dirs)
@@ -148,7 +149,7 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
                           settings.cost, batches_read(settings.objectives, settings.runtime.batch_sizes))
     with SpendMeter() as meter:
-        baseline_val = evaluator.measure(model, "val")
+        baseline_val = evaluator.measure(model, "val", timing=False)
     study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))
     ctx = Context(data=data, seed=search.seed, threads=threads, teacher=model, metric=metric,
                   trainer=Trainer(settings.train))

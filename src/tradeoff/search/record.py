@@ -42,7 +42,7 @@ class TrialRecord:
     strategy: str | None = None  # what queued it ("seed", "extension"); None: the sampler
     note: str | None = None
     # measured on validation, by name, by the worker that ran the trial: latency_ms.* in its milliseconds, and
-    # baseline_latency_ms.* (its own baseline, timed once as it started) with latency_ratio.* (the ms over it)
+    # baseline_latency_ms.* (the baseline, timed in the same rounds) with latency_ratio.* (the ms over it)
     values: dict[str, float | None] = field(default_factory=dict)
     latency: Latency | None = None  # at the first batch size, with how it was timed
     runtime: str | None = None  # the runtime it was measured fastest on

@@ -4,8 +4,8 @@ The loop knows candidates only through the CandidateSpace protocol and trial res
 a space of recipes, of training hyperparameters or of architectures runs through the same code. Everything a
 report needs is in the storage: a killed run resumes from it with no finished trial lost or repeated, and
 several workers share one study through an RDB storage, where heartbeats tell a dead worker's trial (retried)
-from a live one's (left alone). Each worker tells the sampler latency as a ratio to the baseline it timed itself,
-so trials measured on different machines compare fairly.
+from a live one's (left alone). Each worker tells the sampler latency as a ratio to the baseline, which it times
+beside each trial, so trials measured on different machines (or in a slow spell of one) compare fairly.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ EXHAUSTED_AFTER = 40
 SCHEMA_RACE_RETRIES = 5  # workers creating a fresh database's tables at once
 # How often a trial waiting for room in a shared budget looks again (seconds).
 ROOM_POLL_S = 0.5
+# Rounds in which a trial is timed beside the baseline: a slow model (MiniLM at batch 32 in torch: 0.7 s a call)
+# takes a warm-up call and one timed call in each, so few
+TRIAL_ROUNDS = 5
 
 T = TypeVar("T")
 
@@ -115,8 +118,11 @@ class Outcome:
 def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val: Measurement,
                           max_metric_drop: float | None) -> Outcome:
     """Metric on validation first; a candidate that already breaks the metric constraint is hopeless and is not
-    timed. The others run on the fastest runtime (where the target is auto), metric included, then are timed; their
-    values hold the latency in ms and, where `baseline_val` was timed (by this process), as a ratio to it."""
+    timed. The others run on the fastest runtime (where the target is auto), metric included, then are timed in
+    TRIAL_ROUNDS rounds beside the baseline (`evaluator.baseline`): their values hold the latency in ms and as a
+    ratio to the baseline in the same rounds, which a slow spell of the machine moves little (timed alone, a trial
+    in such a spell lost to slower ones and was never among the finalists: benchmarks/RESULTS.md, the sixteenth
+    session's quantize_cpu)."""
     measured = evaluator.measure(model, "val", timing=False)
     drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     if max_metric_drop is not None and drop > max_metric_drop:
@@ -126,9 +132,11 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
     if model.runtime is not None and model.runtime != measured.runtime:  # the metric where it will run
         measured = evaluator.measure(model, "val", timing=False)
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
-    measured = replace(measured, latency=evaluator.latency(model, "val"))
-    return Outcome(values=measured.values(metric_drop=drop, baseline=baseline_val), latency=measured.primary_latency,
-                   runtime=model.runtime, threads=model.threads, runtimes=runtimes)
+    base, latency = evaluator.interleaved_latency([evaluator.baseline, model], "val", rounds=TRIAL_ROUNDS,
+                                                  runs_per_round=1)
+    measured = replace(measured, latency=latency)
+    return Outcome(values=measured.values(metric_drop=drop, baseline=replace(baseline_val, latency=base)),
+                   latency=measured.primary_latency, runtime=model.runtime, threads=model.threads, runtimes=runtimes)
 
 
 def random_draws(sample: Callable[[optuna.Trial], T], count: int, seed: int) -> list[tuple[dict[str, Any], T]]:
