@@ -22,6 +22,7 @@ from tradeoff.runtimes import InferenceFn, runtime_for
 THREADS = 2
 BATCHES = (1, 32)
 ROUNDS = 3  # timing rounds, every variant once per round: slow drifts of a shared machine hit all alike
+ROUND_BUDGET_S = 1.5  # seconds of timed calls per variant and batch size in each round
 # what the embedding benchmarks report of each variant, beside its latency: mean and worst cosine to the original
 EMBEDDING_FIDELITY: dict[str, Metric] = {"cosine_mean": get_metric("cosine"), "cosine_min": get_metric("cosine_min")}
 
@@ -55,17 +56,19 @@ def recipe_text(recipe: Recipe) -> str:
 
 
 def rows_for(variants: list[Variant], evaluator: Evaluator, quality: Mapping[str, Metric],
-             rounds: int = ROUNDS) -> list[dict[str, Any]]:
+             rounds: int = ROUNDS, budget_s: float = ROUND_BUDGET_S) -> list[dict[str, Any]]:
     """Each `quality` metric (row field: metric, on the test split) and the size once per variant; latency as the
-    median p50 of `rounds` interleaved timing rounds, and the fastest round's (batch 1 is bimodal on these VMs,
-    NOTES trap 13: the fastest round is the fast mode), and the speed-up over the first variant (the baseline)."""
+    median p50 of `rounds` interleaved timing rounds (`budget_s` of timed calls per variant and batch size in each),
+    and the fastest round's (batch 1 is bimodal on these VMs, NOTES trap 13: the fastest round is the fast mode),
+    and the speed-up over the first variant (the baseline)."""
     test = evaluator.data.test
     timings: dict[str, dict[int, list[float]]] = {v.name: {b: [] for b in BATCHES} for v in variants}
     for _ in range(rounds):
         for variant in variants:
             run = variant.load()
             for batch in BATCHES:
-                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], variant.threads).p50_ms)
+                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], variant.threads,
+                                                                    budget_s=budget_s).p50_ms)
             del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
     rows = []
     for variant in variants:

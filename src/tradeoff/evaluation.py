@@ -180,30 +180,31 @@ class Evaluator:
 
     def interleaved_latency(self, models: list[ModelHandle], split: str, rounds: int = INTERLEAVED_ROUNDS,
                             settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
-                            runs_per_round: int | None = None) -> list[dict[int, Latency]]:
+                            runs_per_round: int | None = None, budget_s: float = TIMING_BUDGET_S,
+                            ) -> list[dict[int, Latency]]:
         """Latency of models that will be compared, timed in rounds that take each model in turn.
 
         A shared machine drifts by 10-20% between seconds (and ONNX Runtime switches between a fast and a slow
         mode at batch 1), so models timed one after another compare the moments as much as the models. The first
         model is the clock: each other model's figure is its median ratio to the first in the same round, times
         the first's median, so a round that was slow for all counts for none. The rounds share the time budget
-        and the least number of calls of one plain measurement (or take `runs_per_round` calls at the least), and
-        only the first warms a model up in full: short rounds follow the drift closely, and many of them leave
-        little to one unlucky round (a small CNN against another at batch 1, beside a busy core: 0.96-1.20x in 3
-        rounds, 1.09-1.14x in 10).
+        (`budget_s` per model and batch size) and the least number of calls of one plain measurement (or take
+        `runs_per_round` calls at the least), and only the first warms a model up in full: short rounds follow
+        the drift closely, and many of them leave little to one unlucky round (a small CNN against another at
+        batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
         `settled(rounds so far, figures so far)` may end the timing after any round: a question the first rounds
         already answer (is this model far over a ceiling?) needs no more of them.
         """
-        timed = self._in_rounds(models, split, rounds, self.batch_sizes, TIMING_BUDGET_S,
-                                runs_per_round or max(2, -(-MIN_RUNS // rounds)), settled)
+        timed = _paired(self._rounds(models, split, rounds, self.batch_sizes, budget_s,
+                                     runs_per_round or max(2, -(-MIN_RUNS // rounds)), settled))
         return [timed[i] for i in range(len(models))]
 
-    def _in_rounds(self, models: list[ModelHandle], split: str, rounds: int, batch_sizes: tuple[int, ...],
-                   budget_s: float, runs_per_round: int,
-                   settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
-                   unloadable_skipped: bool = False) -> dict[int, dict[int, Latency]]:
-        """Each model's latency (by its index in `models`) from interleaved rounds, the first model that loads as
-        the clock; with `unloadable_skipped`, a model its runtime cannot load is left out instead of raising."""
+    def _rounds(self, models: list[ModelHandle], split: str, rounds: int, batch_sizes: tuple[int, ...],
+                budget_s: float, runs_per_round: int,
+                settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
+                unloadable_skipped: bool = False) -> dict[int, list[dict[int, Latency]]]:
+        """Each model's latency in each of the interleaved rounds, by its index in `models`; with
+        `unloadable_skipped`, a model its runtime cannot load is left out instead of raising."""
         timed: dict[int, list[dict[int, Latency]]] = {i: [] for i in range(len(models))}
         for round_ in range(rounds):
             for index in list(timed):
@@ -217,20 +218,21 @@ class Evaluator:
                     del timed[index]
             if settled is not None and round_ + 1 < rounds and settled(round_ + 1, list(_paired(timed).values())):
                 break
-        return _paired(timed)
+        return timed
 
     def with_fastest_runtime(self, model: ModelHandle, split: str) -> tuple[ModelHandle, dict[str, float]]:
         """`model` pinned to the runtime and thread count that run it fastest at `runtime_batches` (the geometric
-        mean of its p50 over them, where several), and each setting's p50 ms (that mean) by name.
+        mean of its fastest round's p50 over them, where several), and each setting's p50 ms (that mean) by name.
 
         Only a target of auto chooses the runtime, and only among installed runtimes that can load the model
         (OpenVINO does not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs
         the format. The threads are chosen on any target: the task's `runtime.threads` is the most a model may use,
         and each runtime is timed on half as many again and again, fewer kept while they are clearly faster (one
         ONNX Runtime thread runs LeNet-300-100 int8 1.6x faster at batch 32 than two: docs/NOTES.md). The settings
-        are timed in interleaved rounds, like finalists: one at a time, a setting timed in a slow spell of the
-        machine lost to one timed after it, and a search shipped a slower model (benchmarks/RESULTS.md, the
-        sixteenth session's quantize_cpu).
+        are timed in interleaved rounds, each by its fastest round: timed one at a time, a setting in a slow spell
+        of the machine lost to one timed after it, and a busy neighbour core slows two threads more than one, so
+        the search shipped slower settings (benchmarks/RESULTS.md, the sixteenth and seventeenth sessions'
+        quantize_cpu); the fastest round is the one nearest a quiet machine.
         """
         if self.target == "auto":
             names = runtimes_for(model.format, auto_only=True)
@@ -240,11 +242,11 @@ class Evaluator:
         if len(names) < 2 and self.threads == 1:
             return model, {}
         settings = [(name, threads) for name in names for threads in _halvings(self.threads)]
-        timed = self._in_rounds([model.with_runtime(name, threads) for name, threads in settings], split,
-                                SETTING_ROUNDS, self.runtime_batches, SETTING_BUDGET_S, SETTING_RUNS,
-                                unloadable_skipped=True)
-        table = {settings[i]: statistics.geometric_mean(t.p50_ms for t in latency.values())
-                 for i, latency in timed.items()}
+        timed = self._rounds([model.with_runtime(name, threads) for name, threads in settings], split,
+                             SETTING_ROUNDS, self.runtime_batches, SETTING_BUDGET_S, SETTING_RUNS,
+                             unloadable_skipped=True)
+        table = {settings[i]: statistics.geometric_mean(min(r[b].p50_ms for r in rounds) for b in rounds[0])
+                 for i, rounds in timed.items()}
         if not table:
             return model, {}
         kept: dict[str, int] = {}  # each runtime's threads: fewer only where they ran clearly faster

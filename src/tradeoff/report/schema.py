@@ -143,8 +143,9 @@ class Trial(_Frozen):
     metric: float | None = None
     metric_drop: float | None = None
     latency_ms: LatencyMs | None = None
-    # p50 at the first batch size over the baseline's, both timed by the worker that ran the trial (what its
-    # sampler was told): the figure that compares across workers on different machines, where ms do not
+    # p50 at the first batch size over the baseline's, both timed in the same rounds by the worker that ran the
+    # trial (what its sampler was told): the figure that compares across workers on different machines, where ms
+    # do not
     latency_ratio: float | None = None
     size_bytes: int | None = None
     size_zstd_bytes: int | None = None

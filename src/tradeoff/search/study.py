@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tradeoff.config import PRIVATE_STORAGES, Settings
 from tradeoff.context import Context
 from tradeoff.errors import ConfigError
-from tradeoff.evaluation import Evaluator, Measurement
+from tradeoff.evaluation import TIMING_BUDGET_S, Evaluator, Measurement
 from tradeoff.insight.cost import SpendMeter
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
@@ -49,8 +49,9 @@ EXHAUSTED_AFTER = 40
 SCHEMA_RACE_RETRIES = 5  # workers creating a fresh database's tables at once
 # How often a trial waiting for room in a shared budget looks again (seconds).
 ROOM_POLL_S = 0.5
-# Rounds in which a trial is timed beside the baseline: a slow model (MiniLM at batch 32 in torch: 0.7 s a call)
-# takes a warm-up call and one timed call in each, so few
+# Rounds in which a trial is timed beside the baseline, each model for half of a plain measurement's budget (the
+# two together cost what the trial timed alone did): a slow model (MiniLM at batch 32 in torch, 0.7 s a call) takes
+# a warm-up call and one timed call in each, so few
 TRIAL_ROUNDS = 5
 
 T = TypeVar("T")
@@ -133,7 +134,7 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
         measured = evaluator.measure(model, "val", timing=False)
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     base, latency = evaluator.interleaved_latency([evaluator.baseline, model], "val", rounds=TRIAL_ROUNDS,
-                                                  runs_per_round=1)
+                                                  runs_per_round=1, budget_s=TIMING_BUDGET_S / 2)
     measured = replace(measured, latency=latency)
     return Outcome(values=measured.values(metric_drop=drop, baseline=replace(baseline_val, latency=base)),
                    latency=measured.primary_latency, runtime=model.runtime, threads=model.threads, runtimes=runtimes)
