@@ -2,17 +2,17 @@
 tools a user would pick instead of tradeoff (ONNX Runtime's quantize_dynamic and quantize_static, OpenVINO with
 NNCF's nncf.quantize, each with its defaults: benchmarks/small_peers.py) and tradeoff's best, in one process.
 
-Trains the bundled models on MNIST-5k if needed and runs `tradeoff.optimize` on each (post-training passes only;
-search on validation). Every model is then timed in 9 interleaved rounds (median p50 at batch 1 and 32, 2 threads)
-and scored on the test split alike. The reference of each peer target is the fastest peer whose accuracy drop
-is within the task's constraint (0.5 point) at that batch size, or the fastest peer when none holds it (the
-row's `reference_b1` / `reference_b32` says which). Writes benchmarks/results/quantize_cpu.json.
+Trains the bundled models on MNIST-5k if needed and runs `tradeoff.optimize` on each (the post-training passes and
+prune.structured; search on validation). Every model is then timed in 9 interleaved rounds (median p50 at batch 1
+and 32, 2 threads) and scored on the test split alike. The reference of each peer target is the fastest peer whose
+accuracy drop is within the task's constraint (0.5 point) at that batch size, or the fastest peer when none holds it
+(the row's `reference_b1` / `reference_b32` says which). Writes benchmarks/results/quantize_cpu.json.
 
     python benchmarks/quantize_cpu.py [--quick]
 
---quick (8 trials per search instead of 16) took 3 min 55 s on the 2-core AMD EPYC dev VM (weights already trained,
-nothing else running). Of that, building a model's three peers takes seconds and timing its five rows about a
-minute (3 rounds x 2 batch sizes x 1.8 s each).
+--quick (QUICK_TRIALS per search instead of 16) took 4 min 58 s on the 2-core AMD EPYC dev VM (weights already trained,
+nothing else running). Of that, building a model's three peers takes seconds, an 8-trial search of the MLP about
+50 s, and timing a model's five rows up to a minute (9 rounds x 2 batch sizes x at most 0.8 s each).
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ from tradeoff.metrics import get_metric  # noqa: E402
 from tradeoff.optimize import optimize  # noqa: E402
 from tradeoff.problem import problem  # noqa: E402
 
-# post-training passes only (no retraining): each run takes minutes, not hours
-PASSES = ("export.onnx", "fuse.transformer", "quantize.dynamic", "quantize.static", "quantize.nncf", "quantize.fp16",
-          "quantize.bf16", "quantize.weight_only")
+# the post-training passes, and structured pruning: the one retraining pass that leaves a dense int8 kernel less to do
+# (seconds of fine-tuning here), which the search tries before the best quantizer it measured (RecipeSpace.extensions)
+PASSES = ("export.onnx", "fuse.transformer", "prune.structured", "quantize.dynamic", "quantize.static", "quantize.nncf",
+          "quantize.fp16", "quantize.bf16", "quantize.weight_only")
+QUICK_TRIALS = 10  # the seeds (each quantizer at its defaults, the float graph), then the best seed extended
 # timing rounds of the rows: these models run in microseconds, where one ONNX Runtime session measures in its fast or
 # its slow batch-1 mode (NOTES trap 13), so the median needs many sessions; 3 rounds put the very graph of a peer at
 # 0.76x it (the seventeenth session's first run)
@@ -85,7 +87,7 @@ def run(quick: bool) -> dict[str, list[dict[str, Any]]]:
             "name": f"bench-{task.name}", "preset": "balanced", "objectives": objectives,
             "constraints": task.constraints.model_copy(update={"max_metric_drop": MAX_DROP}),
             "runtime": task.runtime.model_copy(update={"threads": THREADS, "batch_sizes": BATCHES}),
-            "search": task.search.model_copy(update={"trials": 8 if quick else 16, "storage": "memory",
+            "search": task.search.model_copy(update={"trials": QUICK_TRIALS if quick else 16, "storage": "memory",
                                                      "passes": PASSES}),
         })
         with tempfile.TemporaryDirectory() as out:

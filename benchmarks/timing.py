@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tradeoff.evaluation import Evaluator, predict
-from tradeoff.measure import artifact_size, measure_latency, threads_text
+from tradeoff.measure import MIN_RUNS, artifact_size, measure_latency, threads_text
 from tradeoff.metrics import Metric, get_metric
 from tradeoff.model import ModelHandle
 from tradeoff.passes import build_pass
@@ -58,17 +58,18 @@ def recipe_text(recipe: Recipe) -> str:
 def rows_for(variants: list[Variant], evaluator: Evaluator, quality: Mapping[str, Metric],
              rounds: int = ROUNDS, budget_s: float = ROUND_BUDGET_S) -> list[dict[str, Any]]:
     """Each `quality` metric (row field: metric, on the test split) and the size once per variant; latency as the
-    median p50 of `rounds` interleaved timing rounds (`budget_s` of timed calls per variant and batch size in each),
-    and the fastest round's (batch 1 is bimodal on these VMs, NOTES trap 13: the fastest round is the fast mode),
-    and the speed-up over the first variant (the baseline)."""
+    median p50 of `rounds` interleaved timing rounds (`budget_s` of timed calls per variant and batch size in each,
+    the rounds sharing the least number of calls of one plain measurement), and the fastest round's (batch 1 is
+    bimodal on these VMs, NOTES trap 13: the fastest round is the fast mode), and the speed-up over the first
+    variant (the baseline)."""
     test = evaluator.data.test
     timings: dict[str, dict[int, list[float]]] = {v.name: {b: [] for b in BATCHES} for v in variants}
     for _ in range(rounds):
         for variant in variants:
             run = variant.load()
             for batch in BATCHES:
-                timings[variant.name][batch].append(measure_latency(run, test.x[:batch], variant.threads,
-                                                                    budget_s=budget_s).p50_ms)
+                timings[variant.name][batch].append(measure_latency(
+                    run, test.x[:batch], variant.threads, budget_s=budget_s, min_runs=-(-MIN_RUNS // rounds)).p50_ms)
             del run  # one live session at a time: an idle ONNX Runtime session spins and slows the next one
     rows = []
     for variant in variants:

@@ -117,18 +117,31 @@ def _seed(number: int, params: dict, objectives: tuple[float, ...], strategy: st
     return TrialRecord(number=number, state="complete", params=params, strategy=strategy, objectives=objectives)
 
 
-def test_the_best_single_pass_is_then_tried_once_with_one_more_step_after_it() -> None:
+def test_the_best_single_pass_is_then_tried_once_with_one_more_step() -> None:
     space = default_space(preset_menu("mobile"), "auto", TEXT)
     base = space._nothing_chosen()
     nncf = {**base, "export": "export.onnx", "quantize": "quantize.nncf"}
     static = {**base, "export": "export.onnx", "quantize": "quantize.static"}
     queued = space.queued([_seed(0, static, (2.0,)), _seed(1, nncf, (1.0,))])
-    assert queued == [({**nncf, "embedding": "quantize.embedding"}, "extension")]
+    assert queued[0] == ({**nncf, "embedding": "quantize.embedding"}, "extension")  # after its last step
+    # before its first step: the passes that retrain the encoder to fewer multiply-adds, each once
+    assert sorted(p["prune"] for p, _ in queued[1:]) == ["prune.ffn", "prune.heads", "prune.layers", "prune.structured"]
+    assert all({**p, "prune": NONE} == nncf and strategy == "extension" for p, strategy in queued[1:])
     assert space.queued([_seed(1, nncf, (1.0,)), _seed(2, queued[0][0], (0.5,), "extension")]) == []
     pruned = {**base, "prune": "prune.ffn", "prune__amount": 0.3}
     added = [(slot, p[slot]) for p in space.extensions(pruned) for slot in p if p[slot] != pruned.get(slot)]
     assert ("export", "export.onnx") in added and ("quantize", "quantize.dynamic") in added  # torch.ao int8
     assert ("embedding", "quantize.embedding") not in added  # it needs an exported graph first
+
+
+def test_a_cnn_or_mlp_quantized_by_the_best_seed_is_tried_pruned_to_fewer_channels_first() -> None:
+    space = default_space(preset_menu("balanced"), "auto", TORCH)
+    static = next(p for p in space.single_pass_points("quantize")  # the seed, as the study measured it
+                  if p["quantize"] == "quantize.static" and p["export"] == "export.onnx")
+    before = [p["prune"] for p in space.extensions(static) if p["prune"] != NONE]
+    assert before == ["prune.structured"]  # magnitude pruning removes no multiply-add a dense kernel skips
+    pruned = {**static, "prune": "prune.structured", **space._defaults("prune", "prune.structured")}
+    assert space.at(pruned).passes == ["prune.structured", "export.onnx", "quantize.static"]  # type: ignore[union-attr]
 
 
 def test_passes_that_cannot_read_fused_graphs_are_never_paired_with_fusion() -> None:
