@@ -130,7 +130,7 @@ class RecipeSpace:
             chosen = step["pass"] if step else NONE
             if chosen not in self._choices(slot):
                 return None
-            if len(self._choices(slot)) > 1:
+            if self._optional(slot):
                 point[slot] = chosen
             for key in self._keys(slot, chosen):
                 point[key] = self.params[key].address(step[key.partition("__")[2]])  # type: ignore[index]
@@ -280,7 +280,7 @@ class RecipeSpace:
         return [dict(extra) for extra in itertools.product(*companions)]
 
     def _nothing_chosen(self) -> dict[str, str]:
-        return {slot: NONE for slot in self.slots if len(self._choices(slot)) > 1}
+        return {slot: NONE for slot in self.slots if self._optional(slot)}
 
     def extensions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """`params` with one more pass: in a slot after its last chosen one, or before its first where the pass
