@@ -227,7 +227,7 @@ class Evaluator:
         Only a target of auto chooses the runtime, and only among installed runtimes that can load the model
         (OpenVINO does not run ONNX Runtime's quantized attention); a named target pins that runtime where it runs
         the format. The threads are chosen on any target: the task's `runtime.threads` is the most a model may use,
-        and each runtime is timed on half as many again and again, fewer kept while they are clearly faster (one
+        and each runtime is timed on half as many again and again, fewer kept where clearly faster than more (one
         ONNX Runtime thread runs LeNet-300-100 int8 1.6x faster at batch 32 than two: docs/NOTES.md). The settings
         are timed in interleaved rounds, each by its fastest round: timed one at a time, a setting in a slow spell
         of the machine lost to one timed after it, and a busy neighbour core slows two threads more than one, so
