@@ -10,9 +10,10 @@ accuracy drop is within the task's constraint (0.5 point) at that batch size, or
 
     python benchmarks/quantize_cpu.py [--quick]
 
---quick (QUICK_TRIALS per search instead of 16) took 4 min 58 s on the 2-core AMD EPYC dev VM (weights already trained,
+--quick (QUICK_TRIALS per search instead of 16) took 5 min 58 s on the 2-core AMD EPYC dev VM (weights already trained,
 nothing else running). Of that, building a model's three peers takes seconds, an 8-trial search of the MLP about
-50 s, and timing a model's five rows up to a minute (9 rounds x 2 batch sizes x at most 0.8 s each).
+50 s (before prune.structured joined the menu), and timing a model's five rows up to a minute (9 rounds x 2 batch
+sizes x at most 0.8 s each).
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ class RecipeSpace:
     def _lossless_choices(self) -> list[dict[str, str]]:
         """Each combination of passes (or none) in the optional lossless slots."""
         companions = [[(other, choice) for choice in self._choices(other)] for other in self._lossless_slots()
-                      if len(self._choices(other)) > 1]
+                      if self._optional(other)]
         return [dict(extra) for extra in itertools.product(*companions)]
 
     def _nothing_chosen(self) -> dict[str, str]:
