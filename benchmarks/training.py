@@ -17,8 +17,8 @@
 5. Data-parallel training: two processes under torchrun against one, accuracy and samples per second.
 6. bf16 autocast against fp32 on this CPU: time per epoch and accuracy (the CPU may lack native bf16).
 7. Batch normalization: epochs a CNN on MNIST-1D needs to reach 80% validation accuracy, with and without.
-8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, against
-   training from scratch on all of them, each arm by the same recipe (plain, then with augmentation and label
+8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels (one
+   fine-tune, and a soup of four), against training from scratch on all of them, each arm by the same recipe (plain, then with augmentation and label
    smoothing); and (full run only) all-MiniLM-L6-v2 fine-tuned on the Python
    reference's topics against a linear probe on its frozen embeddings.
 9. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as
@@ -330,10 +330,13 @@ def _scratch(recipe: TrainSpec, seed: int, data: DataBundle) -> float:
     return accuracy(module, data.test)
 
 
+SOUP = 4  # fine-tunes averaged by the transfer arm that makes a model soup (2 to 5 scored alike, ad hoc)
+
+
 def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The example SmallCNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, against the
-    same CNN from scratch on as many labels and on all of them: the smallest fraction at which transfer matches
-    scratch on all. Each training recipe is used by every arm alike (source, transfer and scratch): a recipe that
+    """The example SmallCNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, once by one
+    fine-tune and once as the average of SOUP (a model soup), against the same CNN from scratch on as many labels and
+    on all of them: the smallest fraction at which transfer matches scratch on all. Each training recipe is used by every arm alike (source, transfer and scratch): a recipe that
     helps transfer helps scratch too, and comparing across recipes would credit transfer with the recipe's gain."""
     mnist = to.data.mnist(seed=0, shape=(1, 28, 28))
     recipes = {"plain": TrainSpec(epochs=epochs, early_stopping=None),
@@ -354,13 +357,14 @@ def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[s
             for fraction in fractions:
                 few = _labels(mnist, range(5, 10), fraction, seed)
                 scores.setdefault(f"scratch, {fraction:.0%}", []).append(_scratch(recipe, seed, few))
-                step = {"pass": "transfer.finetune", "finetune_epochs": recipe.epochs, "seed": seed}
                 ctx = Context(data=few, seed=seed, threads=2, trainer=Trainer(recipe.model_copy(update={"seed": seed})))
-                done = build_pass(step).apply(pretrained, ctx)
-                scores.setdefault(f"transfer, {fraction:.0%}", []).append(accuracy(done.torch_module(), few.test))
+                for soup, arm in ((1, "transfer"), (SOUP, f"transfer, soup of {SOUP}")):
+                    step = {"pass": "transfer.finetune", "finetune_epochs": recipe.epochs, "seed": seed, "soup": soup}
+                    done = build_pass(step).apply(pretrained, ctx)
+                    scores.setdefault(f"{arm}, {fraction:.0%}", []).append(accuracy(done.torch_module(), few.test))
         means = {k: float(np.mean(v)) for k, v in scores.items()}
-        enough = min((f for f in fractions if means[f"transfer, {f:.0%}"] >= means["scratch, all labels"]),
-                     default=1.0)
+        enough = min((f for f in fractions for arm in ("transfer", f"transfer, soup of {SOUP}")
+                      if means[f"{arm}, {f:.0%}"] >= means["scratch, all labels"]), default=1.0)
         rows.append({"case": f"transfer: MNIST-5k digits 0-4 -> 5-9 (SmallCNN), {name} recipe", **means,
                      "per seed": scores, "epochs": recipe.epochs})
         targets.append(target(f"transfer, {name} recipe in every arm: share of labels that matches training from "

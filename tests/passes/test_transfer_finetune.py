@@ -90,3 +90,17 @@ def test_a_sentence_encoder_gets_a_classification_head() -> None:
 def test_transfer_needs_labels(mlp: ModelHandle, digits: DataBundle) -> None:
     with pytest.raises(DataError, match="no labels"):
         build_pass({"pass": "transfer.finetune"}).apply(mlp, Context(data=replace(digits, labelled=False)))
+
+
+def test_a_soup_averages_fine_tunes_that_differ_by_their_data_order(low_digits_cnn: ModelHandle,
+                                                                    digits_images: DataBundle) -> None:
+    high = _digits(digits_images, range(5, 10), fraction=0.25)
+    step = {"pass": "transfer.finetune", "finetune_epochs": 2, "lr": 3e-3}
+    ingredients = [build_pass(step).apply(low_digits_cnn, Context(data=high, seed=seed, threads=2, trainer=FIXED))
+                   for seed in (0, 1)]
+    soup = build_pass({**step, "soup": 2}).apply(low_digits_cnn, Context(data=high, seed=0, threads=2,
+                                                                         trainer=FIXED))
+    weights = [m.module.state_dict() for m in ingredients]  # type: ignore[union-attr]
+    assert not torch.equal(weights[0]["head.1.weight"], weights[1]["head.1.weight"])  # two data orders
+    for name, value in soup.module.state_dict().items():  # type: ignore[union-attr]
+        assert torch.allclose(value, (weights[0][name] + weights[1][name]) / 2, atol=1e-6), name
