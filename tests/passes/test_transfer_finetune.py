@@ -98,8 +98,10 @@ def test_a_soup_averages_fine_tunes_that_differ_by_their_data_order(low_digits_c
     step = {"pass": "transfer.finetune", "finetune_epochs": 2, "lr": 3e-3}
     ingredients = [build_pass(step).apply(low_digits_cnn, Context(data=high, seed=seed, threads=2, trainer=FIXED))
                    for seed in (0, 1)]
+    lines: list[str] = []
     soup = build_pass({**step, "soup": 2}).apply(low_digits_cnn, Context(data=high, seed=0, threads=2,
-                                                                         trainer=FIXED))
+                                                                         trainer=FIXED, progress=lines.append))
+    assert lines[0] == "soup 1/2, fine-tuning: epoch 1/2" and lines[-1] == "soup 2/2, fine-tuning: epoch 2/2"
     weights = [m.module.state_dict() for m in ingredients]  # type: ignore[union-attr]
     assert not torch.equal(weights[0]["head.1.weight"], weights[1]["head.1.weight"])  # two data orders
     for name, value in soup.module.state_dict().items():  # type: ignore[union-attr]

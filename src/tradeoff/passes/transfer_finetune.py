@@ -54,11 +54,20 @@ class TransferFinetune(Pass[TransferConfig]):
         classes = config.classes or int(ctx.data.train.y.max()) + 1
         torch.manual_seed(config.seed)
         start, state = with_new_head(model.torch_module(), classes)
-        ingredients = [self._finetune(copy.deepcopy(start) if i else start, replace(ctx, seed=ctx.seed + i))
-                       for i in reversed(range(config.soup))]  # the start itself is fine-tuned last
+        last = config.soup - 1
+        ingredients = [self._finetune(start if i == last else copy.deepcopy(start), self._ingredient_context(ctx, i))
+                       for i in range(config.soup)]
         module = ingredients[0] if len(ingredients) == 1 else \
             uniform_soup(ingredients, ctx.data.train.x, ctx.trainer.options.batch_size)
         return model.with_module(module, structure_step=self.step(), structure_state=state)
+
+    def _ingredient_context(self, ctx: Context, index: int) -> Context:
+        """The context of the soup's `index`th fine-tune: its own data order, its place in the progress lines."""
+        if self.config.soup == 1:
+            return ctx
+        report = ctx.progress
+        return replace(ctx, seed=ctx.seed + index, progress=None if report is None else
+                       lambda line: report(f"soup {index + 1}/{self.config.soup}, {line}"))
 
     def _finetune(self, module: nn.Module, ctx: Context) -> nn.Module:
         config = self.config
