@@ -18,9 +18,9 @@
 6. bf16 autocast against fp32 on this CPU: time per epoch and accuracy (the CPU may lack native bf16).
 7. Batch normalization: epochs a CNN on MNIST-1D needs to reach 80% validation accuracy, with and without.
 8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels (one
-   fine-tune, and a soup of four), against training from scratch on all of them, each arm by the same recipe (plain, then with augmentation and label
-   smoothing); and (full run only) all-MiniLM-L6-v2 fine-tuned on the Python
-   reference's topics against a linear probe on its frozen embeddings.
+   fine-tune, and a soup of four), against training from scratch on all of them, each arm by the same recipe
+   (plain, then with augmentation and label smoothing); and (full run only) all-MiniLM-L6-v2 fine-tuned on the
+   Python reference's topics against a linear probe on its frozen embeddings.
 9. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as
    many real images picked at random or by herding (the papers' ConvNet trained on each alone).
 
@@ -336,8 +336,9 @@ SOUP = 4  # fine-tunes averaged by the transfer arm that makes a model soup (2 t
 def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The example SmallCNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels, once by one
     fine-tune and once as the average of SOUP (a model soup), against the same CNN from scratch on as many labels and
-    on all of them: the smallest fraction at which transfer matches scratch on all. Each training recipe is used by every arm alike (source, transfer and scratch): a recipe that
-    helps transfer helps scratch too, and comparing across recipes would credit transfer with the recipe's gain."""
+    on all of them: the smallest fraction at which transfer matches scratch on all. Each training recipe is used by
+    every arm alike (source, transfer and scratch): a recipe that helps transfer helps scratch too, and comparing
+    across recipes would credit transfer with the recipe's gain."""
     mnist = to.data.mnist(seed=0, shape=(1, 28, 28))
     recipes = {"plain": TrainSpec(epochs=epochs, early_stopping=None),
                # the augmentation that served the augmentation part, and label smoothing; both run twice as long
