@@ -165,7 +165,7 @@ def test_optimize_searches_the_transformer_passes_on_validation_and_reports_test
     result = to.optimize(model=minilm, data=text, out=tmp_path, quiet=True, metric="cosine", objectives=["latency"],
                          constraints={"max_metric_drop": 0.01},
                          search={"trials": 6, "passes": ["export.onnx", "fuse.transformer", "quantize.dynamic"]},
-                         runtime={"threads": 2, "batch_sizes": [8]})
+                         runtime={"target": "onnxruntime", "threads": 2, "batch_sizes": [8]})  # auto: a test below
     report = result.report.data
     assert not report.best.is_baseline and report.best.split == "test" and report.best.metric >= 0.99
     # Which recipe is fastest is the CPU's call (with VNNI fused int8 wins by far; on AVX2 alone int8 gains less and
