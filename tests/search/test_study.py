@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from tradeoff.errors import ConfigError
-from tradeoff.search.record import claim, records, write_result
-from tradeoff.search.study import open_study
+from tradeoff.search.record import claim, mark_candidate, records, write_result
+from tradeoff.search.study import StudyRun, open_study
 
 TESTS = Path(__file__).resolve().parents[1]
 TRADEOFF = Path(sys.executable).with_name("tradeoff")
@@ -137,3 +138,28 @@ def test_a_sampler_that_only_repeats_itself_does_not_end_the_search_with_budget_
     assert len(found) == 3 and len({r.key for r in found}) == 3
     assert found[0].candidate["steps"][0]["sparsity"] == 0.6
     assert all(r.strategy == "random, after a sample that spent no budget" for r in found[1:])
+
+
+def test_a_candidate_another_worker_is_measuring_waits_for_its_result_instead_of_measuring_it_again(
+        tmp_path: Path) -> None:
+    """Two workers that find the queue empty at once both queue the seed points; a copy drawn while the first is
+    still measured must not be measured twice (the two-worker test once measured one recipe twice)."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(storage=storage)
+    run = StudyRun(study=study, space=None, ctx=None, measure=None, settings=None,  # type: ignore[arg-type]
+                   higher_is_better=True)
+    first, second = study.ask(), study.ask()
+    mark_candidate(first, {"steps": []}, "the same recipe")
+
+    def finish() -> None:
+        write_result(first, "complete", values={"latency_ratio.p50@b1": 0.5})
+        study.tell(first, 0.5)
+
+    timer = threading.Timer(1.0, finish)
+    timer.start()
+    started = time.monotonic()
+    twin = run._twin(second, "the same recipe")  # noqa: SLF001
+    timer.join()
+    assert twin is not None and twin.number == first.number and twin.state == "complete"
+    assert time.monotonic() - started >= 1.0  # it waited for the first to end
+    assert run._twin(second, "another recipe") is None  # noqa: SLF001

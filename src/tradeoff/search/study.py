@@ -359,11 +359,26 @@ class StudyRun:
         if candidate is None:
             return self._skip(trial, "no passes, or passes that cannot follow one another")
         mark_candidate(trial, candidate.as_dict(), candidate.key())
-        if (earlier := seen.get(candidate.key())) is not None:
+        if (earlier := seen.get(candidate.key()) or self._twin(trial, candidate.key())) is not None:
             return self._duplicate(trial, earlier)
         if (failure := self.space.failure(candidate)) is not None:
             return self._skip(trial, f"not built: {failure} (learned from an earlier trial)")
         return self._measure(trial, candidate, seen)
+
+    def _twin(self, trial: optuna.Trial, key: str) -> TrialRecord | None:
+        """An earlier trial's record of the same candidate, once every such trial still live has ended: two workers
+        that find the queue empty at once both queue the seed points, and a copy drawn while the first is measured
+        would be measured twice (the finished trials in `seen` do not hold it yet). None where no earlier trial
+        measured it (or the one that tried died: its retry is this trial's to measure)."""
+        with _heartbeat(self.study, trial):
+            while True:
+                _retry_stale(self.study)
+                twins = [other for other in self.study.get_trials(deepcopy=False)
+                         if other._trial_id < trial._trial_id  # noqa: SLF001 - the storage's order, as in _room_for
+                         and TrialRecord.read(other).key == key]
+                if not any(other.state == TrialState.RUNNING for other in twins):
+                    return next((r for r in map(TrialRecord.read, twins) if r.counted), None)
+                time.sleep(ROOM_POLL_S)
 
     def _skip(self, trial: optuna.Trial, note: str) -> TrialRecord:
         write_result(trial, "skipped", note=note)
@@ -393,7 +408,7 @@ class StudyRun:
                         if effective is None:
                             return self._skip(trial, f"{note}: what is left is the baseline")
                         mark_candidate(trial, effective.as_dict(), effective.key())  # a repeat of either is seen
-                        if (earlier := seen.get(effective.key())) is not None:
+                        if (earlier := seen.get(effective.key()) or self._twin(trial, effective.key())) is not None:
                             return self._duplicate(trial, earlier, note)
                     outcome = self.measure(model)
             except Pruned as pruned:
