@@ -370,15 +370,19 @@ class StudyRun:
         that find the queue empty at once both queue the seed points, and a copy drawn while the first is measured
         would be measured twice (the finished trials in `seen` do not hold it yet). None where no earlier trial
         measured it (or the one that tried died: its retry is this trial's to measure)."""
-        with _heartbeat(self.study, trial):
-            while True:
-                _retry_stale(self.study)
-                twins = [other for other in self.study.get_trials(deepcopy=False)
-                         if other._trial_id < trial._trial_id  # noqa: SLF001 - the storage's order, as in _room_for
-                         and TrialRecord.read(other).key == key]
-                if not any(other.state == TrialState.RUNNING for other in twins):
-                    return next((r for r in map(TrialRecord.read, twins) if r.counted), None)
-                time.sleep(ROOM_POLL_S)
+        twins = self._earlier_trials_of(trial, key)
+        if any(other.state == TrialState.RUNNING for other in twins):
+            with _heartbeat(self.study, trial):  # this trial beats while it waits, so that no one fails it as dead
+                while any(other.state == TrialState.RUNNING for other in twins):
+                    time.sleep(ROOM_POLL_S)
+                    _retry_stale(self.study)  # a twin whose worker died ends too
+                    twins = self._earlier_trials_of(trial, key)
+        return next((r for r in map(TrialRecord.read, twins) if r.counted), None)
+
+    def _earlier_trials_of(self, trial: optuna.Trial, key: str) -> list[FrozenTrial]:
+        return [other for other in self.study.get_trials(deepcopy=False)
+                if other._trial_id < trial._trial_id  # noqa: SLF001 - the storage's order, as in _room_for
+                and TrialRecord.read(other).key == key]
 
     def _skip(self, trial: optuna.Trial, note: str) -> TrialRecord:
         write_result(trial, "skipped", note=note)
