@@ -33,8 +33,9 @@ class _Spread(nn.Module):
 
 
 def uniform_soup(ingredients: list[nn.Module], inputs: np.ndarray, batch_size: int) -> nn.Module:
-    """The first ingredient with every parameter the mean of the ingredients' (same architecture, one start), its
-    batch-norm statistics measured again on `inputs` (training inputs, batches of `batch_size`)."""
+    """A copy of the first ingredient with every parameter the mean of the ingredients' (same architecture, one
+    start), its batch-norm statistics measured again on `inputs` (training inputs, batches of `batch_size`); the
+    ingredients are left as they were."""
     averaged = AveragedModel(ingredients[0])  # a copy of the first; its first update copies, later ones average
     for ingredient in ingredients:
         averaged.update_parameters(ingredient)
