@@ -7,8 +7,6 @@ attention's reshapes). BERT, MiniLM, RoBERTa and ELECTRA share this layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -86,27 +84,35 @@ def real_tokens(batch: np.ndarray, inputs: tuple[torch.Tensor, ...]) -> torch.Te
     return inputs[names.index("attention_mask")].bool() if "attention_mask" in names else None
 
 
-@contextmanager
-def captured_inputs(linear: nn.Linear) -> Iterator[list[torch.Tensor]]:
-    """The inputs `linear` receives while the block runs, appended per call."""
-    seen: list[torch.Tensor] = []
-    hook = linear.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    try:
-        yield seen
-    finally:
-        hook.remove()
+class _Captured(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by the hook that reads a projection's input: nothing after it is needed, so the forward stops there."""
 
 
 def projection_inputs(module: nn.Module, projection: nn.Linear, samples: np.ndarray) -> torch.Tensor:
-    """What `projection` reads (attention context or feed-forward activations) on the real tokens of `samples`."""
+    """What `projection` reads (attention context or feed-forward activations) on the real tokens of `samples`.
+    Each forward stops at the projection: the layers after it would run for nothing (prune.ffn and prune.heads
+    without fine-tuning on MiniLM, 128 texts of 64 tokens: 10.0 -> 5.7 s and 7.1 -> 4.1 s, the same weights)."""
+
+    def stop(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        raise _Captured(args[0])
+
     rows = []
-    with captured_inputs(projection) as seen, torch.no_grad():
+    hook = projection.register_forward_pre_hook(stop)
+    try:
         for start in range(0, len(samples), 16):
             batch = samples[start : start + 16]
             inputs = as_tensors(batch)
-            module(*inputs)
-            values, mask = seen.pop(), real_tokens(batch, inputs)
-            rows.append(values[mask] if mask is not None else values.flatten(0, -2))
+            try:
+                with torch.no_grad():
+                    module(*inputs)
+            except _Captured as captured:
+                values, mask = captured.args[0], real_tokens(batch, inputs)
+                rows.append(values[mask] if mask is not None else values.flatten(0, -2))
+            else:
+                raise ModelError("the model's forward never reached the layer being pruned",
+                                 "prune encoders whose layers all run in forward")
+    finally:
+        hook.remove()
     return torch.cat(rows)
 
 

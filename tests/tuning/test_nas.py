@@ -180,8 +180,8 @@ def test_the_time_budget_holds_the_rerank_and_final_training(tmp_path: Path) -> 
     """search.timeout_s bounds the whole run: the search stops while the time left holds the retrained best (the
     rerank's longer trainings on each fold, then train+val), reckoned from the speed its trials trained at; a search
     that filled the budget would overrun it by all of those."""
-    rerank = {"top": 2, "folds": 2, "train": {"epochs": 20, "early_stopping": None}}
-    timeout = 50.0
+    rerank = {"top": 2, "folds": 2, "train": {"epochs": 10, "early_stopping": None}}
+    timeout = 25.0
     start = time.monotonic()
     task = _task(tmp_path, 10_000, {"strategy": "random", "rerank": rerank}, epochs=2)
     raw = yaml.safe_load(task.read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import logging
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from torch.onnx._internal.exporter import _constants, _core, _registration
 
 from tradeoff.errors import ModelError
 from tradeoff.huggingface import record_transformer_facts, use_eager_attention
@@ -30,26 +32,37 @@ class ExportConfig(PassConfig):
     verify_samples: int = 64
 
 
+@functools.cache
+def _torchlib_registry(opset: int) -> _registration.ONNXRegistry:
+    """The dynamo exporter's table of ~2,700 ATen-to-ONNX translations. torch.onnx.export(dynamo=True) builds it
+    anew on every call (1.5 s here, more than exporting a small MLP takes) and only reads it; a search exports a
+    candidate per trial, so it is built once per process and handed to the exporter torch.onnx.export calls
+    (torch's private `_core.export`, behind the torch pin)."""
+    return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+
+
 def _export(module: torch.nn.Module, sample: np.ndarray, opset: int | None) -> onnx.ModelProto:
     """One input: the dynamo exporter (torch's default and future). Named inputs (token ids and mask): the
     TorchScript exporter on eager attention, the graph ONNX Runtime's transformer optimizer knows how to fuse.
     Console chatter of both is silenced."""
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     names = input_names(sample)
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = Path(tmp) / "model.onnx"
         if not names:
-            torch.onnx.export(module, as_tensors(sample), str(path), dynamo=True, opset_version=opset or 18,
-                              verbose=False, input_names=["input"], output_names=["output"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},))
-        else:
-            use_eager_attention(module)
-            axes = {name: {0: "batch", 1: "sequence"} for name in names}
+            opset = opset or 18
+            registry = _torchlib_registry(max(opset, _constants.TORCHLIB_OPSET))
+            return _core.export(module, as_tensors(sample), registry=registry, opset_version=opset, verbose=False,
+                                input_names=["input"], output_names=["output"],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},)).model_proto
+        use_eager_attention(module)
+        axes = {name: {0: "batch", 1: "sequence"} for name in names}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
             torch.onnx.export(module, as_tensors(sample), str(path), dynamo=False, opset_version=opset or 17,
                               input_names=list(names), output_names=["output"],
                               dynamic_axes={**axes, "output": {0: "batch"}})
-        return onnx.load(str(path))
+            return onnx.load(str(path))
 
 
 @register
