@@ -249,11 +249,12 @@ def test_text_split_files_are_the_splits_and_must_agree_on_labels(tmp_path: Path
 
 
 def test_docstring_corpus_is_distinct_prose_without_doctests(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the standard library and two of the packages: the same folders found and filtered as for all five, in a fifth
-    # of the time (parsing every file of torch and transformers took 45 of the 60 s); the library alone gives ~10,000
-    monkeypatch.setattr("tradeoff.text.DOCSTRING_PACKAGES", ("numpy", "sklearn"))
+    # the standard library and one of the packages: the same folders found and filtered as for all five, in an
+    # eighth of the time (parsing every file of torch and transformers took 45 of the 60 s; sklearn 4 s more). Here
+    # the library alone gave 9,914 paragraphs, with numpy 14,692
+    monkeypatch.setattr("tradeoff.text.DOCSTRING_PACKAGES", ("numpy",))
     paragraphs = python_docstrings()
-    assert len(paragraphs) > 20_000 and len(set(paragraphs)) == len(paragraphs)
+    assert len(paragraphs) > 12_000 and len(set(paragraphs)) == len(paragraphs)
     assert all(len(p.split()) >= 8 and ">>>" not in p and "\n" not in p for p in paragraphs)
     assert any("regular expression" in p for p in paragraphs)  # the standard library's re module
 
