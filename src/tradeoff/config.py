@@ -260,9 +260,19 @@ TrainedObjective = Literal["metric", "latency", "size", "macs"]
 PrunerName = Literal["median", "successive_halving", "hyperband", "wilcoxon", "dominance", "none"]
 
 
+class SearchDistillation(StrictModel):
+    """Train every candidate with the task's own trained model as teacher: the labels and its class probabilities
+    softened by `temperature` (Hinton et al.; `weight` of that term, as distill.kd), so the search finds the
+    options or the architecture that learn best from it."""
+
+    temperature: float = Field(default=4.0, gt=0)
+    weight: float = Field(default=1.0, ge=0)
+
+
 class TrainedSearch(StrictModel):
-    """What a search whose candidates are trained shares: its objectives (an order of priority, as in optimize)
-    and the pruner that stops a trial behind the others at an epoch. Budget, seed and storage are `search:`'s."""
+    """What a search whose candidates are trained shares: its objectives (an order of priority, as in optimize),
+    the pruner that stops a trial behind the others at an epoch, and whether the task's model teaches every
+    candidate. Budget, seed and storage are `search:`'s."""
 
     objectives: tuple[TrainedObjective, ...] = Field(default=("metric",), min_length=1)
     pruner: PrunerName | None = None
@@ -270,6 +280,7 @@ class TrainedSearch(StrictModel):
     # (a global-average-pool CNN on MNIST-1D trails flatten heads until epoch 20-30) is lost to a pruner that judges
     # earlier; successive_halving and hyperband start their first rung here
     pruner_warmup_epochs: int = Field(default=1, ge=1)
+    distill: SearchDistillation | None = None
 
     @model_validator(mode="after")
     def _pruner_fits_the_objectives(self) -> TrainedSearch:

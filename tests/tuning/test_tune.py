@@ -10,13 +10,21 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
+from safetensors.torch import save_file
 
 import tradeoff as to
-from tradeoff.config import load_task
+from tradeoff.architectures import MLP as MLPModule
+from tradeoff.config import TrainSpec, load_task
 from tradeoff.errors import ConfigError
+from tradeoff.evaluation import Evaluator
+from tradeoff.metrics import get_metric
+from tradeoff.model import ModelHandle
 from tradeoff.problem import problem
 from tradeoff.search.record import write_intermediate, write_result
+from tradeoff.training import Trainer
+from tradeoff.training.distill import KnowledgeDistillation
 from tradeoff.tuning.run import NoTrialFinished
 from tradeoff.tuning.strategies import DominancePruner, dominance_rule, pruner_for
 
@@ -249,6 +257,10 @@ def fit(module, data, options, report):
     ({"space": {"train.lr": {"low": 0.1, "high": 0.2}}, "sampler": "grid"}, "the grid sampler needs lists"),
     ({"space": {"train.lr": [0.1]}, "objectives": ["metric", "size"], "pruner": "median"},
      "pruner median compares one objective"),
+    ({"space": {"train.lr": [0.1]}, "distill": {}}, "tune.distill learns from the task's model, and it has no "
+                                                    "trained weights"),
+    ({"space": {"train.lr": [0.1]}, "distill": {}, "train_function": "my_training:fit"},
+     "tune.distill cannot reach into tune.train_function's training"),
 ])
 def test_a_bad_tune_section_is_one_line_naming_the_fix(tmp_path: Path, tune: dict[str, Any], message: str) -> None:
     space = tune.pop("space")
@@ -277,3 +289,30 @@ def test_trials_are_reproducible_from_the_seed_and_their_parameters(tmp_path: Pa
     assert [(t["params"], t["values"]["metric"]) for t in first["trials"]] == \
         [(t["params"], t["values"]["metric"]) for t in second["trials"]]
     assert first["final"]["test_metric"] == second["final"]["test_metric"]
+
+
+def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path: Path) -> None:
+    """With `distill`, a trial is the candidate trained on the labels and the task's model's softened outputs: the
+    same fit done by hand with that teacher's distillation loss gives its validation metric to the last digit."""
+    given = problem(load_task(_task(tmp_path, {"train.lr": [0.003]})))
+    torch.manual_seed(0)
+    teacher = MLPModule(**MLP["options"])
+    Trainer(TrainSpec(epochs=20, lr=3e-3)).train(teacher, given.data)
+    save_file(teacher.state_dict(), str(tmp_path / "teacher.safetensors"))
+    model = {**MLP, "weights": str(tmp_path / "teacher.safetensors")}
+    distill = {"temperature": 4.0, "weight": 5.0}
+    train = {"epochs": 3, "early_stopping": None}
+
+    def tuned(**tune: Any) -> float:
+        task = _task(tmp_path, {"train.lr": [0.003]}, trials=1, model=model, train=train, tune=tune)
+        return to.tune(task, out=tmp_path / f"r{len(tune)}", quiet=True).val_metric
+
+    options = TrainSpec(**train, lr=0.003)
+    torch.manual_seed(options.seed)
+    student = MLPModule(**MLP["options"])
+    with KnowledgeDistillation(student, teacher.eval(), **distill) as loss:
+        Trainer(options).fit(student, given.data.train, given.data.val, metric=get_metric("accuracy"),
+                             extra_loss=loss)
+    by_hand = Evaluator(given.model, given.data, get_metric("accuracy"), 1, (1,)).score(
+        ModelHandle(module=student.eval()), "val")
+    assert tuned(distill=distill) == by_hand != tuned()

@@ -42,8 +42,9 @@ from tradeoff.search.record import TrialRecord, records, task_key
 from tradeoff.search.select import dominates, pareto_front
 from tradeoff.search.study import StudyRun, counted_trials, open_study, sampler_seed, study_url
 from tradeoff.search.tracking import mlflow_tracker
+from tradeoff.training.distill import KnowledgeDistillation
 from tradeoff.tuning.cost import ONNX_RUNTIMES, CostMeter
-from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, train_model
+from tradeoff.tuning.space import Hyperparameters, HyperparameterSpace, Teaching, train_model
 from tradeoff.tuning.strategies import dominance_rule, pruner_for, sampler_for
 
 
@@ -229,6 +230,8 @@ class _Setup:
         if not metric.needs_labels:
             raise ConfigError(f"{kind} trains on labels, and metric '{metric.name}' compares with the given model "
                               f"instead", "use a metric of labels (accuracy, f1, mse, ...)")
+        if spec.distill is not None:
+            _check_teacher(given, spec, kind)
         settings = _study_settings(given.settings, spec, storage)
         run = settings.runtime
         evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
@@ -269,7 +272,15 @@ class _Setup:
     def space_parts(self) -> dict[str, Any]:
         """What a HyperparameterSpace takes from the setup."""
         return {"train": self.given.settings.train, "data": self.given.data, "metric": self.metric,
-                "meter": self.meter, "search_dirs": self.given.search_dirs}
+                "meter": self.meter, "search_dirs": self.given.search_dirs, "teaching": self._teaching()}
+
+    def _teaching(self) -> Teaching | None:
+        """The task's own model as every candidate's teacher, where `distill` asks for it."""
+        distill = self.spec.distill
+        if distill is None:
+            return None
+        teacher = self.given.model.torch_module().eval()
+        return lambda student: KnowledgeDistillation(student, teacher, distill.temperature, distill.weight)
 
     def search(self, space: HyperparameterSpace, sampler: optuna.samplers.BaseSampler, max_epochs: int, quiet: bool,
                debug: bool, joining: str) -> tuple[optuna.Study, list[TrialRecord]]:
@@ -373,6 +384,17 @@ class _Setup:
         return path
 
 
+def _check_teacher(given: Problem, spec: TrainedSearch, kind: str) -> None:
+    """`distill` learns from the task's model in the Trainer, so the training must be the Trainer's and the model
+    trained."""
+    if isinstance(spec, TuneSpec) and spec.train_function:
+        raise ConfigError("tune.distill cannot reach into tune.train_function's training", "leave one of them out")
+    model = getattr(given.settings, "model", None)  # a task file's; a model given in Python is taken as trained
+    if model is not None and model.source == "torch" and model.weights is None:
+        raise ConfigError(f"{kind}.distill learns from the task's model, and it has no trained weights",
+                          "set model.weights to the trained model, or leave distill out")
+
+
 def retrained(space: HyperparameterSpace, candidate: Hyperparameters, options: TrainSpec, epochs: int,
               metric: Metric) -> ModelHandle:
     """A candidate trained again, from the same initial weights, on train+val by `options` for `epochs` (as many as
@@ -387,7 +409,8 @@ def _trained_anew(space: HyperparameterSpace, candidate: Hyperparameters, option
     that brought it its kept weights."""
     handle = space.fresh_model(candidate, options.seed)
     module = handle.torch_module()
-    epochs = train_model(module, data, options, metric, lambda epoch, value: None, train_function=space.train_function)
+    epochs = train_model(module, data, options, metric, lambda epoch, value: None,
+                         train_function=space.train_function, teaching=space.teaching)
     return handle.with_module(module), epochs
 
 

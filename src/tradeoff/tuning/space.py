@@ -15,6 +15,7 @@ training split, watched on validation epoch by epoch, where the study's pruner m
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import json
@@ -40,6 +41,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.nas.space import Architecture, ArchitectureSpace
 from tradeoff.search.record import TrialRecord
 from tradeoff.search.study import Outcome
+from tradeoff.training.distill import KnowledgeDistillation
 from tradeoff.training.trainer import Trainer
 from tradeoff.tuning.cost import CostMeter
 from tradeoff.validation import validate
@@ -49,6 +51,7 @@ SECTIONS = ("train", "model")
 # what a user training function is called with: the module (trained in place), the data, the trial's train
 # options, and report(epoch, validation metric), to call after every epoch
 TrainFunction = Callable[[nn.Module, DataBundle, TrainSpec, Callable[[int, float], None]], None]
+Teaching = Callable[[nn.Module], KnowledgeDistillation]  # a student -> its distillation loss from the teacher
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class HyperparameterSpace:
     search_dirs: tuple[Path, ...] = ()
     architectures: ArchitectureSpace | None = None  # an architecture search's space; None: the task's factory
     first: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # points to measure before sampling
+    teaching: Teaching | None = None  # tune/nas distill: the task's trained model teaches every candidate
     # id(module) -> the epochs to train it for again, and the seconds its training took
     _trained: dict[int, tuple[int, float]] = field(default_factory=dict, init=False, repr=False)
 
@@ -315,7 +319,8 @@ class HyperparameterSpace:
                 ctx.on_epoch(epoch, {**cost, "metric": value})
 
         start = time.perf_counter()
-        epochs = train_model(module, self.data, options, self.metric, report, ctx.deadline, self.train_function)
+        epochs = train_model(module, self.data, options, self.metric, report, ctx.deadline, self.train_function,
+                             self.teaching)
         self._trained[id(module)] = epochs, time.perf_counter() - start
         return handle.with_module(module)
 
@@ -347,10 +352,10 @@ class HyperparameterSpace:
 
 def train_model(module: nn.Module, data: DataBundle, options: TrainSpec, metric: Metric,
                 report: Callable[[int, float], None], deadline: float | None = None,
-                train_function: TrainFunction | None = None) -> int:
-    """Train `module` in place on the training split, watched on validation; return how many epochs trained it
-    into the weights it ends with (what a retrain on train+val repeats): the best epoch where the best weights are
-    restored, else every epoch run."""
+                train_function: TrainFunction | None = None, teaching: Teaching | None = None) -> int:
+    """Train `module` in place on the training split, watched on validation (with `teaching`, learning from a
+    teacher too); return how many epochs trained it into the weights it ends with (what a retrain on train+val
+    repeats): the best epoch where the best weights are restored, else every epoch run."""
     if train_function is not None:
         reported: list[int] = []
 
@@ -361,8 +366,10 @@ def train_model(module: nn.Module, data: DataBundle, options: TrainSpec, metric:
         train_function(module, data, options, counted)
         module.eval()
         return max(len(reported), 1)
-    result = Trainer(options).fit(module, data.train, data.val, metric=metric, deadline=deadline,
-                                  on_epoch_end=lambda r: report(r.epoch, r.monitor_metric))  # type: ignore[arg-type]
+    with teaching(module) if teaching is not None else contextlib.nullcontext() as extra_loss:
+        result = Trainer(options).fit(module, data.train, data.val, metric=metric, deadline=deadline,
+                                      on_epoch_end=lambda r: report(r.epoch, r.monitor_metric),  # type: ignore[arg-type]
+                                      extra_loss=extra_loss)
     restored = options.early_stopping is not None and options.early_stopping.restore_best
     return max(result.best_epoch if restored else result.epochs_run, 1)
 
