@@ -21,7 +21,9 @@
    fine-tune, and a soup of four), against training from scratch on all of them, each arm by the same recipe
    (plain, then with augmentation and label smoothing); and (full run only) all-MiniLM-L6-v2 fine-tuned on the
    Python reference's topics against a linear probe on its frozen embeddings.
-9. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as
+9. NAS with the task's model as teacher: small MLPs searched on MNIST-5k under a parameter ceiling, plain and with
+   `nas.distill` (the distillation part's teacher teaching every trial), the same architectures in both arms.
+10. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as
    many real images picked at random or by herding (the papers' ConvNet trained on each alone).
 
 Every figure is on the test split (3 seeds; 1 with --quick); nothing decides on it.
@@ -124,6 +126,50 @@ def distillation(seeds: int, epochs: int, teacher_epochs: int) -> tuple[list[dic
         targets.append(target(f"distillation, {name} student: share of the gap to the teacher recovered",
                               recovered, 0.5, ">="))
     return rows, targets
+
+
+NAS_SPACE = {"family": "mlp", "mlp": {"depth": {"low": 1, "high": 2}, "width": [16, 32, 64], "norm": ["none"],
+                                     "skip": [False]}}
+
+
+def nas_distill(seeds: int, trials: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`tradeoff nas` over small MLPs on MNIST-5k under a parameter ceiling (a fifth of LeNet-300-100's), once plain
+    and once with `distill`: the jitter-trained LeNet-300-100 of the distillation part teaches every trial (and the
+    final retraining). Random search with the same seed and no pruner, so both arms train the same architectures:
+    what differs is only how they learn. Test accuracy of each arm's final model."""
+    data = to.data.mnist(seed=0)
+    arms: dict[str, list[float]] = {"plain": [], "distilled": []}
+    chosen: dict[str, list[list[int]]] = {"plain": [], "distilled": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        torch.manual_seed(0)
+        teacher = MLP([784], 10, widths=[300, 100])
+        Trainer(TrainSpec(epochs=30, early_stopping=None, augment=TEACHER_AUGMENT)).fit(teacher, data.train, data.val)
+        from safetensors.torch import save_file
+
+        save_file(teacher.state_dict(), str(folder / "teacher.safetensors"))
+        teacher_acc = accuracy(teacher, data.test)
+        for seed in range(seeds):
+            for arm in arms:
+                nas = {"space": NAS_SPACE, "strategy": "random", "pruner": "none",
+                       **({"distill": {"temperature": 4.0, "weight": 5.0}} if arm == "distilled" else {})}
+                task = {"name": f"{arm}{seed}", "data": {"source": "builtin", "name": "mnist5k", "seed": 0},
+                        "model": {"source": "torch", "factory": "tradeoff.architectures:MLP",
+                                  "options": {"input_shape": [784], "classes": 10, "widths": [300, 100]},
+                                  "weights": str(folder / "teacher.safetensors")},
+                        "constraints": {"max_params": 53_000}, "runtime": {"target": "torch", "threads": 2},
+                        "train": {"epochs": epochs, "lr": 1e-3, "early_stopping": None, "seed": seed},
+                        "search": {"trials": trials, "seed": seed}, "nas": nas}
+                path = folder / f"{arm}{seed}.yaml"
+                path.write_text(yaml.safe_dump(task))
+                result = to.nas(path, out=folder / "runs", quiet=True)
+                arms[arm].append(result.test_metric)
+                chosen[arm].append(result.architecture["options"]["widths"])
+    plain, distilled = float(np.mean(arms["plain"])), float(np.mean(arms["distilled"]))
+    return [{"case": "nas with the task's model as teacher: MLPs of <= 53,000 parameters on MNIST-5k",
+             "teacher (LeNet-300-100, jitter-trained)": teacher_acc, "plain": plain, "distilled": distilled,
+             "gain (points)": 100 * (distilled - plain), "per seed": arms, "chosen": chosen, "trials": trials,
+             "epochs": epochs}], []
 
 
 def _tenth(data: DataBundle, seed: int) -> DataBundle:
@@ -452,6 +498,7 @@ def parts(quick: bool, per_class: tuple[int, ...] = (), seeds: int | None = None
         "data_parallel": lambda: data_parallel(5 if quick else 15),
         "bf16": lambda: bf16(3 if quick else 5),
         "batch_norm": lambda: batch_norm(seeds, 15 if quick else 40),
+        "nas_distill": lambda: nas_distill(seeds, 4 if quick else 8, 10 if quick else 20),
         "transfer": lambda: transfer(seeds, 10 if quick else 20),
         "dataset_distillation": lambda: dataset_distillation(
             per_class or ((1,) if quick else (1, 10, 50)), ("dm", "random") if quick else ("dm", "herding", "random")),
