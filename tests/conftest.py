@@ -162,8 +162,8 @@ def tabular_task(folder: Path, name: str) -> dict[str, object]:
     return {"name": name, "metric": "accuracy", "constraints": {"max_metric_drop": 0.02},
             "model": {"source": "torch", "factory": "tradeoff.architectures:MLP", "options": options,
                       "weights": str(weights)},
-            "data": data_section,  # batch 1 alone: the tests of these runs read no latency
-            "runtime": {"target": "auto", "threads": 2, "batch_sizes": [1]},
+            "data": data_section,  # batch 1 alone, timed briefly: the tests of these runs read no latency
+            "runtime": {"target": "auto", "threads": 2, "batch_sizes": [1], "timing_s": 0.3},
             "search": {"trials": 3, "seed": 0}}
 
 
@@ -190,7 +190,7 @@ def minilm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "name": "minilm", "metric": "cosine", "constraints": {"max_metric_drop": 0.02},
         "model": {"source": "huggingface", "path": minilm},
         "data": {"source": "text", "path": "texts.txt", "tokenizer": minilm, "max_length": 16, "seed": 0},
-        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1]},
+        "runtime": {"target": "onnxruntime", "threads": 2, "batch_sizes": [1], "timing_s": 0.3},  # latency unread
         "search": {"trials": 1, "seed": 0, "passes": ["export.onnx", "quantize.dynamic"],
                    "space": {"quantize__per_channel": [True]}}}))
     return to.optimize(folder / "task.yaml", out=folder / "runs", quiet=True).run_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tradeoff.config import MetricSpec
+from tradeoff.config import MetricSpec, task_from_dict
 from tradeoff.errors import ConfigError
 from tradeoff.evaluation import Evaluator
 from tradeoff.measure import Latency, artifact_size, count_macs, count_parameters, measure_latency, paired_latency
@@ -40,6 +40,19 @@ def test_mild_sparsity_shows_in_nonzeros_and_compressed_size_only(mlp: ModelHand
 def test_latency_percentiles_are_ordered_and_use_the_batch_size() -> None:
     latency = measure_latency(lambda batch: np.sort(batch), np.ones((8, 1000)), threads=1, budget_s=0.2)
     assert 0 < latency.p50_ms <= latency.p95_ms and latency.batch_size == 8 and latency.runs >= 20
+
+
+def test_the_tasks_timing_budget_sets_how_long_each_model_is_timed(mlp: ModelHandle, digits) -> None:
+    """runtime.timing_s: a short budget for a quick look times fewer calls (20 at the least), a long one more
+    (batches of 8,192 rows, so a call takes long enough that neither budget hits the 500-call cap)."""
+    def calls(timing_s: float) -> int:
+        evaluator = Evaluator(mlp, digits, get_metric("accuracy"), 1, (8192,), timing_s=timing_s)
+        return evaluator.latency(mlp, "val")[8192].runs
+
+    assert 20 <= calls(0.02) < calls(0.4)
+    with pytest.raises(ConfigError, match="runtime.timing_s"):
+        task_from_dict({"name": "t", "model": {"source": "onnx", "path": "m.onnx"},
+                        "data": {"source": "builtin", "name": "digits"}, "runtime": {"timing_s": 0}})
 
 
 def test_baseline_is_perfectly_faithful_to_itself(mlp: ModelHandle, digits) -> None:

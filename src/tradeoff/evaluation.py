@@ -33,7 +33,7 @@ from tradeoff.model import ModelHandle
 from tradeoff.runtimes import InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
-TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up
+TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up (runtime.timing_s)
 INTERLEAVED_ROUNDS = 10  # rounds of models compared by interleaved timing
 ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
 # fewer threads than the task's are kept only where they run a model this much faster: within timing noise the
@@ -41,7 +41,7 @@ ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
 FEWER_THREADS_GAIN = 0.05
 # with_fastest_runtime's rounds: each setting loads again in each (a compile of MiniLM on OpenVINO: 0.7 s), so few
 SETTING_ROUNDS = 3
-SETTING_BUDGET_S = 0.5  # seconds of timed calls per runtime setting, over its rounds and batch sizes
+SETTING_SHARE = 1 / 3  # of the timing budget, per runtime setting, over its rounds and batch sizes
 SETTING_RUNS = 2  # calls per round at the least
 
 
@@ -127,8 +127,9 @@ class Evaluator:
 
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
                  batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None,
-                 runtime_batches: tuple[int, ...] | None = None) -> None:
+                 runtime_batches: tuple[int, ...] | None = None, timing_s: float = TIMING_BUDGET_S) -> None:
         self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
+        self.timing_s = timing_s  # seconds of timed calls per model and batch size
         self.baseline = baseline
         self.runtime_batches = runtime_batches or batch_sizes[:1]  # where with_fastest_runtime times each runtime
         self.cost = cost or CostSpec()
@@ -169,18 +170,20 @@ class Evaluator:
         return self.metric(self._outputs_on(model, split, "held-out"), split.y,
                            self._outputs_on(self.baseline, split, "held-out"))
 
-    def latency(self, model: ModelHandle, split: str, budget_s: float = TIMING_BUDGET_S, warmup_s: float = WARMUP_S,
+    def latency(self, model: ModelHandle, split: str, budget_s: float | None = None, warmup_s: float = WARMUP_S,
                 min_runs: int = MIN_RUNS, batch_sizes: tuple[int, ...] | None = None) -> dict[int, Latency]:
-        """Latency at each of the task's batch sizes (or `batch_sizes`), on real inputs from `split`."""
+        """Latency at each of the task's batch sizes (or `batch_sizes`), on real inputs from `split`, timed for
+        `budget_s` (the evaluator's timing_s) each."""
         threads = model.threads_within(self.threads)
         run = runtime_for(model).load(model, threads)
         data = self._splits()[split]
-        return {b: measure_latency(run, _timing_batch(data, b), threads, warmup_s, budget_s, min_runs)
+        budget = self.timing_s if budget_s is None else budget_s
+        return {b: measure_latency(run, _timing_batch(data, b), threads, warmup_s, budget, min_runs)
                 for b in batch_sizes or self.batch_sizes}
 
     def interleaved_latency(self, models: list[ModelHandle], split: str, rounds: int = INTERLEAVED_ROUNDS,
                             settled: Callable[[int, list[dict[int, Latency]]], bool] | None = None,
-                            runs_per_round: int | None = None, budget_s: float = TIMING_BUDGET_S,
+                            runs_per_round: int | None = None, budget_s: float | None = None,
                             ) -> list[dict[int, Latency]]:
         """Latency of models that will be compared, timed in rounds that take each model in turn.
 
@@ -188,14 +191,15 @@ class Evaluator:
         mode at batch 1), so models timed one after another compare the moments as much as the models. The first
         model is the clock: each other model's figure is its median ratio to the first in the same round, times
         the first's median, so a round that was slow for all counts for none. The rounds share the time budget
-        (`budget_s` per model and batch size) and the least number of calls of one plain measurement (or take
-        `runs_per_round` calls at the least), and only the first warms a model up in full: short rounds follow
-        the drift closely, and many of them leave little to one unlucky round (a small CNN against another at
-        batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
+        (`budget_s` per model and batch size, the evaluator's timing_s by default) and the least number of calls
+        of one plain measurement (or take `runs_per_round` calls at the least), and only the first warms a model
+        up in full: short rounds follow the drift closely, and many of them leave little to one unlucky round (a
+        small CNN against another at batch 1, beside a busy core: 0.96-1.20x in 3 rounds, 1.09-1.14x in 10).
         `settled(rounds so far, figures so far)` may end the timing after any round: a question the first rounds
         already answer (is this model far over a ceiling?) needs no more of them.
         """
-        timed = _paired(self._rounds(models, split, rounds, self.batch_sizes, budget_s,
+        timed = _paired(self._rounds(models, split, rounds, self.batch_sizes,
+                                     self.timing_s if budget_s is None else budget_s,
                                      runs_per_round or max(2, -(-MIN_RUNS // rounds)), settled))
         return [timed[i] for i in range(len(models))]
 
@@ -243,7 +247,7 @@ class Evaluator:
             return model, {}
         settings = [(name, threads) for name in names for threads in _halvings(self.threads)]
         timed = self._rounds([model.with_runtime(name, threads) for name, threads in settings], split,
-                             SETTING_ROUNDS, self.runtime_batches, SETTING_BUDGET_S, SETTING_RUNS,
+                             SETTING_ROUNDS, self.runtime_batches, self.timing_s * SETTING_SHARE, SETTING_RUNS,
                              unloadable_skipped=True)
         table = {settings[i]: statistics.geometric_mean(min(r[b].p50_ms for r in rounds) for b in rounds[0])
                  for i, rounds in timed.items()}

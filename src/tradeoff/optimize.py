@@ -147,7 +147,8 @@ def search_recipes(given: Problem, run_dir: RunDir | None, quiet: bool, debug: b
                           start, search.space)
     first = [validate(Recipe, {"steps": steps}, "search.try_first") for steps in recipes_to_try(search.try_first)]
     evaluator = Evaluator(model, data, metric, threads, settings.runtime.batch_sizes, settings.runtime.target,
-                          settings.cost, batches_read(settings.objectives, settings.runtime.batch_sizes))
+                          settings.cost, batches_read(settings.objectives, settings.runtime.batch_sizes),
+                          timing_s=settings.runtime.timing_s)
     with SpendMeter() as meter:
         baseline_val = evaluator.measure(model, "val", timing=False)
     study = open_study(settings, study_url(search.storage, run_dir), task_key(given.record))

@@ -28,7 +28,8 @@ def _evaluator(given: Problem) -> Evaluator:
     """Measures models as the search does, the given model being the reference of fidelity metrics."""
     settings = given.settings
     return Evaluator(given.model, given.data, get_metric(settings.metric, given.search_dirs),
-                     settings.runtime.threads, settings.runtime.batch_sizes, cost=settings.cost)
+                     settings.runtime.threads, settings.runtime.batch_sizes, cost=settings.cost,
+                     timing_s=settings.runtime.timing_s)
 
 
 def apply(recipe: Recipe | str | Path, subject: Subject | None = None, /, *, task: Task | str | Path | None = None,

@@ -53,7 +53,8 @@ def test_a_run_killed_mid_trial_resumes_without_losing_or_repeating_a_finished_t
     # one finalist: the report is read for its trials, and each finalist is rebuilt (fine-tuning included) to retime;
     # two passes: few seeds, so a small budget leaves room for the retried trial
     task = task_file(search={"trials": budget, "seed": 0, "heartbeat_s": heartbeat_s, "finalists": 1,
-                             "passes": ["prune.magnitude", "quantize.dynamic"]})
+                             "passes": ["prune.magnitude", "quantize.dynamic"]},
+                     runtime={"target": "auto", "threads": 2, "timing_s": 0.3})  # latency unread
     out = tmp_path / "runs"
     storage = f"sqlite:///{out / 'digits' / 'study.db'}"
 

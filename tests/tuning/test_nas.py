@@ -31,7 +31,8 @@ SPACE = {"family": "cnn", "cnn": {"depth": {"low": 1, "high": 3}, "width": [8, 1
 def _task(tmp_path: Path, trials: int, nas: dict[str, Any], epochs: int = 3, **sections: Any) -> Path:
     raw = {**sections, "name": "mnist1d-nas",
            "model": {"source": "torch", "factory": "tradeoff.architectures:mnist1d_paper_cnn"},
-           "data": {"source": "builtin", "name": "mnist1d"}, "runtime": {"threads": 1},
+           "data": {"source": "builtin", "name": "mnist1d"},
+           "runtime": {"threads": 1, "timing_s": 0.3},  # every candidate is timed; no test reads how fast
            "train": {"epochs": epochs, "lr": 0.003, "early_stopping": {"monitor": "metric", "patience": 2,
                                                                        "split": "val"}},
            "search": {"trials": trials, "seed": 0}, "nas": {"space": SPACE, **nas}}

@@ -204,7 +204,8 @@ def sensitivity(subject: Subject | None = None, /, *, task: Task | str | Path | 
     spec = config.search.sensitivity or SensitivitySpec()
     metric = get_metric(config.metric, given.search_dirs)
     load_plugins(config.search.plugins, given.search_dirs)
-    evaluator = Evaluator(given.model, given.data, metric, config.runtime.threads, config.runtime.batch_sizes)
+    evaluator = Evaluator(given.model, given.data, metric, config.runtime.threads, config.runtime.batch_sizes,
+                          timing_s=config.runtime.timing_s)
     ctx = Context(data=given.data, seed=config.search.seed, threads=config.runtime.threads, teacher=given.model,
                   metric=metric)
     found = measure_sensitivity(given.model, evaluator, ctx, spec, quiet)

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tradeoff.config import PRIVATE_STORAGES, Settings
 from tradeoff.context import Context
 from tradeoff.errors import ConfigError
-from tradeoff.evaluation import TIMING_BUDGET_S, Evaluator, Measurement
+from tradeoff.evaluation import Evaluator, Measurement
 from tradeoff.insight.cost import SpendMeter
 from tradeoff.measure import Latency
 from tradeoff.model import ModelHandle
@@ -134,7 +134,7 @@ def measure_on_validation(model: ModelHandle, evaluator: Evaluator, baseline_val
         measured = evaluator.measure(model, "val", timing=False)
         drop = evaluator.metric.drop(baseline_val.metric, measured.metric)
     base, latency = evaluator.interleaved_latency([evaluator.baseline, model], "val", rounds=TRIAL_ROUNDS,
-                                                  runs_per_round=1, budget_s=TIMING_BUDGET_S / 2)
+                                                  runs_per_round=1, budget_s=evaluator.timing_s / 2)
     measured = replace(measured, latency=latency)
     return Outcome(values=measured.values(metric_drop=drop, baseline=replace(baseline_val, latency=base)),
                    latency=measured.primary_latency, runtime=model.runtime, threads=model.threads, runtimes=runtimes)

@@ -234,7 +234,8 @@ class _Setup:
             _check_teacher(given, spec, kind)
         settings = _study_settings(given.settings, spec, storage)
         run = settings.runtime
-        evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target)
+        evaluator = Evaluator(given.model, given.data, metric, run.threads, run.batch_sizes, run.target,
+                              timing_s=run.timing_s)
         limits = settings.constraints.model_dump()
         meter = CostMeter(evaluator, given.model, limits,
                           timed="latency" in spec.objectives or timed,
