@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -316,3 +317,13 @@ def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path
     by_hand = Evaluator(given.model, given.data, get_metric("accuracy"), 1, (1,)).score(
         ModelHandle(module=student.eval()), "val")
     assert tuned(distill=distill) == by_hand != tuned()
+
+
+def test_distill_refuses_labels_that_are_not_classes(tmp_path: Path) -> None:
+    digits = to.data.digits(seed=0)
+    x = np.concatenate([digits.train.x, digits.val.x, digits.test.x])
+    np.savez(tmp_path / "scores.npz", x=x, y=np.linspace(0.0, 1.0, len(x)))  # a score to regress, not a class
+    task = _task(tmp_path, {"train.lr": [0.003]}, data={"source": "file", "path": "scores.npz"}, metric="mse",
+                 tune={"distill": {}})
+    with pytest.raises(ConfigError, match="tune.distill teaches class probabilities, and these labels are not"):
+        to.tune(task, out=tmp_path / "r", quiet=True)

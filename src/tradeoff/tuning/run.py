@@ -386,8 +386,11 @@ class _Setup:
 
 
 def _check_teacher(given: Problem, spec: TrainedSearch, kind: str) -> None:
-    """`distill` learns from the task's model in the Trainer, so the training must be the Trainer's and the model
-    trained."""
+    """`distill` learns the task's model's class probabilities in the Trainer, so the labels must be classes, the
+    training the Trainer's and the model trained."""
+    if given.data.train.y.dtype.kind not in "iu":
+        raise ConfigError(f"{kind}.distill teaches class probabilities, and these labels are not classes",
+                          "leave distill out for regression")
     if isinstance(spec, TuneSpec) and spec.train_function:
         raise ConfigError("tune.distill cannot reach into tune.train_function's training", "leave one of them out")
     model = getattr(given.settings, "model", None)  # a task file's; a model given in Python is taken as trained
