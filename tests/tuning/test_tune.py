@@ -309,6 +309,7 @@ def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path
         return to.tune(task, out=tmp_path / f"r{len(tune)}", quiet=True).val_metric
 
     options = TrainSpec(**train, lr=0.003)
+    torch.set_num_threads(1)  # the run's torch threads (runtime.threads): a sum split otherwise may round apart
     torch.manual_seed(options.seed)
     student = MLPModule(**MLP["options"])
     with KnowledgeDistillation(student, teacher.eval(), **distill) as loss:
