@@ -58,6 +58,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 from torch import nn  # noqa: E402
 
 import tradeoff as to  # noqa: E402
@@ -145,8 +146,6 @@ def nas_distill(seeds: int, trials: int, epochs: int) -> tuple[list[dict[str, An
         torch.manual_seed(0)
         teacher = MLP([784], 10, widths=[300, 100])
         Trainer(TrainSpec(epochs=30, early_stopping=None, augment=TEACHER_AUGMENT)).fit(teacher, data.train, data.val)
-        from safetensors.torch import save_file
-
         save_file(teacher.state_dict(), str(folder / "teacher.safetensors"))
         teacher_acc = accuracy(teacher, data.test)
         for seed in range(seeds):
