@@ -83,16 +83,21 @@ TEACHER_AUGMENT = {"kind": "image", "shift": 0.1, "rotation": 10, "scale": 0.1} 
 KD_GRID = [{"temperature": t, "weight": w} for t in (2.0, 4.0, 8.0) for w in (1.0, 5.0)]
 
 
+def jittered_teacher(data: DataBundle, epochs: int) -> nn.Module:
+    """LeNet-300-100's shape trained on MNIST's usual jitter: the teacher of the distillation parts."""
+    torch.manual_seed(0)
+    module = MLP([784], 10, widths=[300, 100])
+    Trainer(TrainSpec(epochs=epochs, early_stopping=None, augment=TEACHER_AUGMENT)).fit(module, data.train, data.val)
+    return module.eval()
+
+
 def distillation(seeds: int, epochs: int, teacher_epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Hinton et al.'s MNIST experiment on MNIST-5k: a teacher (LeNet-300-100's shape) trained with jittered
     images, its students (half its width, and one hidden layer of 16) trained on the same unjittered images with
     and without its soft targets. The student's temperature and weight are chosen on validation (seed 0), then
     feature matching (the only same-shaped layer pair is the logits) on or off, also on validation."""
     data = to.data.mnist(seed=0)
-    torch.manual_seed(0)
-    module = MLP([784], 10, widths=[300, 100])
-    Trainer(TrainSpec(epochs=teacher_epochs, early_stopping=None, augment=TEACHER_AUGMENT)).fit(
-        module, data.train, data.val)
+    module = jittered_teacher(data, teacher_epochs)
     teacher = ModelHandle(module=module.eval())
     ctx = Context(data=data, seed=0, threads=2, teacher=teacher,
                   trainer=Trainer(TrainSpec(early_stopping=None)))  # a fixed schedule for every arm
@@ -143,9 +148,7 @@ def nas_distill(seeds: int, trials: int, epochs: int) -> tuple[list[dict[str, An
     chosen: dict[str, list[list[int]]] = {"plain": [], "distilled": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        torch.manual_seed(0)
-        teacher = MLP([784], 10, widths=[300, 100])
-        Trainer(TrainSpec(epochs=30, early_stopping=None, augment=TEACHER_AUGMENT)).fit(teacher, data.train, data.val)
+        teacher = jittered_teacher(data, 30)
         save_file(teacher.state_dict(), str(folder / "teacher.safetensors"))
         teacher_acc = accuracy(teacher, data.test)
         for seed in range(seeds):
