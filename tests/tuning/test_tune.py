@@ -304,9 +304,9 @@ def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path
     distill = {"temperature": 4.0, "weight": 5.0}
     train = {"epochs": 3, "early_stopping": None}
 
-    def tuned(**tune: Any) -> float:
+    def tuned(**tune: Any) -> to.TuneResult:
         task = _task(tmp_path, {"train.lr": [0.003]}, trials=1, model=model, train=train, tune=tune)
-        return to.tune(task, out=tmp_path / f"r{len(tune)}", quiet=True).val_metric
+        return to.tune(task, out=tmp_path / f"r{len(tune)}", quiet=True)
 
     options = TrainSpec(**train, lr=0.003)
     torch.set_num_threads(1)  # the run's torch threads (runtime.threads): a sum split otherwise may round apart
@@ -317,7 +317,11 @@ def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path
                              extra_loss=loss)
     by_hand = Evaluator(given.model, given.data, get_metric("accuracy"), 1, (1,)).score(
         ModelHandle(module=student.eval()), "val")
-    assert tuned(distill=distill) == by_hand != tuned()
+    taught = tuned(distill=distill)
+    assert taught.val_metric == by_hand != tuned().val_metric
+    assert json.loads((taught.run_dir / "tune.json").read_text())["distill"] == distill
+    assert "every candidate taught by the task's model (temperature 4, weight 5)" in \
+        (taught.run_dir / "report.html").read_text()
 
 
 def test_distill_refuses_labels_that_are_not_classes(tmp_path: Path) -> None:

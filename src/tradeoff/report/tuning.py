@@ -73,6 +73,15 @@ def _parallel(study: optuna.Study, metric: str) -> go.Figure | None:
         return None
 
 
+def _taught(summary: dict[str, Any]) -> str:
+    """What the subtitle says of `distill`: every candidate learned from the task's own model too."""
+    distill = summary.get("distill")
+    if not distill:
+        return ""
+    return (f" · every candidate taught by the task's model (temperature {distill['temperature']:g}, "
+            f"weight {distill['weight']:g})")
+
+
 def _tradeoff(trials: list[TrialRecord], objectives: list[str], metric: str, first_batch: int,
               architectures: bool) -> go.Figure | None:
     cost = next((o for o in objectives if o != "metric"), "latency" if architectures else None)
@@ -178,7 +187,7 @@ def render_tuning_html(name: str, kind: str, summary: dict[str, Any], study: opt
 <p class="sub">best: trial {best['trial']}, {escape(metric['name'])} on validation
 <b>{fixed(best['values'].get('metric'))}</b>{compared} · retrained on train+val for {final['epochs']} epochs:
 test <b>{fixed(final['test_metric'])}</b> (scored once; it decided nothing) · sampler {escape(summary['sampler'])},
-pruner {escape(summary['pruner'])} · {compute['complete']} complete, {compute['pruned']} pruned,
+pruner {escape(summary['pruner'])}{_taught(summary)} · {compute['complete']} complete, {compute['pruned']} pruned,
 {compute['failed']} failed, {compute['epochs_trained']} epochs trained in all</p>
 <h2>Best parameters</h2>
 {html_table(['parameter', 'value'], params, (), 'params')}

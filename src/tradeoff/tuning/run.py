@@ -361,7 +361,8 @@ class _Setup:
         write_atomic(weights, save({k: v.contiguous() for k, v in module.state_dict().items()}))
         summary = {
             "metric": {"name": self.metric.name, "higher_is_better": self.metric.higher_is_better},
-            "objectives": list(self.spec.objectives), "pruner": self.spec.pruner_name, **extra,
+            "objectives": list(self.spec.objectives), "pruner": self.spec.pruner_name,
+            "distill": self.spec.distill.model_dump() if self.spec.distill else None, **extra,
             "best": {"trial": best.number, "params": best.candidate, "values": best.values},
             "final": {"trained_on": "train+val", "epochs": epochs,
                       "factory": final.factory, "factory_options": final.factory_options, "test_metric": test_metric},
