@@ -123,13 +123,16 @@ class CostSpec(StrictModel):
     watts_per_core: float = Field(default=WATTS_PER_CORE, gt=0)
 
 
+# seconds of timed calls per model and batch size (runtime.timing_s): less for a quick look, more where candidates
+# differ by a few percent (a trial's rounds get half of it, the choice of runtime and threads a third per setting)
+TIMING_S = 1.5
+
+
 class RuntimeSpec(StrictModel):
     target: Literal["auto", "torch", "torch.cuda", "torch.compile", "onnxruntime", "openvino"] = "auto"
     threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1, le=1024)
     batch_sizes: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(default=(1,), min_length=1)
-    # seconds of timed calls per model and batch size: less for a quick look, more where candidates differ by a few
-    # percent (a trial's rounds get half of it, the choice of runtime and threads a third per setting)
-    timing_s: float = Field(default=1.5, gt=0, le=600)
+    timing_s: float = Field(default=TIMING_S, gt=0, le=600)
 
 
 # search.storage values that name a study only this process can reach (the run directory's SQLite file, memory)

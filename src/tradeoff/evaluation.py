@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tradeoff.config import CostSpec
+from tradeoff.config import TIMING_S, CostSpec
 from tradeoff.data import DataBundle, Split
 from tradeoff.errors import ConfigError, DataError, ModelError, RuntimeBackendError
 from tradeoff.insight.cost import cost_values
@@ -33,7 +33,6 @@ from tradeoff.model import ModelHandle
 from tradeoff.runtimes import InferenceFn, runtime_for, runtimes_for
 
 EVAL_BATCH = 256
-TIMING_BUDGET_S = 1.5  # seconds of timed calls per model and batch size, after the warm-up (runtime.timing_s)
 INTERLEAVED_ROUNDS = 10  # rounds of models compared by interleaved timing
 ROUND_WARMUP_S = 0.05  # a model's warm-up in each round after its first
 # fewer threads than the task's are kept only where they run a model this much faster: within timing noise the
@@ -127,7 +126,7 @@ class Evaluator:
 
     def __init__(self, baseline: ModelHandle, data: DataBundle, metric: Metric, threads: int,
                  batch_sizes: tuple[int, ...], target: str = "auto", cost: CostSpec | None = None,
-                 runtime_batches: tuple[int, ...] | None = None, timing_s: float = TIMING_BUDGET_S) -> None:
+                 runtime_batches: tuple[int, ...] | None = None, timing_s: float = TIMING_S) -> None:
         self.data, self.metric, self.threads, self.batch_sizes, self.target = data, metric, threads, batch_sizes, target
         self.timing_s = timing_s  # seconds of timed calls per model and batch size
         self.baseline = baseline
