@@ -113,6 +113,23 @@ def test_csv_with_an_absent_target_column_names_the_columns(tmp_path: Path) -> N
         load_data(DataSpec(source="file", path=tmp_path / "d.csv", target="label"))
 
 
+def test_unlabeled_inputs_are_read_by_column_name_and_prepared_as_the_splits_were(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(5.0, 2.0, size=(40, 3))
+    rows = "\n".join(f"{a},{b},{c},{i % 2}" for i, (a, b, c) in enumerate(x))
+    (tmp_path / "d.csv").write_text("a,b,c,target\n" + rows + "\n")
+    (tmp_path / "u.csv").write_text("c,a,b\n" + "\n".join(f"{c},{a},{b}" for a, b, c in x[:12]) + "\n")
+    spec = DataSpec(source="file", path=tmp_path / "d.csv", standardize=True, unlabeled=tmp_path / "u.csv")
+    data = load_data(spec)
+    mean, std = data.standardization  # type: ignore[misc]
+    assert data.unlabeled is not None and data.unlabeled.dtype == np.float32
+    np.testing.assert_allclose(data.unlabeled, (x[:12] - mean) / std, rtol=1e-5)  # columns by name, standardized
+    (tmp_path / "v.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="lacks the training column\\(s\\) 'c'"):
+        load_data(spec.model_copy(update={"unlabeled": tmp_path / "v.csv"}))
+    with pytest.raises(DataError, match="data.unlabeled file not found"):
+        load_data(spec.model_copy(update={"unlabeled": tmp_path / "absent.csv"}))
+
+
 def digits_dataset() -> torch.utils.data.Dataset:
     bundle = to.data.digits()
     return torch.utils.data.TensorDataset(torch.from_numpy(bundle.train.x), torch.from_numpy(bundle.train.y))

@@ -67,6 +67,9 @@ class DataSpec(StrictModel):
     tokenizer: Path | None = None
     max_length: int = Field(default=128, ge=2)
     text_column: str = "text"
+    # inputs without labels, read as new data is (a .csv of the input columns, an .npz with x, texts for text data),
+    # for what learns from them: transfer.finetune's self_training
+    unlabeled: Path | None = None
 
     @model_validator(mode="after")
     def _each_source_has_what_it_needs(self) -> DataSpec:
@@ -481,7 +484,7 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in a task file are relative to the file, so a task runs the same from any directory."""
     resolved = dict(raw)
-    for section, keys in (("model", ("weights", "path")), ("data", ("path", *SPLIT_FILES, "tokenizer"))):
+    for section, keys in (("model", ("weights", "path")), ("data", ("path", *SPLIT_FILES, "tokenizer", "unlabeled"))):
         if isinstance(resolved.get(section), dict):
             block = dict(resolved[section])
             for key in keys:

@@ -45,6 +45,7 @@ class DataBundle:
     notes: tuple[str, ...] = ()
     feature_names: tuple[str, ...] | None = None  # of a tabular sample's values, where the source names them
     standardization: tuple[np.ndarray, np.ndarray] | None = None  # the training split's mean and std, if applied
+    unlabeled: np.ndarray | None = None  # inputs without labels (data.unlabeled), prepared as the splits were
 
     def prepare(self, raw: np.ndarray) -> np.ndarray:
         """New inputs as raw as the source's (a .csv's columns) made into what the model reads, exactly as the
@@ -299,8 +300,13 @@ def load_data(spec: DataSpec, search_dirs: tuple[Path, ...] = ()) -> DataBundle:
         x = ((x - standardization[0]) / standardization[1]).astype(np.float32)
     train, val, test = (Split(x[idx], y[idx]) for idx in splits)
     named = tuple(names) if names is not None and spec.shape is None else None  # a reshaped sample has no columns
-    return DataBundle(train=train, val=val, test=test, spec=spec, labelled=labels is not None, notes=tuple(notes),
-                      feature_names=named, standardization=standardization)
+    bundle = DataBundle(train=train, val=val, test=test, spec=spec, labelled=labels is not None, notes=tuple(notes),
+                        feature_names=named, standardization=standardization)
+    if spec.unlabeled is None:
+        return bundle
+    from tradeoff.new_data import read_new_data  # it reads inputs as a loaded bundle's were
+
+    return replace(bundle, unlabeled=read_new_data(spec.unlabeled, bundle, "data.unlabeled").x)
 
 
 def _builtin(name: str) -> Callable[..., DataBundle]:

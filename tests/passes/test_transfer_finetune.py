@@ -1,5 +1,6 @@
 """transfer.finetune: a CNN trained on digits 0-4 learns 5-9 from a tenth of their labels better than the same CNN
-from scratch; the head trains alone first, lower layers at lower rates; a sentence encoder gets a head."""
+from scratch; the head trains alone first, lower layers at lower rates; a sentence encoder gets a head; a soup
+averages fine-tunes; self-training learns again from the unlabelled inputs the first model labels."""
 
 from __future__ import annotations
 
@@ -24,13 +25,17 @@ FIXED = Trainer(TrainSpec(early_stopping=None))  # a few dozen labels leave no h
 
 
 def _digits(data: DataBundle, labels: range, fraction: float = 1.0) -> DataBundle:
-    def part(split: Split, share: float) -> Split:
+    """The samples of `labels`, a seeded `fraction` of their training split labelled and the rest unlabelled."""
+    def part(split: Split, share: float) -> tuple[Split, np.ndarray]:
         mask = np.isin(split.y, labels)
         x, y = split.x[mask], split.y[mask] - labels.start
-        keep = np.sort(np.random.default_rng(0).permutation(len(x))[: max(1, int(share * len(x)))])
-        return Split(x[keep], y[keep])
+        order = np.random.default_rng(0).permutation(len(x))
+        keep = np.sort(order[: max(1, int(share * len(x)))])
+        return Split(x[keep], y[keep]), x[np.setdiff1d(order, keep)]
 
-    return replace(data, train=part(data.train, fraction), val=part(data.val, 1.0), test=part(data.test, 1.0))
+    train, rest = part(data.train, fraction)
+    return replace(data, train=train, val=part(data.val, 1.0)[0], test=part(data.test, 1.0)[0],
+                   unlabeled=rest if len(rest) else None)
 
 
 def _accuracy(model: ModelHandle, split: Split) -> float:
@@ -106,3 +111,26 @@ def test_a_soup_averages_fine_tunes_that_differ_by_their_data_order(low_digits_c
     assert not torch.equal(weights[0]["head.1.weight"], weights[1]["head.1.weight"])  # two data orders
     for name, value in soup.module.state_dict().items():  # type: ignore[union-attr]
         assert torch.allclose(value, (weights[0][name] + weights[1][name]) / 2, atol=1e-6), name
+
+
+def test_self_training_fine_tunes_again_on_the_unlabelled_inputs_as_its_first_model_labels_them(
+        low_digits_cnn: ModelHandle, digits_images: DataBundle) -> None:
+    high = _digits(digits_images, range(5, 10), fraction=0.25)
+    assert high.unlabeled is not None and len(high.unlabeled) == 3 * len(high.train)
+    step = {"pass": "transfer.finetune", "finetune_epochs": 2, "lr": 3e-3}
+    lines: list[str] = []
+    taught = build_pass({**step, "self_training": True}).apply(
+        low_digits_cnn, Context(data=high, seed=0, threads=2, trainer=FIXED, progress=lines.append))
+    # by hand: fine-tune, label the unlabelled inputs with it, fine-tune the same start on both
+    first = build_pass(step).apply(low_digits_cnn, Context(data=high, seed=0, threads=2, trainer=FIXED))
+    with torch.inference_mode():
+        pseudo = first.module(torch.from_numpy(high.unlabeled)).argmax(1).numpy()  # type: ignore[misc]
+    both = Split(np.concatenate([high.train.x, high.unlabeled]), np.concatenate([high.train.y, pseudo]))
+    again = build_pass(step).apply(low_digits_cnn, Context(data=replace(high, train=both), seed=0, threads=2,
+                                                          trainer=FIXED))
+    for name, value in taught.module.state_dict().items():  # type: ignore[union-attr]
+        assert torch.equal(value, again.module.state_dict()[name]), name  # type: ignore[union-attr]
+    assert lines[-1] == f"self-training on {len(pseudo)} pseudo-labelled inputs, fine-tuning: epoch 2/2"
+    with pytest.raises(DataError, match="has none.*give data.unlabeled"):
+        build_pass({**step, "self_training": True}).apply(
+            low_digits_cnn, Context(data=replace(high, unlabeled=None), seed=0, threads=2, trainer=FIXED))

@@ -23,11 +23,14 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import fisher_exact, t, ttest_ind
 
+from tradeoff.errors import DataError
 from tradeoff.insight.drift import ALPHA, MMD_ROWS, Drift, input_drift, mmd_test
-from tradeoff.insight.new_data import read_new_data
 from tradeoff.insight.run import OptimizedRun, load_run
 from tradeoff.metrics import Metric, get_metric, predicted_labels, row_cosines
+from tradeoff.new_data import read_new_data
 from tradeoff.rundir import write_directory
+
+MIN_ROWS = 10  # fewer rows than this give no test any power to see drift
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,9 @@ def monitor(run_dir: str | Path, data: str | Path, task: str | Path | None = Non
     run = load_run(run_dir, task)
     bundle = run.original.data
     new = read_new_data(data, bundle)
+    if len(new.x) < MIN_ROWS:
+        raise DataError(f"{new.path} has {len(new.x)} rows; a drift check needs at least {MIN_ROWS}",
+                        "collect more rows")
     metric = get_metric(run.original.settings.metric, run.original.search_dirs)
     original, optimized = run.outputs(run.original.model, new.x), run.outputs(run.optimized, new.x)
     if bundle.spec.source == "text":

@@ -1,5 +1,7 @@
-"""New data a deployed model meets, read as the run's data was: a .csv with the training columns (by name where the
-run's data named them), an .npz with x, or texts for a text task; the target is optional throughout."""
+"""Inputs that come after a task's data was loaded, read as its data was: a .csv with the training columns (by name
+where the data named them), an .npz with x, or texts for a text task; the target is optional throughout. The new data
+a deployed model meets (`tradeoff monitor`), and the unlabelled inputs semi-supervised training learns from
+(`data.unlabeled`)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ import numpy as np
 from tradeoff import text
 from tradeoff.data import DataBundle, read_npz
 from tradeoff.errors import DataError
-
-MIN_ROWS = 10  # fewer rows than this give no test any power to see drift
 
 
 @dataclass(frozen=True)
@@ -67,23 +67,25 @@ def _read_texts(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | 
     return tokens, None if labels is None else text.encode_labels(labels)
 
 
-def _read_tabular(path: Path, data: DataBundle) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_tabular(path: Path, data: DataBundle, given_as: str) -> tuple[np.ndarray, np.ndarray | None]:
     if path.suffix == ".csv":
         return _read_csv(path, data)
     if path.suffix == ".npz":
         return read_npz(path, targets_required=False)
-    raise DataError(f"unsupported new data file type '{path.suffix}'", "use .csv (the training columns) or .npz (x)")
+    raise DataError(f"unsupported file type '{path.suffix}' for {given_as}",
+                    "use .csv (the training columns) or .npz (x)")
 
 
-def read_new_data(path: str | Path, data: DataBundle) -> NewData:
-    """`path` read as inputs of the model trained on `data`, made into what the model reads."""
+def read_new_data(path: str | Path, data: DataBundle, given_as: str = "--data") -> NewData:
+    """`path` read as inputs of the model trained on `data`, made into what the model reads; `given_as` names
+    where the path was given, for the errors."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"new data file not found: {path}", "pass --data a .csv or .npz (texts: .txt, .jsonl)")
+        raise DataError(f"{given_as} file not found: {path}", f"give {given_as} a .csv or .npz (texts: .txt, .jsonl)")
     if data.spec.source == "text":
         x, y = _read_texts(path, data)
     else:
-        raw, y = _read_tabular(path, data)
+        raw, y = _read_tabular(path, data, given_as)
         values, expected = int(np.prod(raw.shape[1:])), int(np.prod(data.sample_shape))
         if values != expected:
             raise DataError(f"{path} has samples of {values} values, the run's data {expected} (shape "
@@ -93,6 +95,4 @@ def read_new_data(path: str | Path, data: DataBundle) -> NewData:
         if broken:
             raise DataError(f"{path} has {broken} rows with missing or infinite values",
                             "drop or fill them: the model cannot read them either")
-    if len(x) < MIN_ROWS:
-        raise DataError(f"{path} has {len(x)} rows; a drift check needs at least {MIN_ROWS}", "collect more rows")
     return NewData(path, x, y)
