@@ -361,14 +361,17 @@ def batch_norm(seeds: int, epochs: int, goal: float = 0.8) -> tuple[list[dict[st
 
 
 def _labels(data: DataBundle, labels: range, fraction: float = 1.0, seed: int = 0) -> DataBundle:
-    """The samples of `labels` (renumbered from 0), a seeded `fraction` of their training split."""
-    def part(split: Split, share: float) -> Split:
+    """The samples of `labels` (renumbered from 0), a seeded `fraction` of their training split labelled and the
+    rest of it unlabelled."""
+    def part(split: Split, share: float) -> tuple[Split, np.ndarray]:
         mask = np.isin(split.y, labels)
         x, y = split.x[mask], split.y[mask] - labels.start
         keep = np.sort(np.random.default_rng(seed).permutation(len(x))[: max(1, int(share * len(x)))])
-        return Split(x[keep], y[keep])
+        return Split(x[keep], y[keep]), x[np.setdiff1d(np.arange(len(x)), keep)]
 
-    return replace(data, train=part(data.train, fraction), val=part(data.val, 1.0), test=part(data.test, 1.0))
+    train, rest = part(data.train, fraction)
+    return replace(data, train=train, val=part(data.val, 1.0)[0], test=part(data.test, 1.0)[0],
+                   unlabeled=rest if len(rest) else None)
 
 
 def _scratch(recipe: TrainSpec, seed: int, data: DataBundle) -> float:
@@ -379,6 +382,7 @@ def _scratch(recipe: TrainSpec, seed: int, data: DataBundle) -> float:
 
 
 SOUP = 4  # fine-tunes averaged by the transfer arm that makes a model soup (2 to 5 scored alike, ad hoc)
+SELF_TRAINING = 0.25  # the share of labels at which the self-training arms run (the target's)
 
 
 def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -386,7 +390,13 @@ def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[s
     fine-tune and once as the average of SOUP (a model soup), against the same CNN from scratch on as many labels and
     on all of them: the smallest fraction at which transfer matches scratch on all. Each training recipe is used by
     every arm alike (source, transfer and scratch): a recipe that helps transfer helps scratch too, and comparing
-    across recipes would credit transfer with the recipe's gain."""
+    across recipes would credit transfer with the recipe's gain.
+
+    With the regularized recipe (whose augmentation is a Noisy Student's noise) and a quarter of the labels, the soup
+    also learns again from the rest of the training images, unlabelled, as it labels them (transfer.finetune's
+    self_training); so does one fine-tune, and, as its control, the same from a randomly initialized CNN (scratch
+    with self-training; not a soup: fine-tunes of a random start share no basin), which tells what the pretrained
+    start adds."""
     mnist = to.data.mnist(seed=0, shape=(1, 28, 28))
     recipes = {"plain": TrainSpec(epochs=epochs, early_stopping=None),
                # the augmentation that served the augmentation part, and label smoothing; both run twice as long
@@ -407,9 +417,17 @@ def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[s
                 few = _labels(mnist, range(5, 10), fraction, seed)
                 scores.setdefault(f"scratch, {fraction:.0%}", []).append(_scratch(recipe, seed, few))
                 ctx = Context(data=few, seed=seed, threads=2, trainer=Trainer(recipe.model_copy(update={"seed": seed})))
-                for soup, arm in ((1, "transfer"), (SOUP, f"transfer, soup of {SOUP}")):
-                    step = {"pass": "transfer.finetune", "finetune_epochs": recipe.epochs, "seed": seed, "soup": soup}
-                    done = build_pass(step).apply(pretrained, ctx)
+                step = {"pass": "transfer.finetune", "finetune_epochs": recipe.epochs, "seed": seed}
+                arms = [(pretrained, "transfer", {}), (pretrained, f"transfer, soup of {SOUP}", {"soup": SOUP})]
+                if recipe.augment is not None and fraction == SELF_TRAINING:
+                    torch.manual_seed(seed)
+                    random_start = ModelHandle(module=SmallCNN().eval())
+                    arms += [(pretrained, f"transfer, soup of {SOUP}, self-training", {"soup": SOUP,
+                                                                                      "self_training": True}),
+                             (pretrained, "transfer, self-training", {"self_training": True}),
+                             (random_start, "scratch, self-training", {"self_training": True})]
+                for start, arm, options in arms:
+                    done = build_pass({**step, **options}).apply(start, ctx)
                     scores.setdefault(f"{arm}, {fraction:.0%}", []).append(accuracy(done.torch_module(), few.test))
         means = {k: float(np.mean(v)) for k, v in scores.items()}
         enough = min((f for f in fractions for arm in ("transfer", f"transfer, soup of {SOUP}")
@@ -418,6 +436,14 @@ def transfer(seeds: int, epochs: int) -> tuple[list[dict[str, Any]], list[dict[s
                      "per seed": scores, "epochs": recipe.epochs})
         targets.append(target(f"transfer, {name} recipe in every arm: share of labels that matches training from "
                               "scratch on all", enough, 0.25, "<="))
+        taught = f"transfer, soup of {SOUP}, self-training, {SELF_TRAINING:.0%}"
+        if taught in scores:
+            gap = np.subtract(scores[taught], scores["scratch, all labels"])
+            rows[-1]["self-training minus scratch on all (points, paired mean and standard error)"] = \
+                [float(100 * gap.mean()), float(100 * gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else None]
+            targets.append(target(f"transfer with self-training on the unlabelled rest, {name} recipe: "
+                                  f"{SELF_TRAINING:.0%} of the labels minus scratch on all (points)",
+                                  float(100 * gap.mean()), 0.0, ">="))
     return rows, targets
 
 

