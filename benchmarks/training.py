@@ -19,8 +19,10 @@
 7. Batch normalization: epochs a CNN on MNIST-1D needs to reach 80% validation accuracy, with and without.
 8. Transfer learning: a CNN trained on MNIST-5k digits 0-4 learns 5-9 from a fraction of their labels (one
    fine-tune, and a soup of four), against training from scratch on all of them, each arm by the same recipe
-   (plain, then with augmentation and label smoothing); and (full run only) all-MiniLM-L6-v2 fine-tuned on the
-   Python reference's topics against a linear probe on its frozen embeddings.
+   (plain, then with augmentation and label smoothing); with the second recipe and a quarter of the labels also
+   with self-training on the rest of the training images, unlabelled (and its control from a random start); and
+   (full run only) all-MiniLM-L6-v2 fine-tuned on the Python reference's topics against a linear probe on its
+   frozen embeddings.
 9. NAS with the task's model as teacher: small MLPs searched on MNIST-5k under a parameter ceiling, plain and with
    `nas.distill` (the distillation part's teacher teaching every trial), the same architectures in both arms.
 10. Dataset distillation: MNIST-5k condensed to 1, 10 and 50 images per class by distribution matching, against as

@@ -46,7 +46,9 @@ class TransferConfig(FinetuneConfig):
     soup: int = Field(default=1, ge=1)
     # then label the data's unlabelled inputs (data.unlabeled) with the model so made and fine-tune again from the
     # pretrained start on them and the labelled inputs together: a Noisy Student round (Xie et al., 2020), whose
-    # student learns beyond its teacher through the noise the trainer's augmentation adds, so give it `augment`
+    # student learns beyond its teacher through the noise the trainer's augmentation adds, so give it `augment`.
+    # MNIST-5k 0-4 -> 5-9 at a quarter of the labels, the rest unlabelled: a soup of four 0.9892 -> 0.9944, above
+    # scratch on all the labels (0.9910; benchmarks/training.py). A second round relabels as the first did.
     self_training: bool = False
 
 
