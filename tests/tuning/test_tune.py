@@ -309,12 +309,16 @@ def test_distill_trains_every_trial_with_the_tasks_own_model_as_teacher(tmp_path
         return to.tune(task, out=tmp_path / f"r{len(tune)}", quiet=True)
 
     options = TrainSpec(**train, lr=0.003)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the run's torch threads (runtime.threads): a sum split otherwise may round apart
-    torch.manual_seed(options.seed)
-    student = MLPModule(**MLP["options"])
-    with KnowledgeDistillation(student, teacher.eval(), **distill) as loss:
-        Trainer(options).fit(student, given.data.train, given.data.val, metric=get_metric("accuracy"),
-                             extra_loss=loss)
+    try:
+        torch.manual_seed(options.seed)
+        student = MLPModule(**MLP["options"])
+        with KnowledgeDistillation(student, teacher.eval(), **distill) as loss:
+            Trainer(options).fit(student, given.data.train, given.data.val, metric=get_metric("accuracy"),
+                                 extra_loss=loss)
+    finally:
+        torch.set_num_threads(threads)  # the tests after this one train on the process's threads again
     by_hand = Evaluator(given.model, given.data, get_metric("accuracy"), 1, (1,)).score(
         ModelHandle(module=student.eval()), "val")
     taught = tuned(distill=distill)
